@@ -1,0 +1,56 @@
+//! The command line. Exit codes: 0 success, 1 a step failed, 2 bad usage or config.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hikkoshi",
+    version,
+    about = "Moves a self-hosted, Postgres-backed web app (Mastodon first) from an old server to a new one over SSH",
+    after_help = "Exit codes: 0 success; 1 a step failed (the journal and stderr say which, where and why); 2 bad usage or config (nothing was touched)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Preflight only: checks both hosts, changes nothing; exit 0 when ready.
+    Check {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Shows the checklist with the exact commands per host; no side effects.
+    Plan {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Runs the migration.
+    Run {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Plain output instead of the wizard.
+        #[arg(long)]
+        headless: bool,
+        /// Confirm every step that asks for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// Where to write the journal (default: $XDG_STATE_HOME/hikkoshi/runs/<utc-timestamp>-<domain>.jsonl).
+        #[arg(long, value_name = "PATH")]
+        journal: Option<PathBuf>,
+        /// Continue a failed or interrupted run from its journal.
+        #[arg(long)]
+        resume: bool,
+    },
+}

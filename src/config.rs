@@ -1,0 +1,490 @@
+//! The user's migration.toml: parsed strictly (unknown keys are errors), every
+//! problem reported as `file:line:column: message`, and every value that later
+//! reaches a remote command line checked here, before anything is touched.
+
+use std::net::IpAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read the config: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}:{column}: {message}")]
+    Invalid {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+/// Where the checklist comes from: a profile shipped inside the binary, or a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProfileRef {
+    Builtin(String),
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub profile: ProfileRef,
+    pub source: String,
+    pub target: String,
+    pub ssh_config: Option<PathBuf>,
+    pub app: AppConfig,
+    pub dns: Option<DnsConfig>,
+}
+
+/// Settings the profile has defaults for; `None` means "the profile decides".
+#[derive(Debug, Clone, Default)]
+pub struct AppConfig {
+    pub domain: String,
+    pub user: Option<String>,
+    pub dir: Option<String>,
+    pub database: Option<String>,
+    pub db_user: Option<String>,
+    pub services: Option<Vec<String>>,
+    pub work_dir: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DnsConfig {
+    pub expect: Vec<IpAddr>,
+    pub resolvers: Vec<String>,
+    pub wait: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    profile: Option<Spanned<String>>,
+    source: RawHost,
+    target: RawHost,
+    ssh: Option<RawSsh>,
+    app: RawApp,
+    dns: Option<RawDns>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    ssh: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSsh {
+    config_file: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    domain: Spanned<String>,
+    user: Option<Spanned<String>>,
+    dir: Option<Spanned<String>>,
+    database: Option<Spanned<String>>,
+    db_user: Option<Spanned<String>>,
+    services: Option<Vec<Spanned<String>>>,
+    work_dir: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    expect: Vec<Spanned<String>>,
+    resolvers: Option<Vec<Spanned<String>>>,
+    wait: Option<Spanned<String>>,
+}
+
+struct Source<'a> {
+    file: String,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn error(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+        let (line, column) = line_column(self.text, span.start);
+        ConfigError::Invalid {
+            file: self.file.clone(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let src = Source {
+            file: path.display().to_string(),
+            text,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            src.error(
+                e.span().unwrap_or(0..0),
+                e.message().trim_end().to_string(),
+            )
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+
+        let profile = match raw.profile {
+            None => ProfileRef::Builtin("mastodon".into()),
+            Some(p) => {
+                let value = p.get_ref();
+                if value.contains('/') || value.ends_with(".toml") {
+                    ProfileRef::File(base.join(value))
+                } else if crate::plan::profile::builtin(value).is_some() {
+                    ProfileRef::Builtin(value.clone())
+                } else {
+                    return Err(src.error(
+                        p.span(),
+                        format!(
+                            "unknown profile '{value}'; built-in profiles: {}; or give a path to a profile file",
+                            crate::plan::profile::builtin_names().join(", ")
+                        ),
+                    ));
+                }
+            }
+        };
+
+        let source = check_ssh_destination(&src, raw.source.ssh)?;
+        let target = check_ssh_destination(&src, raw.target.ssh)?;
+        if source == target {
+            return Err(src.error(
+                0..0,
+                format!("[source] and [target] both name '{source}'; a migration needs two hosts"),
+            ));
+        }
+
+        let ssh_config = match raw.ssh.and_then(|s| s.config_file) {
+            None => None,
+            Some(f) => {
+                let p = base.join(f.get_ref());
+                if !p.is_file() {
+                    return Err(src.error(
+                        f.span(),
+                        format!("ssh config file '{}' does not exist", p.display()),
+                    ));
+                }
+                Some(p)
+            }
+        };
+
+        let app = &raw.app;
+        let domain = app.domain.get_ref().clone();
+        if !is_domain(&domain) {
+            return Err(src.error(
+                app.domain.span(),
+                format!("'{domain}' is not a domain name (letters, digits, '-' and '.', like social.example.net)"),
+            ));
+        }
+        let user = check_opt(&src, &app.user, is_unix_user, "a unix user name")?;
+        let db_user = check_opt(&src, &app.db_user, is_pg_name, "a PostgreSQL role name (letters, digits, '_')")?;
+        let database = check_opt(&src, &app.database, is_pg_name, "a PostgreSQL database name (letters, digits, '_')")?;
+        let dir = check_opt(&src, &app.dir, is_plain_abs_path, "an absolute path")?;
+        // work_dir ends up inside rsync's -e option, which rsync splits on blanks.
+        let work_dir = check_opt(
+            &src,
+            &app.work_dir,
+            is_simple_abs_path,
+            "an absolute path of letters, digits and . _ - / only",
+        )?;
+        let services = match &app.services {
+            None => None,
+            Some(list) => {
+                let mut out = Vec::new();
+                for s in list {
+                    if !is_unit_name(s.get_ref()) {
+                        return Err(src.error(
+                            s.span(),
+                            format!("'{}' is not a systemd unit name", s.get_ref()),
+                        ));
+                    }
+                    out.push(s.get_ref().clone());
+                }
+                Some(out)
+            }
+        };
+
+        let dns = match raw.dns {
+            None => None,
+            Some(d) => Some(parse_dns(&src, d)?),
+        };
+
+        Ok(Config {
+            path: path.to_path_buf(),
+            profile,
+            source,
+            target,
+            ssh_config,
+            app: AppConfig {
+                domain,
+                user,
+                dir,
+                database,
+                db_user,
+                services,
+                work_dir,
+            },
+            dns,
+        })
+    }
+}
+
+fn parse_dns(src: &Source<'_>, d: RawDns) -> Result<DnsConfig, ConfigError> {
+    let mut expect = Vec::new();
+    for e in &d.expect {
+        let ip: IpAddr = e.get_ref().parse().map_err(|_| {
+            src.error(e.span(), format!("'{}' is not an IP address", e.get_ref()))
+        })?;
+        expect.push(ip);
+    }
+    if expect.is_empty() {
+        return Err(src.error(0..0, "[dns] expect needs at least one address"));
+    }
+    let mut resolvers = Vec::new();
+    for r in d.resolvers.iter().flatten() {
+        let value = r.get_ref();
+        let ok = value.parse::<IpAddr>().is_ok() || value.parse::<std::net::SocketAddr>().is_ok();
+        if !ok {
+            return Err(src.error(
+                r.span(),
+                format!("'{value}' is not a resolver address (IP or IP:PORT)"),
+            ));
+        }
+        resolvers.push(value.clone());
+    }
+    let wait = match &d.wait {
+        None => Duration::from_secs(30 * 60),
+        Some(w) => parse_duration(w.get_ref()).ok_or_else(|| {
+            src.error(
+                w.span(),
+                format!("'{}' is not a duration (like 90s, 30m or 1h)", w.get_ref()),
+            )
+        })?,
+    };
+    Ok(DnsConfig {
+        expect,
+        resolvers,
+        wait,
+    })
+}
+
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let span: jiff::Span = text.trim().parse().ok()?;
+    let signed = jiff::SignedDuration::try_from(span).ok()?;
+    Duration::try_from(signed).ok()
+}
+
+fn check_ssh_destination(src: &Source<'_>, dest: Spanned<String>) -> Result<String, ConfigError> {
+    let value = dest.get_ref();
+    let ok = !value.is_empty()
+        && !value.starts_with('-')
+        && !value.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !ok {
+        return Err(src.error(
+            dest.span(),
+            format!("'{value}' is not an ssh destination (a Host alias or [user@]host, no spaces, not starting with '-')"),
+        ));
+    }
+    Ok(value.clone())
+}
+
+fn check_opt(
+    src: &Source<'_>,
+    value: &Option<Spanned<String>>,
+    valid: fn(&str) -> bool,
+    what: &str,
+) -> Result<Option<String>, ConfigError> {
+    match value {
+        None => Ok(None),
+        Some(v) if valid(v.get_ref()) => Ok(Some(v.get_ref().clone())),
+        Some(v) => Err(src.error(
+            v.span(),
+            format!("'{}' is not {what}", v.get_ref().escape_debug()),
+        )),
+    }
+}
+
+pub fn is_domain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+pub fn is_unix_user(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && s.len() <= 32
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// Database and role names end up as positional arguments of pg_dump and createdb,
+/// where anything with '=' would be read as a connection string and a leading '-'
+/// as an option; the safe set is what Rails and every install guide use anyway.
+pub fn is_pg_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && s.len() <= 63
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+pub fn is_plain_abs_path(s: &str) -> bool {
+    s.starts_with('/') && s.len() > 1 && !s.ends_with('/') && !s.chars().any(|c| c.is_control())
+}
+
+pub fn is_simple_abs_path(s: &str) -> bool {
+    is_plain_abs_path(s)
+        && s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
+        && !s.split('/').any(|part| part == "..")
+}
+
+pub fn is_unit_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('-')
+        && s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '.' | '@' | '-' | '\\'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    const GOOD: &str = r#"profile = "mastodon"
+
+[source]
+ssh = "old"
+
+[target]
+ssh = "new"
+
+[app]
+domain = "social.example.net"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/migration.toml"), text)
+    }
+
+    #[test]
+    fn minimal_config_parses() {
+        let c = parse(GOOD).expect("valid config");
+        assert_eq!(c.source, "old");
+        assert_eq!(c.target, "new");
+        assert_eq!(c.app.domain, "social.example.net");
+        assert_eq!(c.profile, ProfileRef::Builtin("mastodon".into()));
+        assert!(c.app.user.is_none());
+    }
+
+    #[rstest]
+    #[case::unknown_top_key(
+        "profile = \"mastodon\"\nflavour = 1\n[source]\nssh = \"old\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"a.example\"\n",
+        "/etc/migration.toml:2:1: unknown field `flavour`"
+    )]
+    #[case::unknown_app_key(
+        "[source]\nssh = \"old\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"a.example\"\ndatabse = \"x\"\n",
+        "/etc/migration.toml:7:1: unknown field `databse`"
+    )]
+    #[case::missing_target(
+        "[source]\nssh = \"old\"\n[app]\ndomain = \"a.example\"\n",
+        "/etc/migration.toml:1:1: missing field `target`"
+    )]
+    #[case::wrong_type(
+        "[source]\nssh = 5\n[target]\nssh = \"new\"\n[app]\ndomain = \"a.example\"\n",
+        "/etc/migration.toml:2:7: invalid type: integer `5`, expected a string"
+    )]
+    #[case::bad_domain(
+        "[source]\nssh = \"old\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"a b;c\"\n",
+        "/etc/migration.toml:6:10: 'a b;c' is not a domain name"
+    )]
+    #[case::ssh_option_injection(
+        "[source]\nssh = \"-oProxyCommand=touch /tmp/x\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"a.example\"\n",
+        "/etc/migration.toml:2:7: '-oProxyCommand=touch /tmp/x' is not an ssh destination"
+    )]
+    #[case::database_conninfo(
+        "[source]\nssh = \"old\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"a.example\"\ndatabase = \"x host=evil\"\n",
+        "/etc/migration.toml:7:12: 'x host=evil' is not a PostgreSQL database name"
+    )]
+    #[case::relative_dir(
+        "[source]\nssh = \"old\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"a.example\"\ndir = \"live\"\n",
+        "/etc/migration.toml:7:7: 'live' is not an absolute path"
+    )]
+    #[case::same_hosts(
+        "[source]\nssh = \"old\"\n[target]\nssh = \"old\"\n[app]\ndomain = \"a.example\"\n",
+        "/etc/migration.toml:1:1: [source] and [target] both name 'old'"
+    )]
+    #[case::bad_wait(
+        "[source]\nssh = \"old\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"a.example\"\n[dns]\nexpect = [\"203.0.113.7\"]\nwait = \"soon\"\n",
+        "/etc/migration.toml:9:8: 'soon' is not a duration"
+    )]
+    #[case::bad_expect(
+        "[source]\nssh = \"old\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"a.example\"\n[dns]\nexpect = [\"new-host\"]\n",
+        "/etc/migration.toml:8:11: 'new-host' is not an IP address"
+    )]
+    #[case::unknown_profile(
+        "profile = \"wordpress\"\n[source]\nssh = \"old\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"a.example\"\n",
+        "/etc/migration.toml:1:11: unknown profile 'wordpress'"
+    )]
+    fn bad_configs_name_file_line_and_value(#[case] text: &str, #[case] expected: &str) {
+        let err = parse(text).expect_err("must be refused").to_string();
+        assert!(
+            err.starts_with(expected),
+            "error was:\n  {err}\nexpected it to start with:\n  {expected}"
+        );
+    }
+
+    #[test]
+    fn dns_wait_parses_friendly_durations() {
+        assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h 30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("soon"), None);
+    }
+
+    #[rstest]
+    #[case("mastodon_production", true)]
+    #[case("_x1", true)]
+    #[case("1abc", false)]
+    #[case("-d", false)]
+    #[case("a;b", false)]
+    #[case("", false)]
+    fn pg_names(#[case] name: &str, #[case] ok: bool) {
+        assert_eq!(is_pg_name(name), ok);
+    }
+}

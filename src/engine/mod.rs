@@ -1,0 +1,391 @@
+//! Runs a plan: `EngineCommand`s in, `EngineEvent`s out, nothing else. The
+//! engine knows no terminal; a failed remote command becomes a step outcome.
+
+pub mod events;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::task::JoinHandle;
+
+use crate::journal::{Journal, Record};
+use crate::plan::Plan;
+use crate::plan::profile::StepSpec;
+use crate::plan::template::Vars;
+use crate::redact::Redactor;
+use crate::remote::{Host, RemoteError, Role};
+use events::{CheckStatus, EngineCommand, EngineEvent, RunOutcome, StepOutcome, Stream};
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub run_id: String,
+    /// "run" or "check"; recorded in the journal.
+    pub mode: String,
+    pub ssh_config: Option<PathBuf>,
+}
+
+pub struct Hosts {
+    pub source: Host,
+    pub target: Host,
+}
+
+impl Hosts {
+    pub fn get(&self, role: Role) -> &Host {
+        match role {
+            Role::Source => &self.source,
+            Role::Target => &self.target,
+        }
+    }
+}
+
+/// Everything a step may read or change while the run goes on.
+pub struct RunCtx {
+    pub plan: Plan,
+    /// The plan's settings plus `run_id` and the facts preflight found.
+    pub vars: Vars,
+    pub hosts: Option<Hosts>,
+    pub facts: crate::steps::preflight::Facts,
+    pub redactor: Redactor,
+    pub opts: RunOptions,
+}
+
+impl RunCtx {
+    /// Connects both hosts on first use. Preflight does this first and reports it
+    /// as a check; other steps only get here on a profile without preflight.
+    pub async fn hosts(&mut self) -> Result<&Hosts, RemoteError> {
+        if self.hosts.is_none() {
+            let cfg = self.opts.ssh_config.as_deref();
+            let (source, target) = tokio::join!(
+                Host::connect(Role::Source, &self.plan.source, cfg),
+                Host::connect(Role::Target, &self.plan.target, cfg),
+            );
+            self.hosts = Some(Hosts {
+                source: source?,
+                target: target?,
+            });
+        }
+        match &self.hosts {
+            Some(h) => Ok(h),
+            None => unreachable!("hosts were set just above"),
+        }
+    }
+}
+
+/// A step's line to the outside: its output, progress and check results.
+#[derive(Clone)]
+pub struct StepIo {
+    pub step: String,
+    tx: UnboundedSender<EngineEvent>,
+}
+
+impl StepIo {
+    pub fn output(&self, stream: Stream, line: String) {
+        let _ = self.tx.send(EngineEvent::Output {
+            step: self.step.clone(),
+            stream,
+            lines: vec![line],
+        });
+    }
+
+    pub fn progress(&self, bytes: u64, total: Option<u64>) {
+        let _ = self.tx.send(EngineEvent::Progress {
+            step: self.step.clone(),
+            bytes,
+            total,
+        });
+    }
+
+    pub fn check(&self, host: &str, name: &str, status: CheckStatus, message: impl Into<String>) {
+        let _ = self.tx.send(EngineEvent::Check {
+            step: self.step.clone(),
+            host: host.to_string(),
+            name: name.to_string(),
+            status,
+            message: message.into(),
+        });
+    }
+
+    pub fn sink(&self) -> impl FnMut(Stream, String) + Send + '_ {
+        move |stream, line| self.output(stream, line)
+    }
+}
+
+pub struct EngineHandle {
+    pub commands: UnboundedSender<EngineCommand>,
+    pub records: UnboundedReceiver<Record>,
+    pub task: JoinHandle<RunOutcome>,
+    pub pipeline: JoinHandle<Option<String>>,
+}
+
+pub fn start(plan: Plan, opts: RunOptions, journal: Option<Journal>) -> EngineHandle {
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let (rec_tx, rec_rx) = mpsc::unbounded_channel();
+    let redactor = Redactor::new();
+    let pipeline = tokio::spawn(pipeline(ev_rx, rec_tx, journal, redactor.clone()));
+    let mut vars = plan.vars.clone();
+    vars.set("run_id", opts.run_id.as_str());
+    let ctx = RunCtx {
+        plan,
+        vars,
+        hosts: None,
+        facts: Default::default(),
+        redactor,
+        opts,
+    };
+    let task = tokio::spawn(run(ctx, cmd_rx, ev_tx));
+    EngineHandle {
+        commands: cmd_tx,
+        records: rec_rx,
+        task,
+        pipeline,
+    }
+}
+
+/// Coalesces output bursts, stamps, redacts, writes and fsyncs each record,
+/// then hands it to the front end. Returns the first journal write error.
+async fn pipeline(
+    mut events: UnboundedReceiver<EngineEvent>,
+    records: UnboundedSender<Record>,
+    mut journal: Option<Journal>,
+    redactor: Redactor,
+) -> Option<String> {
+    let mut journal_error = None;
+    let mut pending: Option<EngineEvent> = None;
+    loop {
+        let next = match pending.take() {
+            Some(e) => e,
+            None => match events.recv().await {
+                Some(e) => e,
+                None => break,
+            },
+        };
+        let mut event = next;
+        // Lines already queued for the same step and stream share one record
+        // (and one fsync): a noisy rsync must not turn into thousands of syncs.
+        if let EngineEvent::Output { step, stream, lines } = &mut event {
+            while lines.len() < 500 {
+                match events.try_recv() {
+                    Ok(EngineEvent::Output {
+                        step: s,
+                        stream: st,
+                        lines: more,
+                    }) if s == *step && st == *stream => lines.extend(more),
+                    Ok(other) => {
+                        pending = Some(other);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        let record = Record {
+            ts: jiff::Timestamp::now(),
+            event,
+        };
+        let line = match serde_json::to_string(&record) {
+            Ok(l) => redactor.apply(&l),
+            Err(e) => {
+                tracing::error!("cannot serialise an event: {e}");
+                continue;
+            }
+        };
+        if let Some(j) = journal.as_mut()
+            && let Err(e) = j.append(&line)
+            && journal_error.is_none()
+        {
+            tracing::error!("journal write failed: {e}");
+            journal_error = Some(format!("{}: {e}", j.path().display()));
+        }
+        let redacted: Record = match serde_json::from_str(&line) {
+            Ok(r) => r,
+            Err(_) => record,
+        };
+        let _ = records.send(redacted);
+    }
+    journal_error
+}
+
+fn emit(tx: &UnboundedSender<EngineEvent>, e: EngineEvent) {
+    let _ = tx.send(e);
+}
+
+/// Waits for a decision; `None` when every front end has gone away.
+async fn decision(cmds: &mut UnboundedReceiver<EngineCommand>) -> Option<EngineCommand> {
+    cmds.recv().await
+}
+
+/// Resolves only when an Abort arrives while a step runs; other commands have
+/// no meaning then.
+async fn abort_requested(cmds: &mut UnboundedReceiver<EngineCommand>) {
+    loop {
+        match cmds.recv().await {
+            Some(EngineCommand::Abort) => return,
+            Some(_) => continue,
+            None => std::future::pending::<()>().await,
+        }
+    }
+}
+
+fn conditions_hold(step: &StepSpec, vars: &Vars) -> Result<Option<String>, String> {
+    for c in step.conditions() {
+        match vars.condition(&c) {
+            Ok(true) => {}
+            Ok(false) => return Ok(Some(format!("only runs if {c}"))),
+            Err(e) => return Err(format!("condition '{c}': {e}")),
+        }
+    }
+    Ok(None)
+}
+
+async fn run(
+    mut ctx: RunCtx,
+    mut cmds: UnboundedReceiver<EngineCommand>,
+    tx: UnboundedSender<EngineEvent>,
+) -> RunOutcome {
+    let run_start = Instant::now();
+    emit(
+        &tx,
+        EngineEvent::RunStarted {
+            run_id: ctx.opts.run_id.clone(),
+            mode: ctx.opts.mode.clone(),
+            profile: ctx.plan.profile_name.clone(),
+            domain: ctx.plan.domain.clone(),
+            source: ctx.plan.source.clone(),
+            target: ctx.plan.target.clone(),
+            steps: ctx.plan.infos(),
+        },
+    );
+    let steps = ctx.plan.steps.clone();
+    let mut failed_optional = Vec::new();
+    let mut outcome = RunOutcome::Succeeded;
+    'steps: for step in &steps {
+        let io = StepIo {
+            step: step.id.clone(),
+            tx: tx.clone(),
+        };
+        let finish = |outcome: StepOutcome, ms: u64| {
+            emit(
+                &tx,
+                EngineEvent::StepFinished {
+                    step: step.id.clone(),
+                    outcome,
+                    duration_ms: ms,
+                },
+            )
+        };
+        match conditions_hold(step, &ctx.vars) {
+            Ok(None) => {}
+            Ok(Some(reason)) => {
+                finish(StepOutcome::Skipped { reason }, 0);
+                continue;
+            }
+            Err(message) => {
+                finish(StepOutcome::failed(message), 0);
+                outcome = RunOutcome::Failed {
+                    step: step.id.clone(),
+                };
+                break;
+            }
+        }
+        if let Some(prompt) = &step.confirm {
+            emit(
+                &tx,
+                EngineEvent::AwaitingConfirm {
+                    step: step.id.clone(),
+                    prompt: ctx.vars.render_lenient(prompt),
+                },
+            );
+            loop {
+                match decision(&mut cmds).await {
+                    Some(EngineCommand::Confirm) => break,
+                    Some(EngineCommand::Skip) => {
+                        finish(
+                            StepOutcome::Skipped {
+                                reason: "declined by the operator".into(),
+                            },
+                            0,
+                        );
+                        continue 'steps;
+                    }
+                    Some(EngineCommand::Retry) => continue,
+                    Some(EngineCommand::Abort) | None => {
+                        outcome = RunOutcome::Aborted {
+                            step: Some(step.id.clone()),
+                        };
+                        break 'steps;
+                    }
+                }
+            }
+        }
+        loop {
+            let started = Instant::now();
+            let info = ctx.plan.step_info(step, &ctx.vars);
+            emit(
+                &tx,
+                EngineEvent::StepStarted {
+                    step: step.id.clone(),
+                    commands: info.commands,
+                },
+            );
+            let mut aborted = false;
+            let result = tokio::select! {
+                o = crate::steps::execute(step, &mut ctx, &io) => o,
+                () = abort_requested(&mut cmds) => {
+                    aborted = true;
+                    StepOutcome::failed("aborted by the operator while the step was running")
+                }
+            };
+            let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let ok = !matches!(result, StepOutcome::Failed { .. });
+            finish(result, ms);
+            if ok {
+                break;
+            }
+            if aborted {
+                outcome = RunOutcome::Aborted {
+                    step: Some(step.id.clone()),
+                };
+                break 'steps;
+            }
+            loop {
+                match decision(&mut cmds).await {
+                    Some(EngineCommand::Retry) => break,
+                    Some(EngineCommand::Skip) if step.optional => {
+                        failed_optional.push(step.id.clone());
+                        continue 'steps;
+                    }
+                    Some(EngineCommand::Skip | EngineCommand::Confirm) => {
+                        io.output(
+                            Stream::Stderr,
+                            format!("step '{}' is not optional: retry it or abort", step.id),
+                        );
+                    }
+                    Some(EngineCommand::Abort) | None => {
+                        outcome = RunOutcome::Failed {
+                            step: step.id.clone(),
+                        };
+                        break 'steps;
+                    }
+                }
+            }
+        }
+    }
+    if outcome == RunOutcome::Succeeded && !failed_optional.is_empty() {
+        outcome = RunOutcome::Incomplete {
+            failed: failed_optional,
+        };
+    }
+    emit(
+        &tx,
+        EngineEvent::RunFinished {
+            outcome: outcome.clone(),
+            duration_ms: u64::try_from(run_start.elapsed().as_millis()).unwrap_or(u64::MAX),
+        },
+    );
+    if let Some(h) = ctx.hosts.take() {
+        tokio::join!(h.source.close(), h.target.close());
+    }
+    outcome
+}

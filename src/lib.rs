@@ -1,0 +1,14 @@
+//! hikkoshi moves a self-hosted, Postgres-backed web app from an old server to a
+//! new one over SSH. Data flows one way: config + profile -> plan -> engine ->
+//! events -> journal and front ends; commands flow back into the engine.
+
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod journal;
+pub mod plan;
+pub mod redact;
+pub mod remote;
+pub mod run_state;
+pub mod steps;
+pub mod ui;

@@ -1,0 +1,143 @@
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+use hikkoshi::cli::{Cli, Command, Format};
+use hikkoshi::config::Config;
+use hikkoshi::engine::events::RunOutcome;
+use hikkoshi::engine::{self, RunOptions};
+use hikkoshi::journal::{self, Journal};
+use hikkoshi::plan::Plan;
+use hikkoshi::ui::headless::{self, HeadlessOptions};
+
+/// Bad usage or config: nothing was touched.
+struct UsageError(anyhow::Error);
+
+impl<E: Into<anyhow::Error>> From<E> for UsageError {
+    fn from(e: E) -> Self {
+        UsageError(e.into())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hikkoshi: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(UsageError(e)) => {
+            eprintln!("hikkoshi: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load(config: &Path) -> Result<(Config, Plan), UsageError> {
+    let config = Config::load(config)?;
+    let plan = Plan::build(&config)?;
+    Ok((config, plan))
+}
+
+fn init_log(domain: &str) {
+    let Some(dir) = journal::default_path(domain, jiff::Timestamp::now()).parent().and_then(Path::parent).map(Path::to_path_buf) else {
+        return;
+    };
+    if std::fs::create_dir_all(&dir).is_err() {
+        return;
+    }
+    let Ok(file) = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("hikkoshi.log")) else {
+        return;
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HIKKOSHI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init();
+}
+
+fn run_id(now: jiff::Timestamp) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let r = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    format!("{}-{:04x}", now.strftime("%Y%m%dT%H%M%SZ"), r & 0xffff)
+}
+
+fn exit_for(outcome: Option<&RunOutcome>) -> ExitCode {
+    match outcome {
+        Some(RunOutcome::Succeeded) => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
+    match cli.command {
+        Command::Plan { config, format } => {
+            let (_, plan) = load(&config)?;
+            match format {
+                Format::Text => print!("{}", plan.render_text()),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&plan.render_json())?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { config } => {
+            let (config, plan) = load(&config)?;
+            init_log(&config.app.domain);
+            let now = jiff::Timestamp::now();
+            let handle = engine::start(
+                plan.preflight_only(),
+                RunOptions {
+                    run_id: run_id(now),
+                    mode: "check".into(),
+                    ssh_config: config.ssh_config.clone(),
+                },
+                None,
+            );
+            let (state, _) = headless::run(handle, HeadlessOptions { yes: true }).await;
+            if state.outcome == Some(RunOutcome::Succeeded) {
+                println!("ready: {} can move from {} to {}", plan.domain, plan.source, plan.target);
+            }
+            Ok(exit_for(state.outcome.as_ref()))
+        }
+        Command::Run { config, headless: is_headless, yes, journal, resume } => {
+            let (config, plan) = load(&config)?;
+            if resume {
+                return Err(UsageError(anyhow::anyhow!(
+                    "--resume is not available yet: a failed run must be started again from the beginning (preflight refuses to restore over a partly restored database; drop it first)"
+                )));
+            }
+            if !is_headless {
+                return Err(UsageError(anyhow::anyhow!(
+                    "the step-by-step wizard is not built yet; run with --headless (and --yes to confirm every step)"
+                )));
+            }
+            init_log(&config.app.domain);
+            let now = jiff::Timestamp::now();
+            let path: PathBuf = journal.unwrap_or_else(|| journal::default_path(&config.app.domain, now));
+            let journal = Journal::create(&path).with_context(|| "cannot open the journal".to_string())?;
+            println!("journal: {}", path.display());
+            let handle = engine::start(
+                plan,
+                RunOptions {
+                    run_id: run_id(now),
+                    mode: "run".into(),
+                    ssh_config: config.ssh_config.clone(),
+                },
+                Some(journal),
+            );
+            let (state, journal_error) = headless::run(handle, HeadlessOptions { yes }).await;
+            println!("journal: {}", path.display());
+            if let Some(e) = journal_error {
+                eprintln!("hikkoshi: the journal could not be written completely: {e}");
+            }
+            Ok(exit_for(state.outcome.as_ref()))
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! config + profile -> Plan: the ordered steps with every setting filled in.
+//! Facts that only preflight can know (which schemas hold data, whether the
+//! target database exists) stay visible as `{name}` until the run fills them.
+
+pub mod profile;
+pub mod template;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, ProfileRef};
+use profile::{DowntimeMark, HostSel, PhaseSpec, Profile, ProfileError, StepKind, StepSpec};
+use template::Vars;
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub profile_name: String,
+    pub profile_origin: String,
+    pub source: String,
+    pub target: String,
+    pub domain: String,
+    pub phases: Vec<PhaseSpec>,
+    pub steps: Vec<StepSpec>,
+    pub vars: Vars,
+}
+
+/// What a reader of a plan or a journal needs to know about a step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepInfo {
+    pub id: String,
+    pub phase: String,
+    pub phase_title: String,
+    pub title: String,
+    pub why: String,
+    pub kind: StepKind,
+    pub hosts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downtime: Option<DowntimeMark>,
+    pub optional: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub when: Vec<String>,
+    pub commands: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+}
+
+impl Plan {
+    pub fn build(config: &Config) -> Result<Plan, PlanError> {
+        let profile = match &config.profile {
+            ProfileRef::Builtin(name) => Profile::load_builtin(name)?,
+            ProfileRef::File(path) => Profile::load_file(path)?,
+        };
+        Ok(Plan::from_profile(profile, config))
+    }
+
+    pub fn from_profile(profile: Profile, config: &Config) -> Plan {
+        let app = &config.app;
+        let d = &profile.defaults;
+        let mut vars = Vars::new();
+        vars.set("source", config.source.as_str());
+        vars.set("target", config.target.as_str());
+        vars.set("domain", app.domain.as_str());
+        vars.set("user", app.user.clone().unwrap_or_else(|| d.user.clone()));
+        vars.set("dir", app.dir.clone().unwrap_or_else(|| d.dir.clone()));
+        vars.set(
+            "database",
+            app.database.clone().unwrap_or_else(|| d.database.clone()),
+        );
+        vars.set(
+            "db_user",
+            app.db_user.clone().unwrap_or_else(|| d.db_user.clone()),
+        );
+        vars.set(
+            "services",
+            app.services.clone().unwrap_or_else(|| d.services.clone()),
+        );
+        for (k, v) in &profile.vars {
+            vars.set(k.as_str(), v.as_str());
+        }
+        if let Some(w) = &app.work_dir {
+            vars.set("work_dir", w.as_str());
+        }
+        Plan {
+            profile_name: profile.name,
+            profile_origin: profile.origin,
+            source: config.source.clone(),
+            target: config.target.clone(),
+            domain: app.domain.clone(),
+            phases: profile.phases,
+            steps: profile.steps,
+            vars,
+        }
+    }
+
+    /// Only the preflight steps: what `hikkoshi check` runs.
+    pub fn preflight_only(&self) -> Plan {
+        let mut p = self.clone();
+        p.steps.retain(|s| s.kind == StepKind::Preflight);
+        p
+    }
+
+    pub fn phase_title(&self, id: &str) -> String {
+        self.phases
+            .iter()
+            .find(|p| p.id == id)
+            .map_or_else(|| id.to_string(), |p| p.title.clone())
+    }
+
+    pub fn host_names(&self, sel: Option<HostSel>) -> Vec<String> {
+        match sel {
+            Some(HostSel::Source) => vec![self.source.clone()],
+            Some(HostSel::Target) => vec![self.target.clone()],
+            Some(HostSel::Both) | None => vec![self.source.clone(), self.target.clone()],
+        }
+    }
+
+    pub fn step_info(&self, step: &StepSpec, vars: &Vars) -> StepInfo {
+        StepInfo {
+            id: step.id.clone(),
+            phase: step.phase.clone(),
+            phase_title: self.phase_title(&step.phase),
+            title: step.title.clone(),
+            why: step.why.clone(),
+            kind: step.kind,
+            hosts: crate::steps::hosts_of(step, self),
+            user: step.user.as_ref().map(|u| vars.render_lenient(u)),
+            confirm: step.confirm.as_ref().map(|c| vars.render_lenient(c)),
+            downtime: step.downtime,
+            optional: step.optional,
+            when: step.conditions(),
+            commands: crate::steps::describe(step, self, vars),
+        }
+    }
+
+    pub fn infos(&self) -> Vec<StepInfo> {
+        self.steps
+            .iter()
+            .map(|s| self.step_info(s, &self.vars))
+            .collect()
+    }
+
+    pub fn render_text(&self) -> String {
+        let mut out = format!(
+            "hikkoshi plan: {} ({}), {} -> {}\nprofile: {}\n",
+            self.domain, self.profile_name, self.source, self.target, self.profile_origin
+        );
+        let mut phase = String::new();
+        let infos = self.infos();
+        for (n, info) in infos.iter().enumerate() {
+            if info.phase != phase {
+                phase = info.phase.clone();
+                out.push_str(&format!("\n{}\n", info.phase_title));
+            }
+            let mut marks = Vec::new();
+            if info.confirm.is_some() {
+                marks.push("asks for confirmation".to_string());
+            }
+            match info.downtime {
+                Some(DowntimeMark::Start) => marks.push("downtime starts".into()),
+                Some(DowntimeMark::End) => marks.push("downtime ends".into()),
+                None => {}
+            }
+            if info.optional {
+                marks.push("optional".into());
+            }
+            if !info.when.is_empty() {
+                marks.push(format!("only if {}", info.when.join(" and ")));
+            }
+            let marks = if marks.is_empty() {
+                String::new()
+            } else {
+                format!("  [{}]", marks.join("; "))
+            };
+            out.push_str(&format!("{:>3}. {}: {}{}\n", n + 1, info.id, info.title, marks));
+            if let Some(c) = &info.confirm {
+                out.push_str(&format!("       confirm: {c}\n"));
+            }
+            for c in &info.commands {
+                out.push_str(&format!("       {c}\n"));
+            }
+        }
+        let facts: Vec<&str> = crate::steps::preflight::FACTS
+            .iter()
+            .copied()
+            .filter(|f| infos.iter().any(|i| i.commands.iter().any(|c| c.contains(&format!("{{{f}}}")))))
+            .collect();
+        out.push_str("\n{run_id} is set when the run starts");
+        if !facts.is_empty() {
+            out.push_str(&format!("; preflight fills in {}", facts.iter().map(|f| format!("{{{f}}}")).collect::<Vec<_>>().join(", ")));
+        }
+        out.push_str(".\n");
+        out
+    }
+
+    pub fn render_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "profile": self.profile_name,
+            "profile_origin": self.profile_origin,
+            "domain": self.domain,
+            "source": self.source,
+            "target": self.target,
+            "phases": self.phases,
+            "steps": self.infos(),
+        })
+    }
+}
+
+/// Quotes an argument for display so that what a reader copies into a shell is
+/// exactly what hikkoshi passed. Never used to build a command that runs.
+pub fn shell_quote(arg: &str) -> String {
+    // Braces are left bare for placeholders still to be filled in (`{run_id}`):
+    // bash only expands them around a comma or `..`.
+    let braces_inert = !(arg.contains('{') && (arg.contains(',') || arg.contains("..")));
+    let safe = !arg.is_empty()
+        && braces_inert
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_=/,.+:@%{}".contains(c));
+    if safe {
+        return arg.to_string();
+    }
+    if arg.chars().any(|c| c.is_control()) {
+        let mut s = String::from("$'");
+        for c in arg.chars() {
+            match c {
+                '\n' => s.push_str("\\n"),
+                '\t' => s.push_str("\\t"),
+                '\\' => s.push_str("\\\\"),
+                '\'' => s.push_str("\\'"),
+                c if c.is_control() => s.push_str(&format!("\\x{:02x}", c as u32)),
+                c => s.push(c),
+            }
+        }
+        s.push('\'');
+        return s;
+    }
+    format!("'{}'", arg.replace('\'', r"'\''"))
+}
+
+pub fn shell_join(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn display_quoting_round_trips_through_a_shell() {
+        let hostile = [
+            "plain",
+            "with space",
+            "it's",
+            "$(touch /tmp/x)",
+            "a\nb",
+            "`id`",
+            "-rf",
+            "",
+            "日本語",
+            "{a,b}",
+            "x{1..3}",
+            "/w/{run_id}/db.dump",
+        ];
+        for arg in hostile {
+            let quoted = shell_quote(arg);
+            let out = std::process::Command::new("bash")
+                .arg("-c")
+                .arg(format!("printf %s {quoted}"))
+                .output()
+                .expect("bash runs");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), arg, "quoted as {quoted}");
+        }
+    }
+
+    fn lab_config() -> Config {
+        Config::parse(
+            Path::new("/lab/migration.toml"),
+            "[source]\nssh = \"old\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"social.example.net\"\n",
+        )
+        .expect("valid")
+    }
+
+    #[test]
+    fn plan_text_snapshot() {
+        let plan = Plan::build(&lab_config()).expect("plan");
+        insta::assert_snapshot!(plan.render_text());
+    }
+
+    #[test]
+    fn config_overrides_profile_defaults() {
+        let config = Config::parse(
+            Path::new("/lab/migration.toml"),
+            "[source]\nssh = \"old\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"a.example\"\nuser = \"masto\"\ndir = \"/srv/masto/live\"\ndatabase = \"masto\"\ndb_user = \"masto_role\"\nservices = [\"a\", \"b\"]\n",
+        )
+        .expect("valid");
+        let plan = Plan::build(&config).expect("plan");
+        let v = &plan.vars;
+        assert_eq!(v.text("env_file").unwrap(), "/srv/masto/live/.env.production");
+        assert_eq!(v.text("home").unwrap(), "/home/masto");
+        let text = plan.render_text();
+        assert!(text.contains("systemctl stop a b"), "{text}");
+        assert!(text.contains("--role=masto_role"), "{text}");
+        assert!(text.contains("pg_dump -Fc -U masto_role"), "{text}");
+    }
+}

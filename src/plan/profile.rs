@@ -1,0 +1,489 @@
+//! Profiles: an app's migration checklist as data (assets/profiles/*.toml).
+//! A user's own profile file goes through exactly the same loading and checks
+//! as a built-in one.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::template::{TemplateError, placeholders};
+
+const BUILTIN: &[(&str, &str)] = &[(
+    "mastodon",
+    include_str!("../../assets/profiles/mastodon.toml"),
+)];
+
+pub fn builtin(name: &str) -> Option<&'static str> {
+    BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+}
+
+pub fn builtin_names() -> Vec<&'static str> {
+    BUILTIN.iter().map(|(n, _)| *n).collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct ProfileError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    #[default]
+    Command,
+    Preflight,
+    Transfer,
+    Rsync,
+    Verify,
+    Redis,
+    Health,
+    Dns,
+}
+
+impl StepKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            StepKind::Command => "command",
+            StepKind::Preflight => "preflight",
+            StepKind::Transfer => "transfer",
+            StepKind::Rsync => "rsync",
+            StepKind::Verify => "verify",
+            StepKind::Redis => "redis",
+            StepKind::Health => "health",
+            StepKind::Dns => "dns",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostSel {
+    Source,
+    Target,
+    Both,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DowntimeMark {
+    /// The downtime clock starts when this step starts.
+    Start,
+    /// The downtime clock stops when this step succeeds.
+    End,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum CommandSpec {
+    Argv(Vec<String>),
+    Conditional {
+        argv: Vec<String>,
+        when: String,
+    },
+}
+
+impl CommandSpec {
+    pub fn argv(&self) -> &[String] {
+        match self {
+            CommandSpec::Argv(a) | CommandSpec::Conditional { argv: a, .. } => a,
+        }
+    }
+
+    pub fn when(&self) -> Option<&str> {
+        match self {
+            CommandSpec::Argv(_) => None,
+            CommandSpec::Conditional { when, .. } => Some(when),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn items(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// One step as the profile states it. Which keys apply depends on `kind`;
+/// `validate` refuses keys that would be silently ignored.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    pub id: String,
+    pub phase: String,
+    pub title: String,
+    #[serde(default)]
+    pub why: String,
+    #[serde(default)]
+    pub kind: StepKind,
+    pub host: Option<HostSel>,
+    pub user: Option<String>,
+    pub confirm: Option<String>,
+    pub downtime: Option<DowntimeMark>,
+    #[serde(default)]
+    pub optional: bool,
+    pub when: Option<OneOrMany>,
+    pub timeout: Option<String>,
+    // command
+    #[serde(default)]
+    pub commands: Vec<CommandSpec>,
+    pub cwd: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub umask: Option<String>,
+    // transfer
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub mode: Option<String>,
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub secret: bool,
+    #[serde(default)]
+    pub backup: bool,
+    // rsync
+    #[serde(default)]
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub delete: bool,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    // redis
+    pub service: Option<String>,
+    // health
+    pub url: Option<String>,
+    // preflight
+    pub env_file: Option<String>,
+    pub domain_key: Option<String>,
+    pub version_file: Option<String>,
+    #[serde(default)]
+    pub media: Vec<String>,
+}
+
+impl StepSpec {
+    pub fn conditions(&self) -> Vec<String> {
+        self.when.as_ref().map(OneOrMany::items).unwrap_or_default()
+    }
+
+    /// Every template string in the step, for placeholder validation.
+    fn templates(&self) -> Vec<&str> {
+        let mut t: Vec<&str> = Vec::new();
+        for c in &self.commands {
+            t.extend(c.argv().iter().map(String::as_str));
+        }
+        let singles = [
+            &self.user,
+            &self.confirm,
+            &self.cwd,
+            &self.from,
+            &self.to,
+            &self.owner,
+            &self.service,
+            &self.url,
+            &self.env_file,
+            &self.version_file,
+        ];
+        t.extend(singles.into_iter().flatten().map(String::as_str));
+        t.extend(self.env.values().map(String::as_str));
+        t.extend(self.paths.iter().map(String::as_str));
+        t.extend(self.media.iter().map(String::as_str));
+        t
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseSpec {
+    pub id: String,
+    pub title: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    name: String,
+    #[serde(default)]
+    description: String,
+    defaults: RawDefaults,
+    #[serde(default)]
+    vars: BTreeMap<String, String>,
+    phases: Vec<PhaseSpec>,
+    steps: Vec<Spanned<StepSpec>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    pub user: String,
+    pub dir: String,
+    pub database: String,
+    pub db_user: String,
+    #[serde(default)]
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub name: String,
+    pub description: String,
+    pub origin: String,
+    pub defaults: RawDefaults,
+    pub vars: BTreeMap<String, String>,
+    pub phases: Vec<PhaseSpec>,
+    pub steps: Vec<StepSpec>,
+}
+
+/// Names the engine and preflight provide; a profile may use them without defining them.
+pub const PROVIDED: &[&str] = &[
+    "source",
+    "target",
+    "domain",
+    "user",
+    "dir",
+    "database",
+    "db_user",
+    "services",
+    "run_id",
+];
+
+impl Profile {
+    pub fn load_builtin(name: &str) -> Result<Profile, ProfileError> {
+        let text = builtin(name).ok_or_else(|| ProfileError {
+            file: format!("profile '{name}'"),
+            line: 0,
+            column: 0,
+            message: format!(
+                "no built-in profile '{name}'; built-in profiles: {}",
+                builtin_names().join(", ")
+            ),
+        })?;
+        Profile::parse(&format!("assets/profiles/{name}.toml"), text)
+    }
+
+    pub fn load_file(path: &Path) -> Result<Profile, ProfileError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ProfileError {
+            file: path.display().to_string(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read the profile: {e}"),
+        })?;
+        Profile::parse(&path.display().to_string(), &text)
+    }
+
+    pub fn parse(origin: &str, text: &str) -> Result<Profile, ProfileError> {
+        let err = |span: Range<usize>, message: String| {
+            let before = &text[..span.start.min(text.len())];
+            ProfileError {
+                file: origin.to_string(),
+                line: before.matches('\n').count() + 1,
+                column: before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
+                message,
+            }
+        };
+        let raw: RawProfile = toml::from_str(text)
+            .map_err(|e| err(e.span().unwrap_or(0..0), e.message().trim_end().to_string()))?;
+
+        let mut known: Vec<String> = PROVIDED.iter().map(|s| s.to_string()).collect();
+        known.extend(crate::steps::preflight::FACTS.iter().map(|s| s.to_string()));
+        known.extend(raw.vars.keys().cloned());
+
+        for (name, value) in &raw.vars {
+            check_placeholders(value, &known)
+                .map_err(|m| err(0..0, format!("[vars] {name}: {m}")))?;
+        }
+
+        let mut seen = std::collections::HashSet::new();
+        for spanned in &raw.steps {
+            let step = spanned.get_ref();
+            let here = |m: String| err(spanned.span(), format!("step '{}': {m}", step.id));
+            if !seen.insert(step.id.clone()) {
+                return Err(here("a step with this id already exists".into()));
+            }
+            if !raw.phases.iter().any(|p| p.id == step.phase) {
+                return Err(here(format!(
+                    "phase '{}' is not one of the profile's [[phases]]",
+                    step.phase
+                )));
+            }
+            validate_kind(step).map_err(here)?;
+            for t in step.templates() {
+                check_placeholders(t, &known).map_err(here)?;
+            }
+            for c in step.conditions().iter().chain(step.commands.iter().filter_map(|c| c.when().map(String::from)).collect::<Vec<_>>().iter()) {
+                let name = c.trim_start_matches('!').trim();
+                if !known.iter().any(|k| k == name) {
+                    return Err(here(format!("condition '{c}' names no setting or fact")));
+                }
+            }
+            if let Some(t) = &step.timeout
+                && crate::config::parse_duration(t).is_none()
+            {
+                return Err(here(format!("timeout '{t}' is not a duration")));
+            }
+        }
+
+        Ok(Profile {
+            name: raw.name,
+            description: raw.description,
+            origin: origin.to_string(),
+            defaults: raw.defaults,
+            vars: raw.vars,
+            phases: raw.phases,
+            steps: raw.steps.into_iter().map(Spanned::into_inner).collect(),
+        })
+    }
+}
+
+fn check_placeholders(template: &str, known: &[String]) -> Result<(), String> {
+    let names = placeholders(template).map_err(|e: TemplateError| e.to_string())?;
+    for n in names {
+        if !known.iter().any(|k| *k == n) {
+            return Err(format!("unknown placeholder '{{{n}}}' in '{template}'"));
+        }
+    }
+    Ok(())
+}
+
+fn validate_kind(step: &StepSpec) -> Result<(), String> {
+    let kind = step.kind;
+    let present: Vec<(&str, bool)> = vec![
+        ("host", step.host.is_some()),
+        ("commands", !step.commands.is_empty()),
+        ("cwd", step.cwd.is_some()),
+        ("env", !step.env.is_empty()),
+        ("umask", step.umask.is_some()),
+        ("from", step.from.is_some()),
+        ("to", step.to.is_some()),
+        ("mode", step.mode.is_some()),
+        ("owner", step.owner.is_some()),
+        ("secret", step.secret),
+        ("backup", step.backup),
+        ("paths", !step.paths.is_empty()),
+        ("delete", step.delete),
+        ("exclude", !step.exclude.is_empty()),
+        ("service", step.service.is_some()),
+        ("url", step.url.is_some()),
+        ("env_file", step.env_file.is_some()),
+        ("domain_key", step.domain_key.is_some()),
+        ("version_file", step.version_file.is_some()),
+        ("media", !step.media.is_empty()),
+        ("user", step.user.is_some()),
+    ];
+    let (allowed, required): (&[&str], &[&str]) = match kind {
+        StepKind::Command => (
+            &["host", "commands", "cwd", "env", "umask", "user"],
+            &["host", "commands"],
+        ),
+        StepKind::Preflight => (&["env_file", "domain_key", "version_file", "media"], &[]),
+        StepKind::Transfer => (
+            &["from", "to", "mode", "owner", "secret", "backup", "user"],
+            &["from", "to", "mode", "user"],
+        ),
+        StepKind::Rsync => (&["paths", "delete", "exclude", "user"], &["paths", "user"]),
+        StepKind::Verify | StepKind::Dns => (&[], &[]),
+        StepKind::Redis => (&["service"], &["service"]),
+        StepKind::Health => (&["url"], &["url"]),
+    };
+    for (key, is_set) in &present {
+        if *is_set && !allowed.contains(key) {
+            return Err(format!(
+                "'{key}' does not apply to a '{}' step",
+                kind.name()
+            ));
+        }
+    }
+    for key in required {
+        if !present.iter().any(|(k, set)| k == key && *set) {
+            return Err(format!("a '{}' step needs '{key}'", kind.name()));
+        }
+    }
+    if let Some(m) = &step.mode
+        && !(m.len() == 4 && m.starts_with('0') && m.chars().all(|c| ('0'..='7').contains(&c)))
+    {
+        return Err(format!("mode '{m}' is not an octal file mode like 0600"));
+    }
+    if let Some(u) = &step.umask
+        && !(u.len() == 3 && u.chars().all(|c| ('0'..='7').contains(&c)))
+    {
+        return Err(format!("umask '{u}' is not an octal umask like 077"));
+    }
+    for c in &step.commands {
+        if c.argv().is_empty() {
+            return Err("a command needs at least a program".into());
+        }
+    }
+    for key in step.env.keys() {
+        let ok = key
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            && !key.is_empty();
+        if !ok {
+            return Err(format!("'{key}' is not an environment variable name"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_mastodon_profile_is_valid() {
+        let p = Profile::load_builtin("mastodon").expect("valid built-in profile");
+        assert_eq!(p.name, "mastodon");
+        assert!(p.steps.iter().any(|s| s.id == "restore"));
+    }
+
+    fn with_step(step: &str) -> String {
+        format!(
+            "name = \"t\"\n[defaults]\nuser = \"u\"\ndir = \"/d\"\ndatabase = \"db\"\ndb_user = \"u\"\n\n[[phases]]\nid = \"p\"\ntitle = \"P\"\n\n{step}"
+        )
+    }
+
+    #[test]
+    fn profile_errors_name_file_line_and_step() {
+        let text = with_step(
+            "[[steps]]\nid = \"s\"\nphase = \"p\"\ntitle = \"S\"\nhost = \"source\"\ncommands = [[\"echo\", \"{nope}\"]]\n",
+        );
+        let e = Profile::parse("my.toml", &text).unwrap_err().to_string();
+        assert!(
+            e.starts_with("my.toml:12:1: step 's': unknown placeholder '{nope}'"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn keys_that_do_not_apply_are_refused() {
+        let text = with_step(
+            "[[steps]]\nid = \"s\"\nphase = \"p\"\ntitle = \"S\"\nkind = \"verify\"\npaths = [\"/x\"]\n",
+        );
+        let e = Profile::parse("my.toml", &text).unwrap_err().to_string();
+        assert!(e.contains("'paths' does not apply to a 'verify' step"), "{e}");
+    }
+
+    #[test]
+    fn unknown_phase_and_unknown_key() {
+        let text = with_step("[[steps]]\nid = \"s\"\nphase = \"q\"\ntitle = \"S\"\nkind = \"verify\"\n");
+        let e = Profile::parse("my.toml", &text).unwrap_err().to_string();
+        assert!(e.contains("phase 'q' is not one of"), "{e}");
+        let text = with_step("[[steps]]\nid = \"s\"\nphase = \"p\"\ntitle = \"S\"\nkidn = \"verify\"\n");
+        let e = Profile::parse("my.toml", &text).unwrap_err().to_string();
+        assert!(e.contains("unknown field `kidn`"), "{e}");
+    }
+}

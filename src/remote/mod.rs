@@ -1,0 +1,569 @@
+//! A host reached over SSH through the system's ssh (openssh crate, native
+//! multiplexing): ~/.ssh/config, agents, ProxyJump and known_hosts behave as the
+//! admin expects, and host keys are always checked strictly.
+//!
+//! Every argument goes through openssh's `.arg()`, which quotes it for the
+//! remote shell; the only shell scripts sent are constants that take their
+//! values as positional parameters.
+
+pub mod lines;
+pub mod psql;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use openssh::{ForwardType, KnownHosts, Session, SessionBuilder, Socket, Stdio};
+use tokio::io::AsyncWriteExt;
+
+use crate::engine::events::Stream;
+use crate::plan::shell_join;
+use lines::LineSplitter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Source,
+    Target,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Source => "source",
+            Role::Target => "target",
+        }
+    }
+}
+
+/// Whom a remote command runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunAs {
+    /// The ssh login user, whoever that is.
+    Login,
+    /// root: the login itself when it is root, else through `sudo -n`.
+    Root,
+    /// A named user: `runuser -u` when logged in as root, else `sudo -n -u`.
+    User(String),
+}
+
+impl RunAs {
+    /// Profiles write `root` or a user name.
+    pub fn from_profile(user: &str) -> RunAs {
+        if user == "root" {
+            RunAs::Root
+        } else {
+            RunAs::User(user.to_string())
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RemoteCommand {
+    pub run_as: RunAs,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<String>,
+    pub umask: Option<String>,
+}
+
+impl RemoteCommand {
+    pub fn new(run_as: RunAs, argv: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        RemoteCommand {
+            run_as,
+            argv: argv.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
+            cwd: None,
+            umask: None,
+        }
+    }
+
+    /// A constant shell script that sees its values only as "$1", "$2"...;
+    /// the way to use a pipe or redirection without putting a value in shell text.
+    pub fn script(run_as: RunAs, body: &str, args: &[&str]) -> Self {
+        let mut argv = vec!["sh".to_string(), "-c".into(), body.into(), "hikkoshi".into()];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        RemoteCommand::new(run_as, argv)
+    }
+
+    pub fn umask(mut self, mask: &str) -> Self {
+        self.umask = Some(mask.to_string());
+        self
+    }
+
+    /// The command as a person would type it, for events and error messages.
+    pub fn display(&self) -> String {
+        let mut s = String::new();
+        if let Some(c) = &self.cwd {
+            s.push_str(&format!("cd {} && ", shell_join(std::slice::from_ref(c))));
+        }
+        if let Some(m) = &self.umask {
+            s.push_str(&format!("umask {m} && "));
+        }
+        for (k, v) in &self.env {
+            s.push_str(&format!("{k}={} ", shell_join(std::slice::from_ref(v))));
+        }
+        s.push_str(&shell_join(&self.argv));
+        s
+    }
+}
+
+/// A script that only ever sees its values as "$@": sets the umask, then runs the command.
+const UMASK_EXEC: &str = "umask \"$0\" && exec \"$@\"";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error(
+        "host key of '{dest}' is not known, and host keys are always checked strictly.{offer}\n  Check the fingerprint on the host itself (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then add the key to your known_hosts, for example: {accept}"
+    )]
+    HostKeyUnknown {
+        dest: String,
+        offer: String,
+        accept: String,
+    },
+    #[error(
+        "host key of '{dest}' has CHANGED since it was recorded in known_hosts: either the host was reinstalled or someone is in the middle.\n{detail}\n  If the change is expected, remove the old key (ssh-keygen -R <host>) and add the new one after checking its fingerprint on the host."
+    )]
+    HostKeyChanged { dest: String, detail: String },
+    #[error("cannot connect to '{dest}': {message}")]
+    Connect { dest: String, message: String },
+    #[error("on {host}: could not run '{command}': {message}")]
+    Spawn {
+        host: String,
+        command: String,
+        message: String,
+    },
+    #[error("on {host}: lost the connection while running '{command}'")]
+    Disconnected { host: String, command: String },
+    #[error("on {host}: port forwarding failed: {message}")]
+    Forward { host: String, message: String },
+}
+
+/// What a finished remote command left behind. A non-zero exit is data here,
+/// not an error: the step decides what it means.
+#[derive(Debug, Clone, Default)]
+pub struct Finished {
+    pub exit_code: Option<i32>,
+    pub stdout: String,
+    pub stderr_tail: Vec<String>,
+    pub first_error: Option<String>,
+}
+
+impl Finished {
+    pub fn success(&self) -> bool {
+        self.exit_code == Some(0)
+    }
+}
+
+const STDERR_TAIL: usize = 30;
+const STDOUT_CAPTURE: usize = 64 * 1024 * 1024;
+
+pub struct Host {
+    pub role: Role,
+    pub dest: String,
+    pub login: String,
+    pub is_root: bool,
+    session: Session,
+}
+
+impl Host {
+    pub async fn connect(
+        role: Role,
+        dest: &str,
+        ssh_config: Option<&Path>,
+    ) -> Result<Host, RemoteError> {
+        let mut b = SessionBuilder::default();
+        b.known_hosts_check(KnownHosts::Strict)
+            .connect_timeout(Duration::from_secs(20))
+            .server_alive_interval(Duration::from_secs(15));
+        if let Some(f) = ssh_config {
+            b.config_file(f);
+        }
+        let session = match b.connect_mux(dest).await {
+            Ok(s) => s,
+            Err(e) => return Err(connect_error(dest, ssh_config, &e).await),
+        };
+        let mut host = Host {
+            role,
+            dest: dest.to_string(),
+            login: String::new(),
+            is_root: false,
+            session,
+        };
+        let id = host
+            .run_quiet(&RemoteCommand::new(RunAs::Login, ["id", "-un"]))
+            .await?;
+        host.login = id.stdout.trim().to_string();
+        host.is_root = host.login == "root";
+        Ok(host)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.dest
+    }
+
+    pub fn full_argv(&self, cmd: &RemoteCommand) -> Vec<String> {
+        wrap_argv(&self.login, cmd)
+    }
+
+    /// An openssh command with all arguments attached; the caller picks stdio.
+    pub fn command(&self, cmd: &RemoteCommand) -> openssh::OwningCommand<&Session> {
+        let argv = self.full_argv(cmd);
+        let mut c = self.session.command(argv[0].as_str());
+        c.args(&argv[1..]);
+        c
+    }
+
+    pub async fn run(
+        &self,
+        cmd: &RemoteCommand,
+        sink: &mut (dyn FnMut(Stream, String) + Send),
+    ) -> Result<Finished, RemoteError> {
+        self.run_with_input(cmd, None, sink).await
+    }
+
+    /// Runs without passing output on: for commands whose output is a secret or
+    /// only meant for parsing.
+    pub async fn run_quiet(&self, cmd: &RemoteCommand) -> Result<Finished, RemoteError> {
+        self.run_with_input(cmd, None, &mut |_, _| {}).await
+    }
+
+    pub async fn run_with_input(
+        &self,
+        cmd: &RemoteCommand,
+        input: Option<&[u8]>,
+        sink: &mut (dyn FnMut(Stream, String) + Send),
+    ) -> Result<Finished, RemoteError> {
+        let display = cmd.display();
+        let spawn_err = |e: openssh::Error| RemoteError::Spawn {
+            host: self.dest.clone(),
+            command: display.clone(),
+            message: error_chain(&e),
+        };
+        let mut child = self
+            .command(cmd)
+            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .await
+            .map_err(spawn_err)?;
+
+        let stdin = child.stdin().take();
+        let stdout = child.stdout().take();
+        let stderr = child.stderr().take();
+        let feed = async move {
+            if let (Some(mut w), Some(data)) = (stdin, input) {
+                // A command that exits without reading all input is judged by its exit code.
+                let _ = w.write_all(data).await;
+                let _ = w.shutdown().await;
+            }
+        };
+
+        let mut out = LineSplitter::new(stdout);
+        let mut err = LineSplitter::new(stderr);
+        let mut finished = Finished::default();
+        let mut tail = std::collections::VecDeque::new();
+        let read = async {
+            let (mut out_done, mut err_done) = (false, false);
+            while !(out_done && err_done) {
+                tokio::select! {
+                    line = out.next_line(), if !out_done => match line {
+                        Some(l) => {
+                            if finished.stdout.len() < STDOUT_CAPTURE {
+                                finished.stdout.push_str(&l);
+                                finished.stdout.push('\n');
+                            }
+                            sink(Stream::Stdout, l);
+                        }
+                        None => out_done = true,
+                    },
+                    line = err.next_line(), if !err_done => match line {
+                        Some(l) => {
+                            if finished.first_error.is_none() && looks_like_error(&l) {
+                                finished.first_error = Some(l.clone());
+                            }
+                            tail.push_back(l.clone());
+                            if tail.len() > STDERR_TAIL {
+                                tail.pop_front();
+                            }
+                            sink(Stream::Stderr, l);
+                        }
+                        None => err_done = true,
+                    },
+                }
+            }
+        };
+        tokio::join!(feed, read);
+        finished.stderr_tail = tail.into_iter().collect();
+        match child.wait().await {
+            Ok(status) => {
+                finished.exit_code = status.code();
+                Ok(finished)
+            }
+            Err(openssh::Error::RemoteProcessTerminated) => {
+                // Killed by a signal on the host; the connection may or may not be alive.
+                if self.session.check().await.is_err() {
+                    return Err(RemoteError::Disconnected {
+                        host: self.dest.clone(),
+                        command: display,
+                    });
+                }
+                finished.exit_code = None;
+                Ok(finished)
+            }
+            Err(openssh::Error::Disconnected) => Err(RemoteError::Disconnected {
+                host: self.dest.clone(),
+                command: display,
+            }),
+            Err(e) => Err(spawn_err(e)),
+        }
+    }
+
+    pub async fn forward(
+        &self,
+        kind: ForwardType,
+        listen: Socket<'_>,
+        connect: Socket<'_>,
+    ) -> Result<(), RemoteError> {
+        self.session
+            .request_port_forward(kind, listen, connect)
+            .await
+            .map_err(|e| RemoteError::Forward {
+                host: self.dest.clone(),
+                message: error_chain(&e),
+            })
+    }
+
+    pub async fn close_forward(
+        &self,
+        kind: ForwardType,
+        listen: Socket<'_>,
+        connect: Socket<'_>,
+    ) -> Result<(), RemoteError> {
+        self.session
+            .close_port_forward(kind, listen, connect)
+            .await
+            .map_err(|e| RemoteError::Forward {
+                host: self.dest.clone(),
+                message: error_chain(&e),
+            })
+    }
+
+    pub async fn close(self) {
+        let _ = self.session.close().await;
+    }
+}
+
+/// The argv that actually runs on a host where `login` is the ssh user:
+/// privilege change, environment, directory and umask as fixed prefixes, the
+/// command's own arguments untouched.
+pub fn wrap_argv(login: &str, cmd: &RemoteCommand) -> Vec<String> {
+    let is_root = login == "root";
+    let mut argv: Vec<String> = Vec::new();
+    match &cmd.run_as {
+        RunAs::Login => {}
+        RunAs::Root if is_root => {}
+        RunAs::Root => argv.extend(["sudo", "-n", "--"].map(String::from)),
+        RunAs::User(u) if u == login => {}
+        RunAs::User(u) if is_root => {
+            argv.extend(["runuser", "-u", u.as_str(), "--"].map(String::from))
+        }
+        RunAs::User(u) => argv.extend(["sudo", "-n", "-u", u.as_str(), "--"].map(String::from)),
+    }
+    if cmd.cwd.is_some() || !cmd.env.is_empty() {
+        argv.push("env".into());
+        if let Some(c) = &cmd.cwd {
+            argv.push("-C".into());
+            argv.push(c.clone());
+        }
+        argv.extend(cmd.env.iter().map(|(k, v)| format!("{k}={v}")));
+    }
+    if let Some(m) = &cmd.umask {
+        argv.extend(["sh".into(), "-c".into(), UMASK_EXEC.into(), m.clone()]);
+    }
+    argv.extend(cmd.argv.iter().cloned());
+    argv
+}
+
+/// pg_restore, psql and friends say "error:" / "ERROR:" / "FATAL:"; the first
+/// such line is the cause, the rest usually consequences.
+fn looks_like_error(line: &str) -> bool {
+    let l = line.to_ascii_lowercase();
+    l.contains("error") || l.contains("fatal") || l.contains("failed") || l.contains("denied")
+}
+
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        let m = inner.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = inner.source();
+    }
+    s
+}
+
+async fn connect_error(dest: &str, ssh_config: Option<&Path>, e: &openssh::Error) -> RemoteError {
+    let message = error_chain(e).replace('\r', "");
+    if message.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
+        let detail = message
+            .lines()
+            .filter(|l| l.contains("fingerprint") || l.starts_with("SHA256:") || l.contains("Offending"))
+            .map(|l| format!("  {l}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        return RemoteError::HostKeyChanged {
+            dest: dest.to_string(),
+            detail,
+        };
+    }
+    if message.contains("Host key verification failed") || message.contains("host key is known") {
+        let (offer, accept) = describe_unknown_key(dest, ssh_config).await;
+        return RemoteError::HostKeyUnknown {
+            dest: dest.to_string(),
+            offer,
+            accept,
+        };
+    }
+    RemoteError::Connect {
+        dest: dest.to_string(),
+        message: message.trim().to_string(),
+    }
+}
+
+/// Asks ssh how it would reach `dest` and the host which key it offers, so the
+/// message can show the fingerprint to compare. Nothing is written anywhere.
+async fn describe_unknown_key(dest: &str, ssh_config: Option<&Path>) -> (String, String) {
+    let mut g = tokio::process::Command::new("ssh");
+    if let Some(f) = ssh_config {
+        g.arg("-F").arg(f);
+    }
+    g.arg("-G").arg("--").arg(dest);
+    let Ok(out) = g.output().await else {
+        return (String::new(), format!("ssh-keyscan <host> >> ~/.ssh/known_hosts (for '{dest}')"));
+    };
+    let conf = String::from_utf8_lossy(&out.stdout);
+    let get = |key: &str| {
+        conf.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} ")))
+            .map(str::to_string)
+    };
+    let hostname = get("hostname").unwrap_or_else(|| dest.to_string());
+    let port = get("port").unwrap_or_else(|| "22".into());
+    let known = get("userknownhostsfile")
+        .and_then(|f| f.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "~/.ssh/known_hosts".into());
+    let accept = format!("ssh-keyscan -p {port} {hostname} >> {known}");
+    let proxied = get("proxyjump").is_some_and(|p| p != "none")
+        || get("proxycommand").is_some_and(|p| p != "none");
+    if proxied {
+        return (String::new(), accept);
+    }
+    let scan = tokio::process::Command::new("ssh-keyscan")
+        .args(["-T", "5", "-p", &port, "--", &hostname])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .await;
+    let Ok(scan) = scan else {
+        return (String::new(), accept);
+    };
+    let mut keygen = match tokio::process::Command::new("ssh-keygen")
+        .args(["-l", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(k) => k,
+        Err(_) => return (String::new(), accept),
+    };
+    if let Some(mut stdin) = keygen.stdin.take() {
+        let _ = stdin.write_all(&scan.stdout).await;
+    }
+    let Ok(fp) = keygen.wait_with_output().await else {
+        return (String::new(), accept);
+    };
+    let prints: Vec<String> = String::from_utf8_lossy(&fp.stdout)
+        .lines()
+        .map(|l| {
+            // "256 SHA256:xxx host (ED25519)" -> "ED25519 SHA256:xxx"
+            let parts: Vec<&str> = l.split_whitespace().collect();
+            match (parts.get(1), parts.last()) {
+                (Some(fp), Some(kind)) => format!("{} {fp}", kind.trim_matches(['(', ')'])),
+                _ => l.to_string(),
+            }
+        })
+        .collect();
+    if prints.is_empty() {
+        return (String::new(), accept);
+    }
+    (
+        format!(
+            "\n  {hostname} port {port} offers: {}",
+            prints.join(", ")
+        ),
+        accept,
+    )
+}
+
+/// A private directory on this machine for the relay's unix socket.
+pub fn operator_socket_dir() -> std::io::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("hikkoshi-")
+        .tempdir_in(std::env::temp_dir())
+}
+
+pub fn socket_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_shows_env_cwd_and_quotes() {
+        let mut c = RemoteCommand::new(RunAs::User("mastodon".into()), ["bin/tootctl", "feeds", "build"]);
+        c.cwd = Some("/home/mastodon/live".into());
+        c.env = vec![("RAILS_ENV".into(), "production".into())];
+        assert_eq!(
+            c.display(),
+            "cd /home/mastodon/live && RAILS_ENV=production bin/tootctl feeds build"
+        );
+        let c = RemoteCommand::new(RunAs::Login, ["rm", "--", "a b", "$(x)"]);
+        assert_eq!(c.display(), "rm -- 'a b' '$(x)'");
+    }
+
+    #[test]
+    fn privilege_wrappers() {
+        let c = RemoteCommand::new(RunAs::User("mastodon".into()), ["pg_dump"]);
+        assert_eq!(wrap_argv("root", &c), ["runuser", "-u", "mastodon", "--", "pg_dump"]);
+        assert_eq!(wrap_argv("admin", &c), ["sudo", "-n", "-u", "mastodon", "--", "pg_dump"]);
+        assert_eq!(wrap_argv("mastodon", &c), ["pg_dump"]);
+        let root = RemoteCommand::new(RunAs::Root, ["systemctl", "stop", "x"]);
+        assert_eq!(wrap_argv("root", &root), ["systemctl", "stop", "x"]);
+        assert_eq!(wrap_argv("admin", &root), ["sudo", "-n", "--", "systemctl", "stop", "x"]);
+    }
+
+    #[test]
+    fn env_cwd_and_umask_are_argv_prefixes_not_shell_text() {
+        let mut c = RemoteCommand::new(RunAs::User("mastodon".into()), ["pg_dump", "-f", "/x/$(id).dump"]).umask("077");
+        c.cwd = Some("/home/mastodon/live".into());
+        c.env = vec![("RAILS_ENV".into(), "production".into())];
+        assert_eq!(
+            wrap_argv("root", &c),
+            [
+                "runuser", "-u", "mastodon", "--", "env", "-C", "/home/mastodon/live",
+                "RAILS_ENV=production", "sh", "-c", UMASK_EXEC, "077", "pg_dump", "-f", "/x/$(id).dump"
+            ]
+        );
+    }
+
+    #[test]
+    fn error_lines_are_recognised() {
+        assert!(looks_like_error("pg_restore: error: could not execute query: ERROR:  x"));
+        assert!(!looks_like_error("pg_restore: creating TABLE \"public.accounts\""));
+    }
+}

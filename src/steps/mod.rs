@@ -1,0 +1,219 @@
+//! Step kinds. `command` steps are pure profile data; the kinds here that need
+//! logic (preflight, transfer, rsync, verify, redis, health, dns) are Rust.
+
+pub mod command;
+pub mod dns;
+pub mod health;
+pub mod media;
+pub mod preflight;
+pub mod redis;
+pub mod transfer;
+pub mod verify;
+
+use crate::engine::events::StepOutcome;
+use crate::engine::{RunCtx, StepIo};
+use crate::plan::Plan;
+use crate::plan::profile::{HostSel, StepKind, StepSpec};
+use crate::plan::template::{TemplateError, Vars};
+use crate::remote::psql::PsqlError;
+use crate::remote::{Finished, Host, RemoteCommand, RemoteError, RunAs};
+
+/// Why a step failed, with what a person needs to act on it.
+#[derive(Debug, Clone, Default)]
+pub struct StepFailure {
+    pub message: String,
+    pub host: Option<String>,
+    pub command: Option<String>,
+    pub exit_code: Option<i32>,
+    pub first_error: Option<String>,
+    pub stderr_tail: Vec<String>,
+}
+
+impl StepFailure {
+    pub fn new(message: impl Into<String>) -> Self {
+        StepFailure {
+            message: message.into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn on(host: &Host, message: impl Into<String>) -> Self {
+        StepFailure {
+            message: message.into(),
+            host: Some(host.name().to_string()),
+            ..Default::default()
+        }
+    }
+
+    pub fn from_finished(host: &Host, cmd: &RemoteCommand, f: &Finished) -> Self {
+        let how = f
+            .exit_code
+            .map_or_else(|| "was killed by a signal".to_string(), |c| format!("exited with {c}"));
+        let cause = f
+            .first_error
+            .clone()
+            .or_else(|| f.stderr_tail.last().cloned())
+            .map(|c| format!(": {c}"))
+            .unwrap_or_default();
+        StepFailure {
+            message: format!("on {}: '{}' {how}{cause}", host.name(), cmd.display()),
+            host: Some(host.name().to_string()),
+            command: Some(cmd.display()),
+            exit_code: f.exit_code,
+            first_error: f.first_error.clone(),
+            stderr_tail: f.stderr_tail.clone(),
+        }
+    }
+}
+
+impl From<RemoteError> for StepFailure {
+    fn from(e: RemoteError) -> Self {
+        let host = match &e {
+            RemoteError::HostKeyUnknown { dest, .. }
+            | RemoteError::HostKeyChanged { dest, .. }
+            | RemoteError::Connect { dest, .. } => Some(dest.clone()),
+            RemoteError::Spawn { host, .. }
+            | RemoteError::Disconnected { host, .. }
+            | RemoteError::Forward { host, .. } => Some(host.clone()),
+        };
+        let command = match &e {
+            RemoteError::Spawn { command, .. } | RemoteError::Disconnected { command, .. } => {
+                Some(command.clone())
+            }
+            _ => None,
+        };
+        StepFailure {
+            message: e.to_string(),
+            host,
+            command,
+            ..Default::default()
+        }
+    }
+}
+
+impl From<PsqlError> for StepFailure {
+    fn from(e: PsqlError) -> Self {
+        match e {
+            PsqlError::Remote(r) => r.into(),
+            PsqlError::Failed { ref host, .. } => StepFailure {
+                host: Some(host.clone()),
+                message: e.to_string(),
+                ..Default::default()
+            },
+        }
+    }
+}
+
+impl From<TemplateError> for StepFailure {
+    fn from(e: TemplateError) -> Self {
+        StepFailure::new(format!("the profile's step cannot be filled in: {e}"))
+    }
+}
+
+impl From<StepFailure> for StepOutcome {
+    fn from(f: StepFailure) -> Self {
+        StepOutcome::Failed {
+            message: f.message,
+            host: f.host,
+            command: f.command,
+            exit_code: f.exit_code,
+            first_error: f.first_error,
+            stderr_tail: f.stderr_tail,
+        }
+    }
+}
+
+pub enum Done {
+    Completed,
+    Skipped(String),
+}
+
+pub type StepResult = Result<Done, StepFailure>;
+
+pub async fn execute(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepOutcome {
+    let result = match step.kind {
+        StepKind::Command => command::run(step, ctx, io).await,
+        StepKind::Preflight => preflight::run(step, ctx, io).await,
+        StepKind::Transfer => transfer::run(step, ctx, io).await,
+        StepKind::Rsync => media::run(step, ctx, io).await,
+        StepKind::Verify => verify::run(step, ctx, io).await,
+        StepKind::Redis => redis::run(step, ctx, io).await,
+        StepKind::Health => health::run(step, ctx, io).await,
+        StepKind::Dns => dns::run(step, ctx, io).await,
+    };
+    match result {
+        Ok(Done::Completed) => StepOutcome::Succeeded,
+        Ok(Done::Skipped(reason)) => StepOutcome::Skipped { reason },
+        Err(f) => f.into(),
+    }
+}
+
+/// Runs a command and turns a non-zero exit into a failure naming host and command.
+pub async fn run_checked(host: &Host, cmd: &RemoteCommand, io: &StepIo) -> Result<Finished, StepFailure> {
+    let f = host.run(cmd, &mut io.sink()).await?;
+    if f.success() {
+        Ok(f)
+    } else {
+        Err(StepFailure::from_finished(host, cmd, &f))
+    }
+}
+
+/// Like `run_checked`, but the output is for parsing only and never shown.
+pub async fn run_quiet_checked(host: &Host, cmd: &RemoteCommand) -> Result<Finished, StepFailure> {
+    let f = host.run_quiet(cmd).await?;
+    if f.success() {
+        Ok(f)
+    } else {
+        Err(StepFailure::from_finished(host, cmd, &f))
+    }
+}
+
+pub fn run_as(step: &StepSpec, vars: &Vars) -> Result<RunAs, TemplateError> {
+    Ok(match &step.user {
+        Some(u) => RunAs::from_profile(&vars.render(u)?),
+        None => RunAs::Login,
+    })
+}
+
+pub fn hosts_of(step: &StepSpec, plan: &Plan) -> Vec<String> {
+    match step.kind {
+        StepKind::Command => plan.host_names(step.host),
+        StepKind::Health => plan.host_names(Some(HostSel::Target)),
+        StepKind::Dns => Vec::new(),
+        _ => plan.host_names(Some(HostSel::Both)),
+    }
+}
+
+/// What the step will do, as lines a person can read and check; with facts
+/// not yet known shown as `{name}`.
+pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars) -> Vec<String> {
+    let user = step
+        .user
+        .as_ref()
+        .map_or_else(|| "login user".into(), |u| vars.render_lenient(u));
+    match step.kind {
+        StepKind::Command => command::describe(step, plan, vars, &user),
+        StepKind::Preflight => vec![format!(
+            "on {} and {}: ssh, tools, PostgreSQL versions, disk space, target database and role, app directory, {} and app versions, systemd units, Redis",
+            plan.source,
+            plan.target,
+            step.env_file.as_deref().map_or_else(|| "config".into(), |f| vars.render_lenient(f))
+        )],
+        StepKind::Transfer => transfer::describe(step, plan, vars, &user),
+        StepKind::Rsync => media::describe(step, plan, vars, &user),
+        StepKind::Verify => vec![format!(
+            "on {} and {}: exact row count of every table in every schema, sequence values, and ownership of every object by {}",
+            plan.source,
+            plan.target,
+            vars.render_lenient("{db_user}")
+        )],
+        StepKind::Redis => redis::describe(step, plan, vars),
+        StepKind::Health => vec![format!(
+            "on {}: curl {} until it answers 200 (up to {})",
+            plan.target,
+            step.url.as_deref().map(|u| vars.render_lenient(u)).unwrap_or_default(),
+            step.timeout.as_deref().unwrap_or("2m")
+        )],
+        StepKind::Dns => dns::describe(plan),
+    }
+}

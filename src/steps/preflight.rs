@@ -1,0 +1,930 @@
+//! Preflight: everything that would break the move, found while the instance is
+//! still up and nothing has changed. Only reads: no file, database or service on
+//! either host is touched here.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value as Json;
+
+use super::{Done, StepFailure, StepResult};
+use crate::engine::events::CheckStatus::{self, Fail, Pass, Warn};
+use crate::engine::{RunCtx, StepIo};
+use crate::plan::profile::{StepKind, StepSpec};
+use crate::redact::is_secret_key;
+use crate::remote::psql::query;
+use crate::remote::{Host, RemoteCommand, Role, RunAs};
+
+/// Facts preflight provides to the profile as placeholders.
+pub const FACTS: &[&str] = &[
+    "schema_args",
+    "restore_jobs",
+    "target_db_exists",
+    "es_enabled",
+    "redis_local",
+    "s3_enabled",
+];
+
+/// Facts other step kinds need in typed form.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub source_home: String,
+    pub target_home: String,
+    /// `ssh-keyscan` lines of the target's sshd as seen from the target itself.
+    pub target_host_keys: Vec<String>,
+    pub redis_port: String,
+    pub source_rdb: Option<String>,
+    pub target_rdb: Option<String>,
+    pub schemas: Vec<String>,
+}
+
+struct Report<'a> {
+    io: &'a StepIo,
+    failed: Vec<String>,
+}
+
+impl Report<'_> {
+    fn note(&mut self, host: &str, name: &str, status: CheckStatus, message: impl Into<String>) {
+        let message = message.into();
+        if status == Fail {
+            self.failed.push(format!("{host}: {name}: {message}"));
+        }
+        self.io.check(host, name, status, message);
+    }
+}
+
+fn text_or(vars: &crate::plan::template::Vars, name: &str, default: &str) -> String {
+    vars.text(name).unwrap_or_else(|_| default.to_string())
+}
+
+/// Settings a preflight needs, rendered once.
+struct Settings {
+    user: String,
+    dir: String,
+    database: String,
+    db_user: String,
+    db_admin: String,
+    domain: String,
+    services: Vec<String>,
+    work_dir: String,
+    env_file: Option<String>,
+    domain_key: Option<String>,
+    version_file: Option<String>,
+    media: Vec<String>,
+    redis_service: Option<String>,
+    has_rsync: bool,
+    has_redis: bool,
+}
+
+pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
+    let v = &ctx.vars;
+    let s = Settings {
+        user: v.text("user")?,
+        dir: v.text("dir")?,
+        database: v.text("database")?,
+        db_user: v.text("db_user")?,
+        db_admin: text_or(v, "db_admin", "postgres"),
+        domain: v.text("domain")?,
+        services: match v.get("services")? {
+            crate::plan::template::Value::List(l) => l,
+            crate::plan::template::Value::Text(t) => vec![t],
+        },
+        work_dir: text_or(v, "work_dir", "/var/tmp"),
+        env_file: step.env_file.as_ref().map(|f| v.render(f)).transpose()?,
+        domain_key: step.domain_key.clone(),
+        version_file: step.version_file.as_ref().map(|f| v.render(f)).transpose()?,
+        media: step.media.iter().map(|m| v.render(m)).collect::<Result<_, _>>()?,
+        redis_service: v.text("redis_service").ok(),
+        has_rsync: ctx.plan.steps.iter().any(|s| s.kind == StepKind::Rsync),
+        has_redis: ctx.plan.steps.iter().any(|s| s.kind == StepKind::Redis),
+    };
+
+    let mut report = Report {
+        io,
+        failed: Vec::new(),
+    };
+
+    // ssh first: every other check needs both hosts.
+    let cfg = ctx.opts.ssh_config.clone();
+    if ctx.hosts.is_none() {
+        let (src, dst) = tokio::join!(
+            Host::connect(Role::Source, &ctx.plan.source, cfg.as_deref()),
+            Host::connect(Role::Target, &ctx.plan.target, cfg.as_deref()),
+        );
+        let mut errors = Vec::new();
+        for (name, r) in [(&ctx.plan.source, &src), (&ctx.plan.target, &dst)] {
+            match r {
+                Ok(h) => report.note(name, "ssh", Pass, format!("connected as {}", h.login)),
+                Err(e) => {
+                    report.note(name, "ssh", Fail, e.to_string());
+                    errors.push(e.to_string());
+                }
+            }
+        }
+        match (src, dst) {
+            (Ok(source), Ok(target)) => {
+                ctx.hosts = Some(crate::engine::Hosts { source, target });
+            }
+            (a, b) => {
+                for h in [a, b].into_iter().flatten() {
+                    h.close().await;
+                }
+                return Err(StepFailure::new(format!(
+                    "cannot reach both hosts:\n{}",
+                    errors.join("\n")
+                )));
+            }
+        }
+    }
+    let Some(hosts) = ctx.hosts.as_ref() else {
+        return Err(StepFailure::new("not connected"));
+    };
+    let (src, dst) = (&hosts.source, &hosts.target);
+
+    for h in [src, dst] {
+        if !h.is_root {
+            let ok = h
+                .run_quiet(&RemoteCommand::new(RunAs::Login, ["sudo", "-n", "true"]))
+                .await?
+                .success();
+            let status = if ok { Pass } else { Fail };
+            report.note(
+                h.name(),
+                "privileges",
+                status,
+                if ok {
+                    format!("{} may use sudo without a password", h.login)
+                } else {
+                    format!("logged in as '{}', which is not root and cannot 'sudo -n'; log in as root or allow passwordless sudo", h.login)
+                },
+            );
+        }
+    }
+
+    check_tools(src, dst, &s, &mut report).await?;
+    let (source_home, target_home) = check_app_user(src, dst, &s, &mut report).await?;
+    check_postgres_versions(src, dst, &s, &mut report).await?;
+    let (schemas, db_size) = check_source_database(src, &s, &mut report).await?;
+    let target_db_exists = check_target_database(dst, &s, &mut report).await?;
+    check_app_dirs(src, dst, &s, &mut report).await?;
+    let env = match &s.env_file {
+        Some(f) => read_env(src, dst, &s, f, ctx, &mut report).await?,
+        None => BTreeMap::new(),
+    };
+    if let Some(vf) = &s.version_file {
+        check_app_versions(src, dst, &s, vf, &mut report).await?;
+    }
+    check_units(src, dst, &s, &mut report).await?;
+
+    let env_flag = |k: &str| env.get(k).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let redis_host = env
+        .get("REDIS_HOST")
+        .cloned()
+        .unwrap_or_else(|| "localhost".into());
+    let redis_local = matches!(redis_host.as_str(), "" | "localhost" | "127.0.0.1" | "::1");
+    let redis_port = env.get("REDIS_PORT").cloned().unwrap_or_else(|| "6379".into());
+    let mut facts = Facts {
+        source_home,
+        target_home,
+        redis_port: redis_port.clone(),
+        schemas: schemas.clone(),
+        ..Facts::default()
+    };
+    if s.has_redis {
+        if redis_local {
+            let (a, b) = check_redis(src, dst, &redis_port, &mut report).await?;
+            facts.source_rdb = a;
+            facts.target_rdb = b;
+        } else {
+            report.note(
+                src.name(),
+                "redis",
+                Warn,
+                format!("Redis is at '{redis_host}', not on this host: it is not moved; make sure the new host reaches it"),
+            );
+        }
+    }
+    let media_bytes = check_media(src, dst, &s, &mut report).await?;
+    check_disk(src, dst, &s, db_size, media_bytes, &mut report).await?;
+    if s.has_rsync {
+        facts.target_host_keys = check_relay(dst, &mut report).await?;
+    }
+    let jobs = dst
+        .run_quiet(&RemoteCommand::new(RunAs::Login, ["nproc"]))
+        .await?
+        .stdout
+        .trim()
+        .parse::<u32>()
+        .unwrap_or(1)
+        .clamp(1, 8);
+
+    let mut schema_args = Vec::new();
+    for schema in &schemas {
+        schema_args.push("-n".to_string());
+        schema_args.push(schema.clone());
+    }
+    let vars = &mut ctx.vars;
+    vars.set("schema_args", schema_args);
+    vars.set("restore_jobs", jobs.to_string());
+    vars.set("target_db_exists", target_db_exists);
+    vars.set("es_enabled", env_flag("ES_ENABLED"));
+    vars.set("s3_enabled", env_flag("S3_ENABLED"));
+    vars.set("redis_local", redis_local && s.has_redis);
+    ctx.facts = facts;
+
+    if report.failed.is_empty() {
+        Ok(Done::Completed)
+    } else {
+        Err(StepFailure::new(format!(
+            "{} preflight check{} failed; nothing was changed:\n{}",
+            report.failed.len(),
+            if report.failed.len() == 1 { "" } else { "s" },
+            report.failed.join("\n")
+        )))
+    }
+}
+
+
+async fn check_tools(src: &Host, dst: &Host, s: &Settings, r: &mut Report<'_>) -> Result<(), StepFailure> {
+    let mut src_tools = vec!["pg_dump", "psql", "sha256sum", "cat", "df", "du"];
+    let mut dst_tools = vec!["pg_restore", "psql", "createdb", "sha256sum", "curl", "df"];
+    if s.has_rsync {
+        src_tools.extend(["rsync", "ssh", "ssh-keygen"]);
+        dst_tools.extend(["rsync", "ssh-keyscan"]);
+    }
+    if s.has_redis {
+        src_tools.push("redis-cli");
+        dst_tools.push("redis-cli");
+    }
+    for (h, tools) in [(src, src_tools), (dst, dst_tools)] {
+        let mut cmd = RemoteCommand::script(
+            RunAs::Login,
+            "for t do command -v \"$t\" >/dev/null 2>&1 || printf '%s\\n' \"$t\"; done",
+            &tools,
+        );
+        cmd.run_as = RunAs::Root;
+        let out = h.run_quiet(&cmd).await?;
+        let missing: Vec<&str> = out.stdout.lines().filter(|l| !l.is_empty()).collect();
+        if missing.is_empty() && out.success() {
+            r.note(h.name(), "tools", Pass, tools.join(", "));
+        } else {
+            r.note(
+                h.name(),
+                "tools",
+                Fail,
+                format!("missing: {} (install them, e.g. apt-get install postgresql-client rsync redis-tools curl)", missing.join(", ")),
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn check_app_user(src: &Host, dst: &Host, s: &Settings, r: &mut Report<'_>) -> Result<(String, String), StepFailure> {
+    let mut homes = Vec::new();
+    for h in [src, dst] {
+        let out = h
+            .run_quiet(&RemoteCommand::new(RunAs::Login, ["getent", "passwd", s.user.as_str()]))
+            .await?;
+        let home = out.stdout.trim().split(':').nth(5).unwrap_or("").to_string();
+        if out.success() && !home.is_empty() {
+            r.note(h.name(), "app user", Pass, format!("'{}' (home {home})", s.user));
+        } else {
+            r.note(h.name(), "app user", Fail, format!("no unix user '{}'; create it as in the app's install guide", s.user));
+        }
+        homes.push(home);
+    }
+    let target = homes.pop().unwrap_or_default();
+    let source = homes.pop().unwrap_or_default();
+    Ok((source, target))
+}
+
+fn pg_major_from_version(text: &str) -> Option<u32> {
+    // "pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
+    let v = text.split_whitespace().find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))?;
+    v.split('.').next()?.parse().ok()
+}
+
+async fn tool_major(h: &Host, tool: &str) -> Option<u32> {
+    h.run_quiet(&RemoteCommand::new(RunAs::Login, [tool, "--version"]))
+        .await
+        .ok()
+        .and_then(|f| pg_major_from_version(&f.stdout))
+}
+
+async fn check_postgres_versions(src: &Host, dst: &Host, s: &Settings, r: &mut Report<'_>) -> Result<(), StepFailure> {
+    let admin = RunAs::User(s.db_admin.clone());
+    let mut servers = Vec::new();
+    for h in [src, dst] {
+        match query(h, &admin, "postgres", "SHOW server_version_num", &[]).await {
+            Ok(lines) => {
+                let major = lines.first().and_then(|l| l.trim().parse::<u32>().ok()).map(|n| n / 10000);
+                servers.push(major);
+            }
+            Err(e) => {
+                r.note(h.name(), "postgresql", Fail, format!("cannot query the server as '{}': {e}", s.db_admin));
+                servers.push(None);
+            }
+        }
+    }
+    let dump = tool_major(src, "pg_dump").await;
+    let restore = tool_major(dst, "pg_restore").await;
+    let (Some(from), Some(to)) = (servers[0], servers[1]) else {
+        return Ok(());
+    };
+    let mut problems = Vec::new();
+    if to < from {
+        problems.push(format!("the target runs PostgreSQL {to}, older than the source's {from}; install {from} or newer on the target"));
+    }
+    match dump {
+        Some(d) if d < from => problems.push(format!("pg_dump {d} on the source cannot dump a PostgreSQL {from} server (\"server version mismatch\"); install postgresql-client-{from}")),
+        Some(d) if d > to => problems.push(format!("pg_dump {d} on the source writes SQL that PostgreSQL {to} on the target may reject (e.g. SET transaction_timeout from 17 on); use pg_dump {to}")),
+        Some(_) => {}
+        None => problems.push("cannot tell pg_dump's version on the source".into()),
+    }
+    match (restore, dump) {
+        (Some(rv), Some(d)) if rv < d => problems.push(format!("pg_restore {rv} on the target cannot read an archive from pg_dump {d} (\"unsupported version in file header\"); install postgresql-client-{d} on the target")),
+        (None, _) => problems.push("cannot tell pg_restore's version on the target".into()),
+        _ => {}
+    }
+    if problems.is_empty() {
+        r.note(
+            dst.name(),
+            "postgresql versions",
+            Pass,
+            format!(
+                "server {from} -> {to}, pg_dump {}, pg_restore {}",
+                dump.unwrap_or(0),
+                restore.unwrap_or(0)
+            ),
+        );
+    } else {
+        for p in problems {
+            r.note(dst.name(), "postgresql versions", Fail, p);
+        }
+    }
+    Ok(())
+}
+
+fn json_rows(lines: &[String]) -> Vec<Vec<Json>> {
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Vec<Json>>(l).ok())
+        .collect()
+}
+
+fn as_text(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+const SCHEMAS_SQL: &str = r"
+SELECT json_build_array(n.nspname)
+FROM pg_namespace n
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp%'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid AND d.deptype = 'e')
+  AND (n.nspname = 'public'
+       OR EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid)
+       OR EXISTS (SELECT 1 FROM pg_proc p WHERE p.pronamespace = n.oid))
+ORDER BY n.nspname = 'public' DESC, n.nspname;
+";
+
+async fn check_source_database(src: &Host, s: &Settings, r: &mut Report<'_>) -> Result<(Vec<String>, u64), StepFailure> {
+    let admin = RunAs::User(s.db_admin.clone());
+    let size = match query(src, &admin, &s.database, "SELECT pg_database_size(current_database())", &[]).await {
+        Ok(l) => l.first().and_then(|x| x.trim().parse::<u64>().ok()).unwrap_or(0),
+        Err(e) => {
+            r.note(src.name(), "source database", Fail, format!("cannot open database '{}': {e}", s.database));
+            return Ok((vec!["public".into()], 0));
+        }
+    };
+    let schemas: Vec<String> = json_rows(&query(src, &admin, &s.database, SCHEMAS_SQL, &[]).await?)
+        .iter()
+        .filter_map(|row| row.first().map(as_text))
+        .collect();
+    r.note(
+        src.name(),
+        "source database",
+        Pass,
+        format!("'{}', {}", s.database, human_bytes(size)),
+    );
+    let others: Vec<&String> = schemas.iter().filter(|n| *n != "public").collect();
+    if !others.is_empty() {
+        r.note(
+            src.name(),
+            "schemas",
+            Warn,
+            format!(
+                "data outside 'public' in schema{} {}: restored too (the guide's plain '-n public' would silently drop {})",
+                if others.len() == 1 { "" } else { "s" },
+                others.iter().map(|o| format!("'{o}'")).collect::<Vec<_>>().join(", "),
+                if others.len() == 1 { "it" } else { "them" },
+            ),
+        );
+    }
+    let exts = query(
+        src,
+        &admin,
+        &s.database,
+        "SELECT json_build_array(extname) FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1",
+        &[],
+    )
+    .await?;
+    let exts: Vec<String> = json_rows(&exts).iter().filter_map(|r| r.first().map(as_text)).collect();
+    if !exts.is_empty() {
+        r.note(
+            src.name(),
+            "extensions",
+            Fail,
+            format!(
+                "the database uses extension{} {}, which a restore as '{}' cannot create; create the database and the extensions on the target first as {} (createdb -T template0 -O {} {}; psql -d {} -c 'CREATE EXTENSION ...'), then run again",
+                if exts.len() == 1 { "" } else { "s" },
+                exts.join(", "),
+                s.db_user,
+                s.db_admin,
+                s.db_user,
+                s.database,
+                s.database
+            ),
+        );
+    }
+    Ok((schemas, size))
+}
+
+const TARGET_DB_SQL: &str = r"
+SELECT json_build_array(pg_get_userbyid(datdba)) FROM pg_database WHERE datname = :'db';
+";
+
+const ROLE_SQL: &str = r"
+SELECT json_build_array(rolcanlogin, rolcreatedb OR rolsuper) FROM pg_roles WHERE rolname = :'role';
+";
+
+const OBJECTS_SQL: &str = r"
+SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_toast%'
+  AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f');
+";
+
+/// Returns whether the target database exists (empty, owned by the app's role).
+async fn check_target_database(dst: &Host, s: &Settings, r: &mut Report<'_>) -> Result<bool, StepFailure> {
+    let admin = RunAs::User(s.db_admin.clone());
+    let role = json_rows(&query(dst, &admin, "postgres", ROLE_SQL, &[("role", &s.db_user)]).await?);
+    let can_create = match role.first() {
+        None => {
+            r.note(
+                dst.name(),
+                "role",
+                Fail,
+                format!("role '{}' does not exist on the target; create it: sudo -u {} createuser --createdb {}", s.db_user, s.db_admin, s.db_user),
+            );
+            false
+        }
+        Some(row) => {
+            let login = row.first().and_then(Json::as_bool).unwrap_or(false);
+            if !login {
+                r.note(dst.name(), "role", Fail, format!("role '{}' cannot log in; ALTER ROLE {} LOGIN", s.db_user, s.db_user));
+            } else {
+                r.note(dst.name(), "role", Pass, format!("'{}' exists", s.db_user));
+            }
+            row.get(1).and_then(Json::as_bool).unwrap_or(false)
+        }
+    };
+    let db = json_rows(&query(dst, &admin, "postgres", TARGET_DB_SQL, &[("db", &s.database)]).await?);
+    let Some(owner) = db.first().and_then(|row| row.first()).map(as_text) else {
+        if can_create || role.is_empty() {
+            r.note(dst.name(), "target database", Pass, format!("'{}' does not exist yet; it will be created by '{}'", s.database, s.db_user));
+        } else {
+            r.note(
+                dst.name(),
+                "target database",
+                Fail,
+                format!("'{}' does not exist and role '{}' may not create databases: ALTER ROLE {} CREATEDB, or create it: createdb -T template0 -O {} {}", s.database, s.db_user, s.db_user, s.db_user, s.database),
+            );
+        }
+        return Ok(false);
+    };
+    let objects = query(dst, &admin, &s.database, OBJECTS_SQL, &[]).await?;
+    let n: u64 = objects.first().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
+    if n > 0 {
+        r.note(
+            dst.name(),
+            "target database",
+            Fail,
+            format!(
+                "'{}' already exists and holds {n} tables, views or sequences; hikkoshi never restores over existing data. If it is a leftover of an earlier attempt, drop it (sudo -u {} dropdb {}) and run again",
+                s.database, s.db_admin, s.database
+            ),
+        );
+    } else if owner != s.db_user {
+        r.note(
+            dst.name(),
+            "target database",
+            Fail,
+            format!(
+                "'{}' exists, empty, but is owned by '{owner}', so a restore as '{}' would fail with permission denied; ALTER DATABASE {} OWNER TO {} or drop it",
+                s.database, s.db_user, s.database, s.db_user
+            ),
+        );
+    } else {
+        r.note(dst.name(), "target database", Pass, format!("'{}' exists, is empty and owned by '{}'", s.database, s.db_user));
+    }
+    Ok(true)
+}
+
+async fn check_app_dirs(src: &Host, dst: &Host, s: &Settings, r: &mut Report<'_>) -> Result<(), StepFailure> {
+    for h in [src, dst] {
+        let ok = h
+            .run_quiet(&RemoteCommand::new(RunAs::User(s.user.clone()), ["test", "-d", s.dir.as_str()]))
+            .await?
+            .success();
+        if ok {
+            r.note(h.name(), "app directory", Pass, s.dir.clone());
+        } else if h.role == Role::Target {
+            r.note(h.name(), "app directory", Fail, format!("'{}' is missing or not readable by '{}': install the same app version on the new host first", s.dir, s.user));
+        } else {
+            r.note(h.name(), "app directory", Fail, format!("'{}' is missing or not readable by '{}'", s.dir, s.user));
+        }
+    }
+    Ok(())
+}
+
+/// Parses an env file (KEY=value lines); values are kept in memory only.
+pub fn parse_env(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        let v = v.trim();
+        let unquoted = v
+            .strip_prefix('"')
+            .and_then(|x| x.strip_suffix('"'))
+            .or_else(|| v.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')))
+            .unwrap_or(v);
+        out.insert(k.trim().to_string(), unquoted.to_string());
+    }
+    out
+}
+
+async fn read_env(
+    src: &Host,
+    dst: &Host,
+    s: &Settings,
+    file: &str,
+    ctx: &RunCtx,
+    r: &mut Report<'_>,
+) -> Result<BTreeMap<String, String>, StepFailure> {
+    let out = src
+        .run_quiet(&RemoteCommand::new(RunAs::User(s.user.clone()), ["cat", "--", file]))
+        .await?;
+    if !out.success() {
+        r.note(src.name(), "secrets file", Fail, format!("cannot read '{file}' as '{}'", s.user));
+        return Ok(BTreeMap::new());
+    }
+    let env = parse_env(&out.stdout);
+    for (k, v) in &env {
+        if is_secret_key(k) {
+            ctx.redactor.add(v);
+        }
+    }
+    r.note(src.name(), "secrets file", Pass, format!("'{file}' ({} settings; values never shown)", env.len()));
+    if let Some(key) = &s.domain_key {
+        match env.get(key) {
+            Some(d) if *d == s.domain => {
+                r.note(src.name(), "domain", Pass, format!("{key}={d}"));
+            }
+            Some(d) => r.note(
+                src.name(),
+                "domain",
+                Fail,
+                format!("{key} in '{file}' is '{d}' but the config says '{}'; the domain of an instance can never change", s.domain),
+            ),
+            None => r.note(src.name(), "domain", Warn, format!("'{file}' sets no {key}")),
+        }
+    }
+    for (key, want) in [("DB_NAME", &s.database), ("DB_USER", &s.db_user)] {
+        if let Some(have) = env.get(key)
+            && have != want
+        {
+            r.note(
+                src.name(),
+                "database settings",
+                Fail,
+                format!("{key} in '{file}' is '{have}' but the config says '{want}': the app on the new host would use '{have}'; make them agree"),
+            );
+        }
+    }
+    let exists = dst
+        .run_quiet(&RemoteCommand::new(RunAs::User(s.user.clone()), ["test", "-e", file]))
+        .await?
+        .success();
+    if exists {
+        r.note(
+            dst.name(),
+            "secrets file",
+            Warn,
+            format!("'{file}' exists on the target; it is replaced, the old one kept beside it with a .hikkoshi-<run id> suffix"),
+        );
+    }
+    Ok(env)
+}
+
+/// Mastodon's lib/mastodon/version.rb: `def major` / `4` / `end` and so on.
+pub fn parse_version_rb(text: &str) -> Option<String> {
+    let part = |name: &str| -> Option<String> {
+        let at = text.find(&format!("def {name}"))?;
+        let rest = &text[at + 4 + name.len()..];
+        let num: String = rest
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
+        (!num.is_empty()).then_some(num)
+    };
+    Some(format!("{}.{}.{}", part("major")?, part("minor")?, part("patch")?))
+}
+
+async fn check_app_versions(src: &Host, dst: &Host, s: &Settings, file: &str, r: &mut Report<'_>) -> Result<(), StepFailure> {
+    let mut versions = Vec::new();
+    for h in [src, dst] {
+        let out = h
+            .run_quiet(&RemoteCommand::new(RunAs::User(s.user.clone()), ["cat", "--", file]))
+            .await?;
+        versions.push(if out.success() { parse_version_rb(&out.stdout) } else { None });
+    }
+    match (&versions[0], &versions[1]) {
+        (Some(a), Some(b)) if a == b => r.note(dst.name(), "app version", Pass, format!("{a} on both hosts")),
+        (Some(a), Some(b)) => r.note(
+            dst.name(),
+            "app version",
+            Warn,
+            format!("source runs {a}, target has {b}: install {a} on the new host, or run the database migrations after the restore"),
+        ),
+        _ => r.note(dst.name(), "app version", Warn, format!("cannot read the version from '{file}' on both hosts")),
+    }
+    Ok(())
+}
+
+async fn check_units(src: &Host, dst: &Host, s: &Settings, r: &mut Report<'_>) -> Result<(), StepFailure> {
+    let mut units = s.services.clone();
+    if s.has_redis
+        && let Some(rs) = &s.redis_service
+    {
+        units.push(rs.clone());
+    }
+    for h in [src, dst] {
+        let mut missing = Vec::new();
+        for u in &units {
+            let out = h
+                .run_quiet(&RemoteCommand::new(RunAs::Root, ["systemctl", "show", "-p", "LoadState", "--value", u.as_str()]))
+                .await?;
+            if out.stdout.trim() != "loaded" {
+                missing.push(u.clone());
+            }
+        }
+        if missing.is_empty() {
+            r.note(h.name(), "units", Pass, units.join(", "));
+        } else {
+            r.note(h.name(), "units", Fail, format!("systemd does not know {}: install the unit files as in the app's install guide", missing.join(", ")));
+        }
+    }
+    let mut inactive = Vec::new();
+    for u in &s.services {
+        let out = src
+            .run_quiet(&RemoteCommand::new(RunAs::Root, ["systemctl", "is-active", u.as_str()]))
+            .await?;
+        if out.stdout.trim() != "active" {
+            inactive.push(u.clone());
+        }
+    }
+    if !inactive.is_empty() {
+        r.note(src.name(), "services", Warn, format!("not running on the source now: {}", inactive.join(", ")));
+    }
+    Ok(())
+}
+
+async fn redis_cli(h: &Host, port: &str, args: &[&str]) -> Result<(bool, String), StepFailure> {
+    let mut argv = vec!["redis-cli", "-p", port];
+    argv.extend_from_slice(args);
+    let out = h.run_quiet(&RemoteCommand::new(RunAs::Root, argv)).await?;
+    Ok((out.success(), out.stdout.trim().to_string()))
+}
+
+async fn check_redis(src: &Host, dst: &Host, port: &str, r: &mut Report<'_>) -> Result<(Option<String>, Option<String>), StepFailure> {
+    let mut rdbs = Vec::new();
+    let mut versions = Vec::new();
+    for h in [src, dst] {
+        let (ok, pong) = redis_cli(h, port, &["PING"]).await?;
+        if !ok || pong != "PONG" {
+            let why = if pong.contains("NOAUTH") {
+                "Redis requires a password, which hikkoshi does not support yet".to_string()
+            } else {
+                format!("redis-cli -p {port} PING answered '{pong}'; is Redis running?")
+            };
+            r.note(h.name(), "redis", Fail, why);
+            rdbs.push(None);
+            versions.push(None);
+            continue;
+        }
+        let (_, dir) = redis_cli(h, port, &["CONFIG", "GET", "dir"]).await?;
+        let (_, file) = redis_cli(h, port, &["CONFIG", "GET", "dbfilename"]).await?;
+        let (_, aof) = redis_cli(h, port, &["CONFIG", "GET", "appendonly"]).await?;
+        let (_, info) = redis_cli(h, port, &["INFO", "server"]).await?;
+        let second = |s: &str| s.lines().nth(1).map(str::trim).unwrap_or("").to_string();
+        let (dir, file, aof) = (second(&dir), second(&file), second(&aof));
+        let version = info
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("redis_version:"))
+            .map(str::to_string);
+        if aof == "yes" && h.role == Role::Target {
+            r.note(h.name(), "redis", Fail, "appendonly is on: Redis would ignore the copied dump.rdb and start empty; set 'appendonly no' on the new host for the move");
+        } else {
+            r.note(h.name(), "redis", Pass, format!("{}, data in {dir}/{file}", version.clone().unwrap_or_default()));
+        }
+        rdbs.push((!dir.is_empty() && !file.is_empty()).then(|| format!("{dir}/{file}")));
+        versions.push(version);
+    }
+    if let (Some(Some(a)), Some(Some(b))) = (versions.first(), versions.get(1)) {
+        let key = |v: &str| v.split('.').map(|p| p.parse::<u32>().unwrap_or(0)).collect::<Vec<_>>();
+        if key(b) < key(a) {
+            r.note(dst.name(), "redis", Fail, format!("the target's Redis {b} is older than the source's {a} and may not load its dump.rdb; install {a} or newer"));
+        }
+    }
+    let target = rdbs.pop().flatten();
+    let source = rdbs.pop().flatten();
+    Ok((source, target))
+}
+
+async fn check_media(src: &Host, dst: &Host, s: &Settings, r: &mut Report<'_>) -> Result<u64, StepFailure> {
+    let mut total = 0;
+    for m in &s.media {
+        let out = src
+            .run_quiet(&RemoteCommand::script(
+                RunAs::User(s.user.clone()),
+                "[ -d \"$1\" ] || exit 3; du -sb -- \"$1\"",
+                &[m],
+            ))
+            .await?;
+        match out.exit_code {
+            Some(0) => {
+                let bytes: u64 = out.stdout.split_whitespace().next().and_then(|b| b.parse().ok()).unwrap_or(0);
+                total += bytes;
+                r.note(src.name(), "media", Pass, format!("'{m}': {}", human_bytes(bytes)));
+            }
+            Some(3) => r.note(src.name(), "media", Warn, format!("'{m}' does not exist: nothing to copy")),
+            _ => r.note(src.name(), "media", Fail, format!("cannot read '{m}' as '{}': {}", s.user, out.stderr_tail.join(" "))),
+        }
+        let out = dst
+            .run_quiet(&RemoteCommand::script(
+                RunAs::User(s.user.clone()),
+                "[ -d \"$1\" ] || exit 0; find \"$1\" -type f | head -n 1000 | wc -l",
+                &[m],
+            ))
+            .await?;
+        let n: u64 = out.stdout.trim().parse().unwrap_or(0);
+        if n > 0 {
+            r.note(
+                dst.name(),
+                "media",
+                Warn,
+                format!("'{m}' on the target already holds files; it becomes an exact copy of the source's (files only on the target are removed)"),
+            );
+        }
+    }
+    Ok(total)
+}
+
+/// Free bytes and mount point of the filesystem holding `path` (or its nearest existing parent).
+async fn free_space(h: &Host, run_as: RunAs, path: &str) -> Result<Option<(u64, String)>, StepFailure> {
+    let out = h
+        .run_quiet(&RemoteCommand::script(
+            run_as,
+            "d=$1; while [ ! -e \"$d\" ]; do d=$(dirname -- \"$d\"); done; df -P -B1 --output=avail,target -- \"$d\" | tail -n 1",
+            &[path],
+        ))
+        .await?;
+    let line = out.stdout.trim();
+    let mut parts = line.splitn(2, char::is_whitespace);
+    let avail = parts.next().and_then(|a| a.parse::<u64>().ok());
+    let target = parts.next().map(|t| t.trim().to_string());
+    Ok(avail.zip(target))
+}
+
+async fn check_disk(src: &Host, dst: &Host, s: &Settings, db_size: u64, media_bytes: u64, r: &mut Report<'_>) -> Result<(), StepFailure> {
+    // A custom-format dump leaves out indexes and compresses; half the database
+    // size is a safe ceiling for real instances.
+    let dump_estimate = db_size / 2;
+    let user = RunAs::User(s.user.clone());
+    if let Some((avail, mount)) = free_space(src, user.clone(), &s.work_dir).await? {
+        let need = dump_estimate + dump_estimate / 10;
+        if avail < need {
+            r.note(src.name(), "disk", Fail, format!("{} free on {mount} for the dump in '{}', about {} needed", human_bytes(avail), s.work_dir, human_bytes(need)));
+        } else {
+            r.note(src.name(), "disk", Pass, format!("{} free on {mount} for a dump of about {}", human_bytes(avail), human_bytes(dump_estimate)));
+        }
+    }
+    let admin = RunAs::User(s.db_admin.clone());
+    let data_dir = query(dst, &admin, "postgres", "SHOW data_directory", &[]).await?.first().cloned().unwrap_or_else(|| "/var/lib/postgresql".into());
+    let mut needs: BTreeMap<String, (u64, u64, Vec<&str>)> = BTreeMap::new();
+    for (path, bytes, what, run_as) in [
+        (s.work_dir.as_str(), dump_estimate, "dump", user.clone()),
+        (data_dir.as_str(), db_size, "database", admin.clone()),
+        (s.dir.as_str(), media_bytes, "media", user.clone()),
+    ] {
+        if let Some((avail, mount)) = free_space(dst, run_as, path).await? {
+            let e = needs.entry(mount).or_insert((avail, 0, Vec::new()));
+            e.1 += bytes;
+            e.2.push(what);
+        }
+    }
+    for (mount, (avail, need, what)) in needs {
+        let need = need + need / 10;
+        if avail < need {
+            r.note(dst.name(), "disk", Fail, format!("{} free on {mount}, about {} needed for {}", human_bytes(avail), human_bytes(need), what.join(" + ")));
+        } else {
+            r.note(dst.name(), "disk", Pass, format!("{} free on {mount} for {} (about {})", human_bytes(avail), what.join(" + "), human_bytes(need)));
+        }
+    }
+    Ok(())
+}
+
+/// The media relay reaches the target's sshd on its own loopback; its host keys
+/// are read there, over the already verified connection, and trusted for the relay.
+async fn check_relay(dst: &Host, r: &mut Report<'_>) -> Result<Vec<String>, StepFailure> {
+    let out = dst
+        .run_quiet(&RemoteCommand::new(RunAs::Login, ["ssh-keyscan", "-T", "5", "-p", "22", "127.0.0.1"]))
+        .await?;
+    let keys: Vec<String> = out
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.split_whitespace().count() >= 3)
+        .map(str::to_string)
+        .collect();
+    if keys.is_empty() {
+        r.note(
+            dst.name(),
+            "media relay",
+            Fail,
+            "no sshd answers on the target's 127.0.0.1:22; the media copy connects there through this machine",
+        );
+    } else {
+        r.note(dst.name(), "media relay", Pass, "sshd answers on 127.0.0.1:22");
+    }
+    Ok(keys)
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_parsing() {
+        let env = parse_env("# c\n\nLOCAL_DOMAIN=a.example\nexport X=\"q v\"\nY='s'\nBROKEN\nZ=a=b\n");
+        assert_eq!(env["LOCAL_DOMAIN"], "a.example");
+        assert_eq!(env["X"], "q v");
+        assert_eq!(env["Y"], "s");
+        assert_eq!(env["Z"], "a=b");
+        assert!(!env.contains_key("BROKEN"));
+    }
+
+    #[test]
+    fn mastodon_version_rb() {
+        let rb = "module Mastodon\n  module Version\n    module_function\n\n    def major\n      4\n    end\n\n    def minor\n      3\n    end\n\n    def patch\n      12\n    end\n";
+        assert_eq!(parse_version_rb(rb).as_deref(), Some("4.3.12"));
+        assert_eq!(parse_version_rb("nothing"), None);
+    }
+
+    #[test]
+    fn pg_tool_versions() {
+        assert_eq!(pg_major_from_version("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"), Some(15));
+        assert_eq!(pg_major_from_version("pg_restore (PostgreSQL) 17.2"), Some(17));
+    }
+
+    #[test]
+    fn bytes() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
+    }
+}

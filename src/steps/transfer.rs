@@ -1,0 +1,231 @@
+//! Moves one file from the source to the target, streamed through this machine
+//! (the old host usually cannot reach the new one), never stored here, and
+//! checked with sha256 on the source, in flight and on the target.
+
+use std::time::{Duration, Instant};
+
+use openssh::Stdio;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{Done, StepFailure, StepResult, run_quiet_checked};
+use crate::engine::events::Stream;
+use crate::engine::{RunCtx, StepIo};
+use crate::plan::Plan;
+use crate::plan::profile::StepSpec;
+use crate::plan::template::Vars;
+use crate::remote::{Host, RemoteCommand, RunAs};
+
+pub struct CopySpec {
+    pub from: String,
+    pub to: String,
+    pub read_as: RunAs,
+    pub write_as: RunAs,
+    /// Octal, applied before the file appears under its name.
+    pub mode: String,
+    /// `user:group`, applied by the writer (which must then be root).
+    pub owner: Option<String>,
+    /// Keep an existing target file beside it with this suffix.
+    pub backup_suffix: Option<String>,
+}
+
+/// Writes stdin to "$1" through a temporary name, so a broken transfer never
+/// leaves a half file under the real name; mode and owner are set before the rename.
+const WRITE_SCRIPT: &str = r#"set -e
+umask 077
+tmp="$1.hikkoshi-part"
+cat > "$tmp"
+chmod "$2" "$tmp"
+if [ -n "$3" ]; then chown -- "$3" "$tmp"; fi
+if [ -n "$4" ] && [ -e "$1" ]; then cp -p -- "$1" "$1.$4"; fi
+mv -f -- "$tmp" "$1""#;
+
+const HASH_SCRIPT: &str = r#"set -e
+stat -c %s -- "$1"
+sha256sum -- "$1" | cut -d' ' -f1"#;
+
+
+async fn size_and_hash(host: &Host, run_as: RunAs, path: &str) -> Result<(u64, String), StepFailure> {
+    let f = run_quiet_checked(host, &RemoteCommand::script(run_as, HASH_SCRIPT, &[path])).await?;
+    let mut lines = f.stdout.lines();
+    let size = lines.next().and_then(|l| l.trim().parse().ok());
+    let hash = lines.next().map(|l| l.trim().to_string());
+    match (size, hash) {
+        (Some(s), Some(h)) if h.len() == 64 => Ok((s, h)),
+        _ => Err(StepFailure::on(host, format!("cannot read size and sha256 of '{path}'"))),
+    }
+}
+
+const CHUNK: usize = 256 * 1024;
+
+pub async fn copy_file(src: &Host, dst: &Host, spec: &CopySpec, io: &StepIo) -> Result<u64, StepFailure> {
+    let (size, source_hash) = size_and_hash(src, spec.read_as.clone(), &spec.from).await?;
+    io.progress(0, Some(size));
+
+    let read_cmd = RemoteCommand::new(spec.read_as.clone(), ["cat", "--", spec.from.as_str()]);
+    let write_cmd = RemoteCommand::script(
+        spec.write_as.clone(),
+        WRITE_SCRIPT,
+        &[
+            &spec.to,
+            &spec.mode,
+            spec.owner.as_deref().unwrap_or(""),
+            spec.backup_suffix.as_deref().unwrap_or(""),
+        ],
+    );
+    let spawn_err = |h: &Host, c: &RemoteCommand, e: openssh::Error| {
+        StepFailure::on(h, format!("on {}: cannot start '{}': {}", h.name(), c.display(), crate::remote::error_chain(&e)))
+    };
+    let mut reader = src
+        .command(&read_cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .await
+        .map_err(|e| spawn_err(src, &read_cmd, e))?;
+    let mut writer = dst
+        .command(&write_cmd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .await
+        .map_err(|e| spawn_err(dst, &write_cmd, e))?;
+
+    let (Some(mut from), Some(mut to)) = (reader.stdout().take(), writer.stdin().take()) else {
+        return Err(StepFailure::new("the transfer's pipes could not be opened"));
+    };
+    let mut read_err = reader.stderr().take();
+    let mut write_err = writer.stderr().take();
+
+    let mut hasher = Sha256::new();
+    let mut moved: u64 = 0;
+    let mut buf = vec![0u8; CHUNK];
+    let mut last_report = Instant::now();
+    let mut pipe_error = None;
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                pipe_error = Some(format!("reading from {}: {e}", src.name()));
+                break;
+            }
+        };
+        hasher.update(&buf[..n]);
+        if let Err(e) = to.write_all(&buf[..n]).await {
+            pipe_error = Some(format!("writing to {}: {e}", dst.name()));
+            break;
+        }
+        moved += n as u64;
+        if last_report.elapsed() >= Duration::from_millis(250) {
+            io.progress(moved, Some(size));
+            last_report = Instant::now();
+        }
+    }
+    let _ = to.shutdown().await;
+    drop(to);
+    let stderr_text = |s: &mut Option<openssh::ChildStderr>| {
+        let taken = s.take();
+        async move {
+            let mut text = String::new();
+            if let Some(mut s) = taken {
+                let _ = s.read_to_string(&mut text).await;
+            }
+            text
+        }
+    };
+    let (read_status, write_status, read_msg, write_msg) = tokio::join!(
+        reader.wait(),
+        writer.wait(),
+        stderr_text(&mut read_err),
+        stderr_text(&mut write_err)
+    );
+    io.progress(moved, Some(size));
+    let ok = |s: &Result<std::process::ExitStatus, openssh::Error>| matches!(s, Ok(st) if st.success());
+    if !ok(&read_status) {
+        return Err(StepFailure {
+            host: Some(src.name().to_string()),
+            command: Some(read_cmd.display()),
+            exit_code: read_status.as_ref().ok().and_then(|s| s.code()),
+            stderr_tail: tail(&read_msg),
+            ..StepFailure::on(src, format!("on {}: reading '{}' failed: {}", src.name(), spec.from, read_msg.trim()))
+        });
+    }
+    if !ok(&write_status) || pipe_error.is_some() {
+        let cause = pipe_error.unwrap_or_else(|| write_msg.trim().to_string());
+        return Err(StepFailure {
+            host: Some(dst.name().to_string()),
+            command: Some(write_cmd.display()),
+            exit_code: write_status.as_ref().ok().and_then(|s| s.code()),
+            stderr_tail: tail(&write_msg),
+            ..StepFailure::on(dst, format!("on {}: writing '{}' failed: {cause}", dst.name(), spec.to))
+        });
+    }
+    let streamed_hash = hex(&hasher.finalize());
+    let (target_size, target_hash) = size_and_hash(dst, spec.write_as.clone(), &spec.to).await?;
+    if moved != size || streamed_hash != source_hash || target_hash != source_hash || target_size != size {
+        return Err(StepFailure::on(
+            dst,
+            format!(
+                "'{}' arrived damaged: source {size} bytes sha256 {source_hash}, streamed {moved} bytes {streamed_hash}, target {target_size} bytes {target_hash}",
+                spec.to
+            ),
+        ));
+    }
+    io.output(
+        Stream::Stdout,
+        format!("{} bytes, sha256 {source_hash} on both hosts", size),
+    );
+    Ok(size)
+}
+
+fn tail(text: &str) -> Vec<String> {
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let start = lines.len().saturating_sub(30);
+    lines[start..].to_vec()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
+    let v = &ctx.vars;
+    let user = RunAs::from_profile(&v.render(step.user.as_deref().unwrap_or("root"))?);
+    let spec = CopySpec {
+        from: v.render(step.from.as_deref().unwrap_or_default())?,
+        to: v.render(step.to.as_deref().unwrap_or_default())?,
+        read_as: user.clone(),
+        write_as: user,
+        mode: step.mode.clone().unwrap_or_else(|| "0600".into()),
+        owner: step.owner.as_ref().map(|o| v.render(o)).transpose()?,
+        backup_suffix: step
+            .backup
+            .then(|| format!("hikkoshi-{}", v.text("run_id").unwrap_or_default())),
+    };
+    ctx.hosts().await?;
+    let Some(hosts) = ctx.hosts.as_ref() else {
+        return Err(StepFailure::new("not connected"));
+    };
+    copy_file(&hosts.source, &hosts.target, &spec, io).await?;
+    Ok(Done::Completed)
+}
+
+pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars, user: &str) -> Vec<String> {
+    let from = vars.render_lenient(step.from.as_deref().unwrap_or_default());
+    let to = vars.render_lenient(step.to.as_deref().unwrap_or_default());
+    let mut lines = vec![format!(
+        "{} as {user}: cat -- {from}  | through this machine |  {} as {user}: write {to} (mode {}{})",
+        plan.source,
+        plan.target,
+        step.mode.as_deref().unwrap_or("0600"),
+        if step.backup { ", an existing file kept as a backup" } else { "" }
+    )];
+    lines.push("sha256 compared on the source, in flight and on the target".into());
+    if step.secret {
+        lines.push("contents are secret: never shown or logged".into());
+    }
+    lines
+}

@@ -1,0 +1,199 @@
+//! Compares the restored database with the source: the exact row count of every
+//! table and populated materialized view in every schema, every sequence's
+//! value, and that every object is owned by the app's role. Any difference fails
+//! the step and names the object.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value as Json;
+
+use super::{Done, StepFailure, StepResult};
+use crate::engine::events::CheckStatus::{Fail, Pass};
+use crate::engine::{RunCtx, StepIo};
+use crate::plan::profile::StepSpec;
+use crate::remote::RunAs;
+use crate::remote::psql::query;
+
+const USER_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'";
+
+fn counts_sql() -> String {
+    format!(
+        r"SELECT format('SELECT json_build_array(%L, %L, count(*)) FROM %I.%I', n.nspname, c.relname, n.nspname, c.relname)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'm') AND (c.relkind <> 'm' OR c.relispopulated) AND {USER_SCHEMAS}
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY n.nspname, c.relname
+\gexec
+"
+    )
+}
+
+fn sequences_sql() -> String {
+    "SELECT json_build_array(schemaname, sequencename, last_value) FROM pg_sequences WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1;".to_string()
+}
+
+fn ownership_sql() -> String {
+    format!(
+        r"WITH r AS (SELECT oid FROM pg_roles WHERE rolname = :'role'),
+ext AS (SELECT objid, classid FROM pg_depend WHERE deptype = 'e')
+SELECT json_build_array(n.nspname || '.' || c.relname,
+  CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'S' THEN 'sequence' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' ELSE 'foreign table' END,
+  pg_get_userbyid(c.relowner))
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'S', 'v', 'm', 'f') AND {USER_SCHEMAS}
+  AND c.relowner <> (SELECT oid FROM r)
+  AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_class'::regclass AND ext.objid = c.oid)
+UNION ALL
+SELECT json_build_array(n.nspname || '.' || p.proname, 'function', pg_get_userbyid(p.proowner))
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE {USER_SCHEMAS} AND p.proowner <> (SELECT oid FROM r)
+  AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_proc'::regclass AND ext.objid = p.oid)
+UNION ALL
+SELECT json_build_array(n.nspname, 'schema', pg_get_userbyid(n.nspowner))
+FROM pg_namespace n
+WHERE {USER_SCHEMAS} AND n.nspname <> 'public' AND n.nspowner <> (SELECT oid FROM r)
+  AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_namespace'::regclass AND ext.objid = n.oid)
+UNION ALL
+SELECT json_build_array(datname, 'database', pg_get_userbyid(datdba))
+FROM pg_database WHERE datname = current_database() AND datdba <> (SELECT oid FROM r)
+ORDER BY 1;
+"
+    )
+}
+
+type Rows = BTreeMap<String, String>;
+
+/// `["schema", "name", value]` rows -> {"schema.name": value}.
+fn keyed(lines: &[String]) -> Rows {
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Vec<Json>>(l).ok())
+        .filter_map(|row| {
+            let text = |v: &Json| match v {
+                Json::String(s) => s.clone(),
+                Json::Null => "null".into(),
+                other => other.to_string(),
+            };
+            Some((format!("{}.{}", text(row.first()?), text(row.get(1)?)), text(row.get(2)?)))
+        })
+        .collect()
+}
+
+/// Every difference between source and target, as sentences.
+pub fn differences(what: &str, source: &Rows, target: &Rows) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, value) in source {
+        match target.get(name) {
+            None => out.push(format!("{what} '{name}' is missing on the target")),
+            Some(t) if t != value => out.push(format!("{what} '{name}': {value} on the source, {t} on the target")),
+            Some(_) => {}
+        }
+    }
+    for name in target.keys().filter(|n| !source.contains_key(*n)) {
+        out.push(format!("{what} '{name}' exists only on the target"));
+    }
+    out
+}
+
+pub async fn run(_step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
+    let database = ctx.vars.text("database")?;
+    let role = ctx.vars.text("db_user")?;
+    let admin = RunAs::User(ctx.vars.text("db_admin").unwrap_or_else(|_| "postgres".into()));
+    ctx.hosts().await?;
+    let Some(hosts) = ctx.hosts.as_ref() else {
+        return Err(StepFailure::new("not connected"));
+    };
+    let (src, dst) = (&hosts.source, &hosts.target);
+    let counts = counts_sql();
+    let (a, b) = tokio::join!(
+        query(src, &admin, &database, &counts, &[]),
+        query(dst, &admin, &database, &counts, &[])
+    );
+    let (src_rows, dst_rows) = (keyed(&a?), keyed(&b?));
+    let seqs = sequences_sql();
+    let (a, b) = tokio::join!(
+        query(src, &admin, &database, &seqs, &[]),
+        query(dst, &admin, &database, &seqs, &[])
+    );
+    let (src_seqs, dst_seqs) = (keyed(&a?), keyed(&b?));
+    let owners: Vec<String> = query(dst, &admin, &database, &ownership_sql(), &[("role", &role)])
+        .await?
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Vec<Json>>(l).ok())
+        .map(|row| {
+            let s = |i: usize| row.get(i).and_then(Json::as_str).unwrap_or("?").to_string();
+            format!("{} '{}' is owned by '{}', not '{role}'", s(1), s(0), s(2))
+        })
+        .collect();
+
+    let mut failures = Vec::new();
+    let total_rows: u64 = src_rows.values().filter_map(|v| v.parse::<u64>().ok()).sum();
+    let row_diffs = differences("table", &src_rows, &dst_rows);
+    let report = |name: &str, diffs: &[String], ok: String| {
+        if diffs.is_empty() {
+            io.check(dst.name(), name, Pass, ok);
+        } else {
+            let shown: Vec<&str> = diffs.iter().take(10).map(String::as_str).collect();
+            let more = diffs.len().saturating_sub(10);
+            io.check(
+                dst.name(),
+                name,
+                Fail,
+                format!("{}{}", shown.join("; "), if more > 0 { format!(" (and {more} more)") } else { String::new() }),
+            );
+        }
+    };
+    report(
+        "row counts",
+        &row_diffs,
+        format!("{} tables and views, {total_rows} rows, identical", src_rows.len()),
+    );
+    let seq_diffs = differences("sequence", &src_seqs, &dst_seqs);
+    report("sequences", &seq_diffs, format!("{} sequences, identical values", src_seqs.len()));
+    report("ownership", &owners, format!("everything owned by '{role}'"));
+    failures.extend(row_diffs);
+    failures.extend(seq_diffs);
+    failures.extend(owners);
+    if src_rows.is_empty() {
+        failures.push(format!("the source database '{database}' has no tables: refusing to call an empty restore verified"));
+    }
+    if failures.is_empty() {
+        Ok(Done::Completed)
+    } else {
+        Err(StepFailure {
+            stderr_tail: failures.iter().take(30).cloned().collect(),
+            ..StepFailure::on(
+                dst,
+                format!("the restored database differs from the source: {}", failures[0]),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differences_name_every_table() {
+        let rows = |v: &[(&str, &str)]| -> Rows { v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect() };
+        let src = rows(&[("public.accounts", "10"), ("pghero.stats", "3"), ("public.a", "1")]);
+        let dst = rows(&[("public.accounts", "9"), ("public.a", "1"), ("public.extra", "0")]);
+        assert_eq!(
+            differences("table", &src, &dst),
+            [
+                "table 'pghero.stats' is missing on the target",
+                "table 'public.accounts': 10 on the source, 9 on the target",
+                "table 'public.extra' exists only on the target",
+            ]
+        );
+    }
+
+    #[test]
+    fn keyed_rows_from_psql_json() {
+        let lines = vec![r#"["public","statuses",42]"#.to_string(), r#"["x","s",null]"#.to_string()];
+        let k = keyed(&lines);
+        assert_eq!(k["public.statuses"], "42");
+        assert_eq!(k["x.s"], "null");
+    }
+}

@@ -1,0 +1,269 @@
+//! The headless front end: a fold over the engine's records into plain lines
+//! (and an indicatif bar for byte transfers when stdout is a terminal). Failure
+//! details go to stderr, so a script sees step, host, command and cause there.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::engine::EngineHandle;
+use crate::engine::events::{CheckStatus, EngineCommand, EngineEvent, RunOutcome, StepOutcome, Stream};
+use crate::run_state::RunState;
+use crate::steps::preflight::human_bytes;
+
+pub struct HeadlessOptions {
+    /// Confirm every step that asks, without asking.
+    pub yes: bool,
+}
+
+struct Printer {
+    bar: Option<ProgressBar>,
+    tty: bool,
+    /// For plain progress lines: the last tenth reported per step.
+    last_tenth: Option<(String, u64)>,
+}
+
+impl Printer {
+    fn line(&self, text: &str) {
+        match &self.bar {
+            Some(b) => b.println(text),
+            None => {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{text}");
+                let _ = out.flush();
+            }
+        }
+    }
+
+    fn error(&self, text: &str) {
+        match &self.bar {
+            Some(b) => b.suspend(|| eprintln!("{text}")),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    fn finish_bar(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+
+    fn progress(&mut self, step: &str, bytes: u64, total: Option<u64>) {
+        if self.tty {
+            let bar = self.bar.get_or_insert_with(|| {
+                let b = ProgressBar::new(total.unwrap_or(0));
+                b.set_style(
+                    ProgressStyle::with_template("  {bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                b
+            });
+            if let Some(t) = total {
+                bar.set_length(t);
+            }
+            bar.set_position(bytes);
+            return;
+        }
+        let Some(total) = total.filter(|t| *t > 0) else {
+            return;
+        };
+        let tenth = bytes.saturating_mul(10) / total;
+        let same_step = self.last_tenth.as_ref().is_some_and(|(s, _)| s == step);
+        let last = self.last_tenth.as_ref().map_or(0, |(_, t)| *t);
+        if !same_step || tenth > last {
+            self.last_tenth = Some((step.to_string(), tenth));
+            if tenth > 0 || !same_step {
+                self.line(&format!(
+                    "  {} of {} ({}%)",
+                    human_bytes(bytes),
+                    human_bytes(total),
+                    bytes.saturating_mul(100) / total
+                ));
+            }
+        }
+    }
+}
+
+fn duration(ms: u64) -> String {
+    let secs = ms / 1000;
+    if secs >= 3600 {
+        format!("{}h{:02}m{:02}s", secs / 3600, secs / 60 % 60, secs % 60)
+    } else if secs >= 60 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    }
+}
+
+/// Asks on the terminal; anything but y/yes declines.
+async fn ask(prompt: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        eprint!("{prompt} [y/N] ");
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Runs the engine to the end and returns what happened.
+pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, Option<String>) {
+    let mut state = RunState::default();
+    let mut p = Printer {
+        bar: None,
+        tty: std::io::stdout().is_terminal(),
+        last_tenth: None,
+    };
+    let interactive = std::io::stdin().is_terminal();
+    let commands = handle.commands.clone();
+    let interrupt = tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let term = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = term => {}
+        }
+        eprintln!("hikkoshi: interrupted; stopping the running step and ending the run");
+        let _ = commands.send(EngineCommand::Abort);
+    });
+
+    while let Some(record) = handle.records.recv().await {
+        state.apply(&record);
+        match &record.event {
+            EngineEvent::RunStarted { run_id, mode, domain, source, target, steps, .. } => {
+                p.line(&format!(
+                    "hikkoshi {mode} {run_id}: {domain}, {source} -> {target}, {} step{}",
+                    steps.len(),
+                    if steps.len() == 1 { "" } else { "s" }
+                ));
+            }
+            EngineEvent::StepStarted { step, .. } => {
+                p.finish_bar();
+                if let Some(s) = state.step(step) {
+                    let again = if s.attempts > 1 { format!(" (attempt {})", s.attempts) } else { String::new() };
+                    p.line(&format!("==> {} / {}: {}{again}", s.info.phase_title, s.info.id, s.info.title));
+                }
+            }
+            EngineEvent::Check { host, name, status, message, .. } => {
+                let mark = match status {
+                    CheckStatus::Pass => "ok  ",
+                    CheckStatus::Warn => "WARN",
+                    CheckStatus::Fail => "FAIL",
+                };
+                p.line(&format!("  [{mark}] {host}: {name}: {message}"));
+            }
+            EngineEvent::Output { lines, stream, .. } => {
+                for l in lines {
+                    let prefix = if *stream == Stream::Stderr { "  ! " } else { "  | " };
+                    p.line(&format!("{prefix}{l}"));
+                }
+            }
+            EngineEvent::Progress { step, bytes, total } => p.progress(step, *bytes, *total),
+            EngineEvent::AwaitingConfirm { step, prompt } => {
+                p.finish_bar();
+                let decision = if opts.yes {
+                    p.line(&format!("  confirm: {prompt} (yes: --yes)"));
+                    EngineCommand::Confirm
+                } else if interactive {
+                    if ask(format!("  {step}: {prompt}\n  go ahead?")).await {
+                        EngineCommand::Confirm
+                    } else {
+                        p.line("  declined");
+                        EngineCommand::Abort
+                    }
+                } else {
+                    p.error(&format!(
+                        "hikkoshi: step '{step}' needs confirmation ({prompt}) and there is no terminal to ask; pass --yes to confirm every step"
+                    ));
+                    EngineCommand::Abort
+                };
+                let _ = handle.commands.send(decision);
+            }
+            EngineEvent::StepFinished { step, outcome, duration_ms } => {
+                p.finish_bar();
+                let optional = state.step(step).is_some_and(|s| s.info.optional);
+                match outcome {
+                    StepOutcome::Succeeded => p.line(&format!("    done: {step} ({})", duration(*duration_ms))),
+                    StepOutcome::Skipped { reason } => p.line(&format!("    skipped: {step}: {reason}")),
+                    StepOutcome::Failed { message, host, command, exit_code, first_error, stderr_tail } => {
+                        let mut text = format!("hikkoshi: step '{step}' failed after {}", duration(*duration_ms));
+                        if let Some(h) = host {
+                            text.push_str(&format!(" on {h}"));
+                        }
+                        text.push_str(&format!(":\n  {}", message.replace('\n', "\n  ")));
+                        if let Some(c) = command {
+                            text.push_str(&format!("\n  command: {c}"));
+                        }
+                        if let Some(code) = exit_code {
+                            text.push_str(&format!("\n  exit code: {code}"));
+                        }
+                        if let Some(f) = first_error
+                            && !message.contains(f.as_str())
+                        {
+                            text.push_str(&format!("\n  first error: {f}"));
+                        }
+                        if !stderr_tail.is_empty() {
+                            text.push_str("\n  last lines:");
+                            for l in stderr_tail.iter().rev().take(10).rev() {
+                                text.push_str(&format!("\n    {l}"));
+                            }
+                        }
+                        p.error(&text);
+                        // Headless has nobody to ask: optional steps are passed over,
+                        // anything else ends the run.
+                        let decision = if optional && opts.yes { EngineCommand::Skip } else { EngineCommand::Abort };
+                        if optional && opts.yes {
+                            p.line(&format!("    {step} is optional: going on without it"));
+                        }
+                        let _ = handle.commands.send(decision);
+                    }
+                }
+            }
+            EngineEvent::RunFinished { outcome, duration_ms } => {
+                p.finish_bar();
+                let downtime = state
+                    .downtime(jiff::Timestamp::now())
+                    .map(|d| format!(", downtime {}", duration(u64::try_from(d.as_millis()).unwrap_or(0))))
+                    .unwrap_or_default();
+                let moved = match state.bytes_moved() {
+                    0 => String::new(),
+                    b => format!(", {} moved", human_bytes(b)),
+                };
+                let total = duration(*duration_ms);
+                match outcome {
+                    RunOutcome::Succeeded => p.line(&format!("finished: every step succeeded in {total}{downtime}{moved}")),
+                    RunOutcome::Incomplete { failed } => p.error(&format!(
+                        "hikkoshi: finished in {total}{downtime}, but optional step{} {} failed",
+                        if failed.len() == 1 { "" } else { "s" },
+                        failed.join(", ")
+                    )),
+                    RunOutcome::Failed { step } => p.error(&format!("hikkoshi: stopped at step '{step}' after {total}{downtime}")),
+                    RunOutcome::Aborted { step } => p.error(&format!(
+                        "hikkoshi: aborted{} after {total}{downtime}",
+                        step.as_ref().map(|s| format!(" at step '{s}'")).unwrap_or_default()
+                    )),
+                }
+                if state.downtime_started.is_some() && state.downtime_ended.is_none() {
+                    p.error(&format!(
+                        "hikkoshi: {} is DOWN: the old host's services are stopped and the new host is not live. Fix the cause and run again, or start the services on {} again.",
+                        state.domain, state.source
+                    ));
+                }
+            }
+        }
+    }
+    interrupt.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(5), &mut handle.task).await;
+    let journal_error = handle.pipeline.await.ok().flatten();
+    (state, journal_error)
+}
