@@ -12,12 +12,8 @@ use toml::Spanned;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{file}: cannot read the config: {source}")]
-    Read {
-        file: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{file}: cannot read the config: {cause}")]
+    Read { file: String, cause: std::io::Error },
     #[error("{file}:{line}:{column}: {message}")]
     Invalid {
         file: String,
@@ -133,9 +129,9 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
             file: path.display().to_string(),
-            source,
+            cause,
         })?;
         Config::parse(path, &text)
     }
@@ -145,12 +141,8 @@ impl Config {
             file: path.display().to_string(),
             text,
         };
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            src.error(
-                e.span().unwrap_or(0..0),
-                e.message().trim_end().to_string(),
-            )
-        })?;
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| src.error(e.span().unwrap_or(0..0), e.message().trim_end().to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
 
         let profile = match raw.profile {
@@ -205,8 +197,18 @@ impl Config {
             ));
         }
         let user = check_opt(&src, &app.user, is_unix_user, "a unix user name")?;
-        let db_user = check_opt(&src, &app.db_user, is_pg_name, "a PostgreSQL role name (letters, digits, '_')")?;
-        let database = check_opt(&src, &app.database, is_pg_name, "a PostgreSQL database name (letters, digits, '_')")?;
+        let db_user = check_opt(
+            &src,
+            &app.db_user,
+            is_pg_name,
+            "a PostgreSQL role name (letters, digits, '_')",
+        )?;
+        let database = check_opt(
+            &src,
+            &app.database,
+            is_pg_name,
+            "a PostgreSQL database name (letters, digits, '_')",
+        )?;
         let dir = check_opt(&src, &app.dir, is_plain_abs_path, "an absolute path")?;
         // work_dir ends up inside rsync's -e option, which rsync splits on blanks.
         let work_dir = check_opt(
@@ -260,9 +262,10 @@ impl Config {
 fn parse_dns(src: &Source<'_>, d: RawDns) -> Result<DnsConfig, ConfigError> {
     let mut expect = Vec::new();
     for e in &d.expect {
-        let ip: IpAddr = e.get_ref().parse().map_err(|_| {
-            src.error(e.span(), format!("'{}' is not an IP address", e.get_ref()))
-        })?;
+        let ip: IpAddr = e
+            .get_ref()
+            .parse()
+            .map_err(|_| src.error(e.span(), format!("'{}' is not an IP address", e.get_ref())))?;
         expect.push(ip);
     }
     if expect.is_empty() {
@@ -367,8 +370,7 @@ pub fn is_plain_abs_path(s: &str) -> bool {
 
 pub fn is_simple_abs_path(s: &str) -> bool {
     is_plain_abs_path(s)
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
         && !s.split('/').any(|part| part == "..")
 }
@@ -376,8 +378,7 @@ pub fn is_simple_abs_path(s: &str) -> bool {
 pub fn is_unit_name(s: &str) -> bool {
     !s.is_empty()
         && !s.starts_with('-')
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '.' | '@' | '-' | '\\'))
 }
 

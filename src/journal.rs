@@ -19,12 +19,8 @@ pub struct Record {
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
-    #[error("journal '{path}': {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("journal '{path}': {cause}")]
+    Io { path: String, cause: std::io::Error },
     #[error("journal '{path}' line {line}: not a hikkoshi event: {message}")]
     Parse {
         path: String,
@@ -40,9 +36,9 @@ pub struct Journal {
 
 impl Journal {
     pub fn create(path: &Path) -> Result<Journal, JournalError> {
-        let io = |source| JournalError::Io {
+        let io = |cause| JournalError::Io {
             path: path.display().to_string(),
-            source,
+            cause,
         };
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
@@ -80,16 +76,16 @@ impl Journal {
     /// Reads a journal back. A last line cut short by a crash is ignored; any
     /// other unreadable line is an error naming it.
     pub fn read(path: &Path) -> Result<Vec<Record>, JournalError> {
-        let file = File::open(path).map_err(|source| JournalError::Io {
+        let file = File::open(path).map_err(|cause| JournalError::Io {
             path: path.display().to_string(),
-            source,
+            cause,
         })?;
         let lines: Vec<String> = BufReader::new(file)
             .lines()
             .collect::<Result<_, _>>()
-            .map_err(|source| JournalError::Io {
+            .map_err(|cause| JournalError::Io {
                 path: path.display().to_string(),
-                source,
+                cause,
             })?;
         let mut records = Vec::with_capacity(lines.len());
         let last = lines.len();
@@ -154,7 +150,8 @@ mod tests {
                 ts: jiff::Timestamp::UNIX_EPOCH,
                 event: e.clone(),
             };
-            j.append(&serde_json::to_string(&r).expect("json")).expect("append");
+            j.append(&serde_json::to_string(&r).expect("json"))
+                .expect("append");
         }
         std::fs::OpenOptions::new()
             .append(true)
@@ -173,6 +170,10 @@ mod tests {
     fn default_path_uses_xdg_state_home() {
         let ts: jiff::Timestamp = "2026-11-21T01:02:03Z".parse().expect("ts");
         let p = default_path("social.example.net", ts);
-        assert!(p.ends_with("hikkoshi/runs/20261121T010203Z-social.example.net.jsonl"), "{}", p.display());
+        assert!(
+            p.ends_with("hikkoshi/runs/20261121T010203Z-social.example.net.jsonl"),
+            "{}",
+            p.display()
+        );
     }
 }

@@ -23,7 +23,10 @@ impl<E: Into<anyhow::Error>> From<E> for UsageError {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("hikkoshi: cannot start the async runtime: {e}");
@@ -46,13 +49,21 @@ fn load(config: &Path) -> Result<(Config, Plan), UsageError> {
 }
 
 fn init_log(domain: &str) {
-    let Some(dir) = journal::default_path(domain, jiff::Timestamp::now()).parent().and_then(Path::parent).map(Path::to_path_buf) else {
+    let Some(dir) = journal::default_path(domain, jiff::Timestamp::now())
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+    else {
         return;
     };
     if std::fs::create_dir_all(&dir).is_err() {
         return;
     }
-    let Ok(file) = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("hikkoshi.log")) else {
+    let Ok(file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("hikkoshi.log"))
+    else {
         return;
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("HIKKOSHI_LOG")
@@ -66,7 +77,9 @@ fn init_log(domain: &str) {
 
 fn run_id(now: jiff::Timestamp) -> String {
     use std::hash::{BuildHasher, Hasher};
-    let r = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let r = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
     format!("{}-{:04x}", now.strftime("%Y%m%dT%H%M%SZ"), r & 0xffff)
 }
 
@@ -102,11 +115,20 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
             );
             let (state, _) = headless::run(handle, HeadlessOptions { yes: true }).await;
             if state.outcome == Some(RunOutcome::Succeeded) {
-                println!("ready: {} can move from {} to {}", plan.domain, plan.source, plan.target);
+                println!(
+                    "ready: {} can move from {} to {}",
+                    plan.domain, plan.source, plan.target
+                );
             }
             Ok(exit_for(state.outcome.as_ref()))
         }
-        Command::Run { config, headless: is_headless, yes, journal, resume } => {
+        Command::Run {
+            config,
+            headless: is_headless,
+            yes,
+            journal,
+            resume,
+        } => {
             let (config, plan) = load(&config)?;
             if resume {
                 return Err(UsageError(anyhow::anyhow!(
@@ -120,8 +142,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
             }
             init_log(&config.app.domain);
             let now = jiff::Timestamp::now();
-            let path: PathBuf = journal.unwrap_or_else(|| journal::default_path(&config.app.domain, now));
-            let journal = Journal::create(&path).with_context(|| "cannot open the journal".to_string())?;
+            let path: PathBuf =
+                journal.unwrap_or_else(|| journal::default_path(&config.app.domain, now));
+            let journal =
+                Journal::create(&path).with_context(|| "cannot open the journal".to_string())?;
             println!("journal: {}", path.display());
             let handle = engine::start(
                 plan,

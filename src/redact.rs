@@ -55,9 +55,18 @@ impl Redactor {
 /// Keys whose values in an env-style file are secrets.
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_uppercase();
-    ["SECRET", "KEY", "PASS", "TOKEN", "OTP", "SALT", "PRIVATE", "CREDENTIAL"]
-        .iter()
-        .any(|w| k.contains(w))
+    [
+        "SECRET",
+        "KEY",
+        "PASS",
+        "TOKEN",
+        "OTP",
+        "SALT",
+        "PRIVATE",
+        "CREDENTIAL",
+    ]
+    .iter()
+    .any(|w| k.contains(w))
 }
 
 #[cfg(test)]

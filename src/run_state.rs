@@ -231,7 +231,8 @@ impl RunState {
                     ends_downtime =
                         outcome.is_success() && s.info.downtime == Some(DowntimeMark::End);
                 }
-                if ends_downtime && self.downtime_started.is_some() && self.downtime_ended.is_none() {
+                if ends_downtime && self.downtime_started.is_some() && self.downtime_ended.is_none()
+                {
                     self.downtime_ended = Some(ts);
                 }
             }
@@ -281,28 +282,93 @@ mod tests {
     #[test]
     fn downtime_runs_from_stop_to_health() {
         let records = vec![
-            at(0, EngineEvent::RunStarted {
-                run_id: "r".into(),
-                mode: "run".into(),
-                profile: "mastodon".into(),
-                domain: "d".into(),
-                source: "old".into(),
-                target: "new".into(),
-                steps: vec![info("stop", Some(DowntimeMark::Start)), info("move", None), info("health", Some(DowntimeMark::End))],
-            }),
-            at(10, EngineEvent::StepStarted { step: "stop".into(), commands: vec![] }),
-            at(11, EngineEvent::StepFinished { step: "stop".into(), outcome: StepOutcome::Succeeded, duration_ms: 1000 }),
-            at(12, EngineEvent::StepStarted { step: "move".into(), commands: vec![] }),
-            at(13, EngineEvent::Progress { step: "move".into(), bytes: 500, total: Some(500) }),
-            at(14, EngineEvent::StepFinished { step: "move".into(), outcome: StepOutcome::Succeeded, duration_ms: 2000 }),
-            at(15, EngineEvent::StepStarted { step: "health".into(), commands: vec![] }),
-            at(70, EngineEvent::StepFinished { step: "health".into(), outcome: StepOutcome::Succeeded, duration_ms: 55000 }),
-            at(80, EngineEvent::RunFinished { outcome: RunOutcome::Succeeded, duration_ms: 80000 }),
+            at(
+                0,
+                EngineEvent::RunStarted {
+                    run_id: "r".into(),
+                    mode: "run".into(),
+                    profile: "mastodon".into(),
+                    domain: "d".into(),
+                    source: "old".into(),
+                    target: "new".into(),
+                    steps: vec![
+                        info("stop", Some(DowntimeMark::Start)),
+                        info("move", None),
+                        info("health", Some(DowntimeMark::End)),
+                    ],
+                },
+            ),
+            at(
+                10,
+                EngineEvent::StepStarted {
+                    step: "stop".into(),
+                    commands: vec![],
+                },
+            ),
+            at(
+                11,
+                EngineEvent::StepFinished {
+                    step: "stop".into(),
+                    outcome: StepOutcome::Succeeded,
+                    duration_ms: 1000,
+                },
+            ),
+            at(
+                12,
+                EngineEvent::StepStarted {
+                    step: "move".into(),
+                    commands: vec![],
+                },
+            ),
+            at(
+                13,
+                EngineEvent::Progress {
+                    step: "move".into(),
+                    bytes: 500,
+                    total: Some(500),
+                },
+            ),
+            at(
+                14,
+                EngineEvent::StepFinished {
+                    step: "move".into(),
+                    outcome: StepOutcome::Succeeded,
+                    duration_ms: 2000,
+                },
+            ),
+            at(
+                15,
+                EngineEvent::StepStarted {
+                    step: "health".into(),
+                    commands: vec![],
+                },
+            ),
+            at(
+                70,
+                EngineEvent::StepFinished {
+                    step: "health".into(),
+                    outcome: StepOutcome::Succeeded,
+                    duration_ms: 55000,
+                },
+            ),
+            at(
+                80,
+                EngineEvent::RunFinished {
+                    outcome: RunOutcome::Succeeded,
+                    duration_ms: 80000,
+                },
+            ),
         ];
         let s = RunState::from_records(&records);
-        assert_eq!(s.downtime(jiff::Timestamp::now()), Some(jiff::SignedDuration::from_secs(60)));
+        assert_eq!(
+            s.downtime(jiff::Timestamp::now()),
+            Some(jiff::SignedDuration::from_secs(60))
+        );
         assert_eq!(s.bytes_moved(), 500);
-        assert_eq!(s.step("health").map(|x| x.status), Some(StepStatus::Succeeded));
+        assert_eq!(
+            s.step("health").map(|x| x.status),
+            Some(StepStatus::Succeeded)
+        );
         assert_eq!(s.outcome, Some(RunOutcome::Succeeded));
     }
 

@@ -79,9 +79,15 @@ impl StepOutcome {
 pub enum RunOutcome {
     Succeeded,
     /// Reached the end, but optional steps failed and were skipped.
-    Incomplete { failed: Vec<String> },
-    Failed { step: String },
-    Aborted { step: Option<String> },
+    Incomplete {
+        failed: Vec<String>,
+    },
+    Failed {
+        step: String,
+    },
+    Aborted {
+        step: Option<String>,
+    },
 }
 
 /// One line of the journal. Every field a reader needs later (titles, hosts,

@@ -164,7 +164,12 @@ async fn pipeline(
         let mut event = next;
         // Lines already queued for the same step and stream share one record
         // (and one fsync): a noisy rsync must not turn into thousands of syncs.
-        if let EngineEvent::Output { step, stream, lines } = &mut event {
+        if let EngineEvent::Output {
+            step,
+            stream,
+            lines,
+        } = &mut event
+        {
             while lines.len() < 500 {
                 match events.try_recv() {
                     Ok(EngineEvent::Output {

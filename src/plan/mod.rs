@@ -178,7 +178,13 @@ impl Plan {
             } else {
                 format!("  [{}]", marks.join("; "))
             };
-            out.push_str(&format!("{:>3}. {}: {}{}\n", n + 1, info.id, info.title, marks));
+            out.push_str(&format!(
+                "{:>3}. {}: {}{}\n",
+                n + 1,
+                info.id,
+                info.title,
+                marks
+            ));
             if let Some(c) = &info.confirm {
                 out.push_str(&format!("       confirm: {c}\n"));
             }
@@ -189,11 +195,22 @@ impl Plan {
         let facts: Vec<&str> = crate::steps::preflight::FACTS
             .iter()
             .copied()
-            .filter(|f| infos.iter().any(|i| i.commands.iter().any(|c| c.contains(&format!("{{{f}}}")))))
+            .filter(|f| {
+                infos
+                    .iter()
+                    .any(|i| i.commands.iter().any(|c| c.contains(&format!("{{{f}}}"))))
+            })
             .collect();
         out.push_str("\n{run_id} is set when the run starts");
         if !facts.is_empty() {
-            out.push_str(&format!("; preflight fills in {}", facts.iter().map(|f| format!("{{{f}}}")).collect::<Vec<_>>().join(", ")));
+            out.push_str(&format!(
+                "; preflight fills in {}",
+                facts
+                    .iter()
+                    .map(|f| format!("{{{f}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         out.push_str(".\n");
         out
@@ -279,7 +296,11 @@ mod tests {
                 .arg(format!("printf %s {quoted}"))
                 .output()
                 .expect("bash runs");
-            assert_eq!(String::from_utf8_lossy(&out.stdout), arg, "quoted as {quoted}");
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                arg,
+                "quoted as {quoted}"
+            );
         }
     }
 
@@ -306,7 +327,10 @@ mod tests {
         .expect("valid");
         let plan = Plan::build(&config).expect("plan");
         let v = &plan.vars;
-        assert_eq!(v.text("env_file").unwrap(), "/srv/masto/live/.env.production");
+        assert_eq!(
+            v.text("env_file").unwrap(),
+            "/srv/masto/live/.env.production"
+        );
         assert_eq!(v.text("home").unwrap(), "/home/masto");
         let text = plan.render_text();
         assert!(text.contains("systemctl stop a b"), "{text}");

@@ -83,10 +83,7 @@ pub enum DowntimeMark {
 #[serde(untagged)]
 pub enum CommandSpec {
     Argv(Vec<String>),
-    Conditional {
-        argv: Vec<String>,
-        when: String,
-    },
+    Conditional { argv: Vec<String>, when: String },
 }
 
 impl CommandSpec {
@@ -250,15 +247,7 @@ pub struct Profile {
 
 /// Names the engine and preflight provide; a profile may use them without defining them.
 pub const PROVIDED: &[&str] = &[
-    "source",
-    "target",
-    "domain",
-    "user",
-    "dir",
-    "database",
-    "db_user",
-    "services",
-    "run_id",
+    "source", "target", "domain", "user", "dir", "database", "db_user", "services", "run_id",
 ];
 
 impl Profile {
@@ -324,7 +313,11 @@ impl Profile {
             for t in step.templates() {
                 check_placeholders(t, &known).map_err(here)?;
             }
-            for c in step.conditions().iter().chain(step.commands.iter().filter_map(|c| c.when().map(String::from)).collect::<Vec<_>>().iter()) {
+            let command_conditions = step
+                .commands
+                .iter()
+                .filter_map(|c| c.when().map(String::from));
+            for c in step.conditions().into_iter().chain(command_conditions) {
                 let name = c.trim_start_matches('!').trim();
                 if !known.iter().any(|k| k == name) {
                     return Err(here(format!("condition '{c}' names no setting or fact")));
@@ -352,7 +345,7 @@ impl Profile {
 fn check_placeholders(template: &str, known: &[String]) -> Result<(), String> {
     let names = placeholders(template).map_err(|e: TemplateError| e.to_string())?;
     for n in names {
-        if !known.iter().any(|k| *k == n) {
+        if !known.contains(&n) {
             return Err(format!("unknown placeholder '{{{n}}}' in '{template}'"));
         }
     }
@@ -474,15 +467,20 @@ mod tests {
             "[[steps]]\nid = \"s\"\nphase = \"p\"\ntitle = \"S\"\nkind = \"verify\"\npaths = [\"/x\"]\n",
         );
         let e = Profile::parse("my.toml", &text).unwrap_err().to_string();
-        assert!(e.contains("'paths' does not apply to a 'verify' step"), "{e}");
+        assert!(
+            e.contains("'paths' does not apply to a 'verify' step"),
+            "{e}"
+        );
     }
 
     #[test]
     fn unknown_phase_and_unknown_key() {
-        let text = with_step("[[steps]]\nid = \"s\"\nphase = \"q\"\ntitle = \"S\"\nkind = \"verify\"\n");
+        let text =
+            with_step("[[steps]]\nid = \"s\"\nphase = \"q\"\ntitle = \"S\"\nkind = \"verify\"\n");
         let e = Profile::parse("my.toml", &text).unwrap_err().to_string();
         assert!(e.contains("phase 'q' is not one of"), "{e}");
-        let text = with_step("[[steps]]\nid = \"s\"\nphase = \"p\"\ntitle = \"S\"\nkidn = \"verify\"\n");
+        let text =
+            with_step("[[steps]]\nid = \"s\"\nphase = \"p\"\ntitle = \"S\"\nkidn = \"verify\"\n");
         let e = Profile::parse("my.toml", &text).unwrap_err().to_string();
         assert!(e.contains("unknown field `kidn`"), "{e}");
     }

@@ -268,9 +268,18 @@ mod tests {
 
     #[test]
     fn unknown_and_cyclic_placeholders_are_errors() {
-        assert_eq!(vars().render("{nope}"), Err(TemplateError::Unknown("nope".into())));
-        assert!(matches!(vars().render("{loop}"), Err(TemplateError::Cycle(_))));
-        assert!(matches!(vars().render("{open"), Err(TemplateError::Unclosed(_))));
+        assert_eq!(
+            vars().render("{nope}"),
+            Err(TemplateError::Unknown("nope".into()))
+        );
+        assert!(matches!(
+            vars().render("{loop}"),
+            Err(TemplateError::Cycle(_))
+        ));
+        assert!(matches!(
+            vars().render("{open"),
+            Err(TemplateError::Unclosed(_))
+        ));
     }
 
     #[test]
@@ -282,13 +291,18 @@ mod tests {
 
     #[test]
     fn lenient_rendering_keeps_unknown_facts_visible() {
-        let argv: Vec<String> = ["pg_restore", "{schema_args}", "{dump}"].map(String::from).to_vec();
+        let argv: Vec<String> = ["pg_restore", "{schema_args}", "{dump}"]
+            .map(String::from)
+            .to_vec();
         assert_eq!(
             vars().render_argv_lenient(&argv),
             ["pg_restore", "{schema_args}", "/home/mastodon/x.dump"]
         );
         let mut v = vars();
         v.set("run_dir", "{home}/work/{run_id}");
-        assert_eq!(v.render_lenient("{run_dir}/db.dump"), "/home/mastodon/work/{run_id}/db.dump");
+        assert_eq!(
+            v.render_lenient("{run_dir}/db.dump"),
+            "/home/mastodon/work/{run_id}/db.dump"
+        );
     }
 }

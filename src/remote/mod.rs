@@ -79,7 +79,12 @@ impl RemoteCommand {
     /// A constant shell script that sees its values only as "$1", "$2"...;
     /// the way to use a pipe or redirection without putting a value in shell text.
     pub fn script(run_as: RunAs, body: &str, args: &[&str]) -> Self {
-        let mut argv = vec!["sh".to_string(), "-c".into(), body.into(), "hikkoshi".into()];
+        let mut argv = vec![
+            "sh".to_string(),
+            "-c".into(),
+            body.into(),
+            "hikkoshi".into(),
+        ];
         argv.extend(args.iter().map(|a| a.to_string()));
         RemoteCommand::new(run_as, argv)
     }
@@ -240,7 +245,11 @@ impl Host {
         };
         let mut child = self
             .command(cmd)
-            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -410,7 +419,9 @@ async fn connect_error(dest: &str, ssh_config: Option<&Path>, e: &openssh::Error
     if message.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
         let detail = message
             .lines()
-            .filter(|l| l.contains("fingerprint") || l.starts_with("SHA256:") || l.contains("Offending"))
+            .filter(|l| {
+                l.contains("fingerprint") || l.starts_with("SHA256:") || l.contains("Offending")
+            })
             .map(|l| format!("  {l}"))
             .collect::<Vec<_>>()
             .join("\n");
@@ -442,7 +453,10 @@ async fn describe_unknown_key(dest: &str, ssh_config: Option<&Path>) -> (String,
     }
     g.arg("-G").arg("--").arg(dest);
     let Ok(out) = g.output().await else {
-        return (String::new(), format!("ssh-keyscan <host> >> ~/.ssh/known_hosts (for '{dest}')"));
+        return (
+            String::new(),
+            format!("ssh-keyscan <host> >> ~/.ssh/known_hosts (for '{dest}')"),
+        );
     };
     let conf = String::from_utf8_lossy(&out.stdout);
     let get = |key: &str| {
@@ -500,10 +514,7 @@ async fn describe_unknown_key(dest: &str, ssh_config: Option<&Path>) -> (String,
         return (String::new(), accept);
     }
     (
-        format!(
-            "\n  {hostname} port {port} offers: {}",
-            prints.join(", ")
-        ),
+        format!("\n  {hostname} port {port} offers: {}", prints.join(", ")),
         accept,
     )
 }
@@ -525,7 +536,10 @@ mod tests {
 
     #[test]
     fn display_shows_env_cwd_and_quotes() {
-        let mut c = RemoteCommand::new(RunAs::User("mastodon".into()), ["bin/tootctl", "feeds", "build"]);
+        let mut c = RemoteCommand::new(
+            RunAs::User("mastodon".into()),
+            ["bin/tootctl", "feeds", "build"],
+        );
         c.cwd = Some("/home/mastodon/live".into());
         c.env = vec![("RAILS_ENV".into(), "production".into())];
         assert_eq!(
@@ -539,31 +553,61 @@ mod tests {
     #[test]
     fn privilege_wrappers() {
         let c = RemoteCommand::new(RunAs::User("mastodon".into()), ["pg_dump"]);
-        assert_eq!(wrap_argv("root", &c), ["runuser", "-u", "mastodon", "--", "pg_dump"]);
-        assert_eq!(wrap_argv("admin", &c), ["sudo", "-n", "-u", "mastodon", "--", "pg_dump"]);
+        assert_eq!(
+            wrap_argv("root", &c),
+            ["runuser", "-u", "mastodon", "--", "pg_dump"]
+        );
+        assert_eq!(
+            wrap_argv("admin", &c),
+            ["sudo", "-n", "-u", "mastodon", "--", "pg_dump"]
+        );
         assert_eq!(wrap_argv("mastodon", &c), ["pg_dump"]);
         let root = RemoteCommand::new(RunAs::Root, ["systemctl", "stop", "x"]);
         assert_eq!(wrap_argv("root", &root), ["systemctl", "stop", "x"]);
-        assert_eq!(wrap_argv("admin", &root), ["sudo", "-n", "--", "systemctl", "stop", "x"]);
+        assert_eq!(
+            wrap_argv("admin", &root),
+            ["sudo", "-n", "--", "systemctl", "stop", "x"]
+        );
     }
 
     #[test]
     fn env_cwd_and_umask_are_argv_prefixes_not_shell_text() {
-        let mut c = RemoteCommand::new(RunAs::User("mastodon".into()), ["pg_dump", "-f", "/x/$(id).dump"]).umask("077");
+        let mut c = RemoteCommand::new(
+            RunAs::User("mastodon".into()),
+            ["pg_dump", "-f", "/x/$(id).dump"],
+        )
+        .umask("077");
         c.cwd = Some("/home/mastodon/live".into());
         c.env = vec![("RAILS_ENV".into(), "production".into())];
         assert_eq!(
             wrap_argv("root", &c),
             [
-                "runuser", "-u", "mastodon", "--", "env", "-C", "/home/mastodon/live",
-                "RAILS_ENV=production", "sh", "-c", UMASK_EXEC, "077", "pg_dump", "-f", "/x/$(id).dump"
+                "runuser",
+                "-u",
+                "mastodon",
+                "--",
+                "env",
+                "-C",
+                "/home/mastodon/live",
+                "RAILS_ENV=production",
+                "sh",
+                "-c",
+                UMASK_EXEC,
+                "077",
+                "pg_dump",
+                "-f",
+                "/x/$(id).dump"
             ]
         );
     }
 
     #[test]
     fn error_lines_are_recognised() {
-        assert!(looks_like_error("pg_restore: error: could not execute query: ERROR:  x"));
-        assert!(!looks_like_error("pg_restore: creating TABLE \"public.accounts\""));
+        assert!(looks_like_error(
+            "pg_restore: error: could not execute query: ERROR:  x"
+        ));
+        assert!(!looks_like_error(
+            "pg_restore: creating TABLE \"public.accounts\""
+        ));
     }
 }

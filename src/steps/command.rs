@@ -42,11 +42,18 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
             {
                 io.output(
                     Stream::Stdout,
-                    format!("{}: not running '{}' (only if {w})", host.name(), cmd.display()),
+                    format!(
+                        "{}: not running '{}' (only if {w})",
+                        host.name(),
+                        cmd.display()
+                    ),
                 );
                 continue;
             }
-            io.output(Stream::Stdout, format!("{}$ {}", host.name(), cmd.display()));
+            io.output(
+                Stream::Stdout,
+                format!("{}$ {}", host.name(), cmd.display()),
+            );
             run_checked(host, &cmd, io).await?;
         }
     }
@@ -72,7 +79,10 @@ pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars, user: &str) -> Vec<St
                 .map(|(k, v)| (k.clone(), vars.render_lenient(v)))
                 .collect();
             cmd.umask = step.umask.clone();
-            let cond = c.when().map(|w| format!("   (only if {w})")).unwrap_or_default();
+            let cond = c
+                .when()
+                .map(|w| format!("   (only if {w})"))
+                .unwrap_or_default();
             lines.push(format!("{host} as {user}: {}{cond}", cmd.display()));
         }
     }

@@ -23,7 +23,16 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     let dst = &hosts.target;
     let cmd = RemoteCommand::new(
         RunAs::Login,
-        ["curl", "-sS", "--max-time", "10", "-w", "\n%{http_code}", "--", url.as_str()],
+        [
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+            "-w",
+            "\n%{http_code}",
+            "--",
+            url.as_str(),
+        ],
     );
     let started = Instant::now();
     let mut wait = Duration::from_secs(1);
@@ -33,13 +42,23 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
         let code = lines.pop().unwrap_or("").trim().to_string();
         let body: String = lines.join(" ").chars().take(200).collect();
         if f.success() && code == "200" {
-            io.output(Stream::Stdout, format!("{}: {url} answered 200 after {:.1}s", dst.name(), started.elapsed().as_secs_f64()));
+            io.output(
+                Stream::Stdout,
+                format!(
+                    "{}: {url} answered 200 after {:.1}s",
+                    dst.name(),
+                    started.elapsed().as_secs_f64()
+                ),
+            );
             return Ok(Done::Completed);
         }
         let why = if f.success() {
             format!("HTTP {code} {body}")
         } else {
-            f.stderr_tail.last().cloned().unwrap_or_else(|| "no answer".into())
+            f.stderr_tail
+                .last()
+                .cloned()
+                .unwrap_or_else(|| "no answer".into())
         };
         if started.elapsed() + wait > limit {
             return Err(StepFailure {

@@ -53,8 +53,16 @@ fn rsync_rsh(relay: &Relay) -> String {
     )
 }
 
-fn rsync_argv(relay: &Relay, path: &str, delete: bool, exclude: &[String], dry_run: bool) -> Vec<String> {
-    let mut argv: Vec<String> = ["rsync", "-a", "-s", "--no-inc-recursive"].map(String::from).to_vec();
+fn rsync_argv(
+    relay: &Relay,
+    path: &str,
+    delete: bool,
+    exclude: &[String],
+    dry_run: bool,
+) -> Vec<String> {
+    let mut argv: Vec<String> = ["rsync", "-a", "-s", "--no-inc-recursive"]
+        .map(String::from)
+        .to_vec();
     if dry_run {
         argv.extend(["--dry-run", "--itemize-changes"].map(String::from));
     } else {
@@ -77,7 +85,9 @@ fn rsync_argv(relay: &Relay, path: &str, delete: bool, exclude: &[String], dry_r
 /// A port on the source's loopback for the relay, away from the usual services.
 fn random_port() -> u16 {
     use std::hash::{BuildHasher, Hasher};
-    let r = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let r = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
     20000 + (r % 30000) as u16
 }
 
@@ -91,7 +101,13 @@ pub fn parse_progress(line: &str) -> Option<(u64, Option<u64>)> {
 }
 
 impl Relay {
-    async fn open(src: &Host, dst: &Host, ctx: &RunCtx, step: &StepSpec, user: &str) -> Result<Relay, StepFailure> {
+    async fn open(
+        src: &Host,
+        dst: &Host,
+        ctx: &RunCtx,
+        step: &StepSpec,
+        user: &str,
+    ) -> Result<Relay, StepFailure> {
         let run_dir = ctx.vars.text("run_dir")?;
         if !crate::config::is_simple_abs_path(&run_dir) {
             return Err(StepFailure::new(format!(
@@ -105,26 +121,69 @@ impl Relay {
         let as_user = RunAs::User(user.to_string());
         let target_home = ctx.facts.target_home.clone();
         if target_home.is_empty() || ctx.facts.target_host_keys.is_empty() {
-            return Err(StepFailure::new("the media relay needs preflight's findings (the app user's home and the target's host keys); run preflight first"));
+            return Err(StepFailure::new(
+                "the media relay needs preflight's findings (the app user's home and the target's host keys); run preflight first",
+            ));
         }
 
-        run_quiet_checked(src, &RemoteCommand::new(as_user.clone(), ["mkdir", "-p", "-m", "700", "--", run_dir.as_str()])).await?;
-        run_quiet_checked(src, &RemoteCommand::new(as_user.clone(), ["rm", "-f", "--", key.as_str(), &format!("{key}.pub")])).await?;
         run_quiet_checked(
             src,
-            &RemoteCommand::new(as_user.clone(), ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment.as_str(), "-f", key.as_str()]),
+            &RemoteCommand::new(
+                as_user.clone(),
+                ["mkdir", "-p", "-m", "700", "--", run_dir.as_str()],
+            ),
         )
         .await?;
-        let public = run_quiet_checked(src, &RemoteCommand::new(as_user.clone(), ["cat", "--", &format!("{key}.pub")])).await?;
+        run_quiet_checked(
+            src,
+            &RemoteCommand::new(
+                as_user.clone(),
+                ["rm", "-f", "--", key.as_str(), &format!("{key}.pub")],
+            ),
+        )
+        .await?;
+        run_quiet_checked(
+            src,
+            &RemoteCommand::new(
+                as_user.clone(),
+                [
+                    "ssh-keygen",
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    comment.as_str(),
+                    "-f",
+                    key.as_str(),
+                ],
+            ),
+        )
+        .await?;
+        let public = run_quiet_checked(
+            src,
+            &RemoteCommand::new(as_user.clone(), ["cat", "--", &format!("{key}.pub")]),
+        )
+        .await?;
         let line = format!("restrict,from=\"127.0.0.1,::1\" {}", public.stdout.trim());
-        run_quiet_checked(dst, &RemoteCommand::script(as_user.clone(), AUTHORIZE, &[&target_home, &line])).await?;
+        run_quiet_checked(
+            dst,
+            &RemoteCommand::script(as_user.clone(), AUTHORIZE, &[&target_home, &line]),
+        )
+        .await?;
 
-        let socket_dir = crate::remote::operator_socket_dir()
-            .map_err(|e| StepFailure::new(format!("cannot create a private directory on this machine for the relay socket: {e}")))?;
+        let socket_dir = crate::remote::operator_socket_dir().map_err(|e| {
+            StepFailure::new(format!(
+                "cannot create a private directory on this machine for the relay socket: {e}"
+            ))
+        })?;
         let socket = socket_dir.path().join("relay.sock");
         dst.forward(
             ForwardType::Local,
-            Socket::UnixSocket { path: socket.clone().into() },
+            Socket::UnixSocket {
+                path: socket.clone().into(),
+            },
             Socket::new("127.0.0.1", 22),
         )
         .await?;
@@ -136,7 +195,9 @@ impl Relay {
                 .forward(
                     ForwardType::Remote,
                     Socket::new("127.0.0.1", candidate),
-                    Socket::UnixSocket { path: socket.clone().into() },
+                    Socket::UnixSocket {
+                        path: socket.clone().into(),
+                    },
                 )
                 .await
             {
@@ -159,7 +220,10 @@ impl Relay {
         };
         if port == 0 {
             relay.close(src, dst).await;
-            return Err(last_err.map_or_else(|| StepFailure::new("no free port on the source for the relay"), StepFailure::from));
+            return Err(last_err.map_or_else(
+                || StepFailure::new("no free port on the source for the relay"),
+                StepFailure::from,
+            ));
         }
         let keys: String = ctx
             .facts
@@ -167,11 +231,17 @@ impl Relay {
             .iter()
             .filter_map(|l| {
                 let mut parts = l.split_whitespace().skip(1);
-                Some(format!("[127.0.0.1]:{port} {} {}\n", parts.next()?, parts.next()?))
+                Some(format!(
+                    "[127.0.0.1]:{port} {} {}\n",
+                    parts.next()?,
+                    parts.next()?
+                ))
             })
             .collect();
         let write = RemoteCommand::script(as_user, WRITE_STDIN, &[&relay.known_hosts]);
-        let f = src.run_with_input(&write, Some(keys.as_bytes()), &mut |_, _| {}).await?;
+        let f = src
+            .run_with_input(&write, Some(keys.as_bytes()), &mut |_, _| {})
+            .await?;
         if !f.success() {
             relay.close(src, dst).await;
             return Err(StepFailure::from_finished(src, &write, &f));
@@ -187,7 +257,9 @@ impl Relay {
                 .close_forward(
                     ForwardType::Remote,
                     Socket::new("127.0.0.1", self.port),
-                    Socket::UnixSocket { path: self.socket.clone().into() },
+                    Socket::UnixSocket {
+                        path: self.socket.clone().into(),
+                    },
                 )
                 .await
         {
@@ -196,7 +268,9 @@ impl Relay {
         if let Err(e) = dst
             .close_forward(
                 ForwardType::Local,
-                Socket::UnixSocket { path: self.socket.clone().into() },
+                Socket::UnixSocket {
+                    path: self.socket.clone().into(),
+                },
                 Socket::new("127.0.0.1", 22),
             )
             .await
@@ -204,7 +278,11 @@ impl Relay {
             problems.push(e.to_string());
         }
         let as_user = RunAs::User(self.user.clone());
-        let deauth = RemoteCommand::script(as_user.clone(), DEAUTHORIZE, &[&self.target_home, &self.comment]);
+        let deauth = RemoteCommand::script(
+            as_user.clone(),
+            DEAUTHORIZE,
+            &[&self.target_home, &self.comment],
+        );
         match dst.run_quiet(&deauth).await {
             Ok(f) if f.success() => {}
             Ok(f) => problems.push(StepFailure::from_finished(dst, &deauth, &f).message),
@@ -212,7 +290,14 @@ impl Relay {
         }
         let rm = RemoteCommand::new(
             as_user,
-            ["rm", "-f", "--", self.key.as_str(), &format!("{}.pub", self.key), self.known_hosts.as_str()],
+            [
+                "rm",
+                "-f",
+                "--",
+                self.key.as_str(),
+                &format!("{}.pub", self.key),
+                self.known_hosts.as_str(),
+            ],
         );
         match src.run_quiet(&rm).await {
             Ok(f) if f.success() => {}
@@ -223,18 +308,35 @@ impl Relay {
     }
 }
 
-async fn sync_path(src: &Host, dst: &Host, relay: &Relay, step: &StepSpec, path: &str, io: &StepIo) -> Result<(), StepFailure> {
+async fn sync_path(
+    src: &Host,
+    dst: &Host,
+    relay: &Relay,
+    step: &StepSpec,
+    path: &str,
+    io: &StepIo,
+) -> Result<(), StepFailure> {
     let as_user = RunAs::User(relay.user.clone());
     let exists = src
         .run_quiet(&RemoteCommand::new(as_user.clone(), ["test", "-d", path]))
         .await?
         .success();
     if !exists {
-        io.output(Stream::Stdout, format!("{}: '{path}' does not exist; nothing to copy", src.name()));
+        io.output(
+            Stream::Stdout,
+            format!("{}: '{path}' does not exist; nothing to copy", src.name()),
+        );
         return Ok(());
     }
-    run_quiet_checked(dst, &RemoteCommand::new(as_user.clone(), ["mkdir", "-p", "--", path])).await?;
-    let cmd = RemoteCommand::new(as_user.clone(), rsync_argv(relay, path, step.delete, &step.exclude, false));
+    run_quiet_checked(
+        dst,
+        &RemoteCommand::new(as_user.clone(), ["mkdir", "-p", "--", path]),
+    )
+    .await?;
+    let cmd = RemoteCommand::new(
+        as_user.clone(),
+        rsync_argv(relay, path, step.delete, &step.exclude, false),
+    );
     io.output(Stream::Stdout, format!("{}$ {}", src.name(), cmd.display()));
     let mut last = Instant::now() - Duration::from_secs(1);
     let mut sink = |stream: Stream, line: String| {
@@ -251,7 +353,11 @@ async fn sync_path(src: &Host, dst: &Host, relay: &Relay, step: &StepSpec, path:
     match f.exit_code {
         Some(0) => {}
         // Files vanished while the instance was live (cache churn): the final pass catches up.
-        Some(24) if !step.delete => io.output(Stream::Stderr, "some files vanished during the copy; the pass during downtime picks up the rest".into()),
+        Some(24) if !step.delete => io.output(
+            Stream::Stderr,
+            "some files vanished during the copy; the pass during downtime picks up the rest"
+                .into(),
+        ),
         _ => return Err(StepFailure::from_finished(src, &cmd, &f)),
     }
     if step.delete {
@@ -264,18 +370,29 @@ async fn sync_path(src: &Host, dst: &Host, relay: &Relay, step: &StepSpec, path:
                 stderr_tail: differences.iter().take(30).map(|s| s.to_string()).collect(),
                 ..StepFailure::on(
                     dst,
-                    format!("after the copy, {} entries of '{path}' still differ between the hosts; first: {}", differences.len(), differences[0]),
+                    format!(
+                        "after the copy, {} entries of '{path}' still differ between the hosts; first: {}",
+                        differences.len(),
+                        differences[0]
+                    ),
                 )
             });
         }
-        io.output(Stream::Stdout, format!("verified: '{path}' is identical on both hosts"));
+        io.output(
+            Stream::Stdout,
+            format!("verified: '{path}' is identical on both hosts"),
+        );
     }
     Ok(())
 }
 
 pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     let user = ctx.vars.render(step.user.as_deref().unwrap_or("root"))?;
-    let paths: Vec<String> = step.paths.iter().map(|p| ctx.vars.render(p)).collect::<Result<_, _>>()?;
+    let paths: Vec<String> = step
+        .paths
+        .iter()
+        .map(|p| ctx.vars.render(p))
+        .collect::<Result<_, _>>()?;
     ctx.hosts().await?;
     let Some(hosts) = ctx.hosts.as_ref() else {
         return Err(StepFailure::new("not connected"));
@@ -329,7 +446,10 @@ mod tests {
             parse_progress("      1,234,567  50%   12.34MB/s    0:00:05 (xfr#12, to-chk=3/456)"),
             Some((1_234_567, Some(2_469_134)))
         );
-        assert_eq!(parse_progress("              0   0%    0.00kB/s    0:00:00"), Some((0, None)));
+        assert_eq!(
+            parse_progress("              0   0%    0.00kB/s    0:00:00"),
+            Some((0, None))
+        );
         assert_eq!(parse_progress("sending incremental file list"), None);
         assert_eq!(parse_progress("Number of files: 12"), None);
     }

@@ -46,9 +46,10 @@ impl StepFailure {
     }
 
     pub fn from_finished(host: &Host, cmd: &RemoteCommand, f: &Finished) -> Self {
-        let how = f
-            .exit_code
-            .map_or_else(|| "was killed by a signal".to_string(), |c| format!("exited with {c}"));
+        let how = f.exit_code.map_or_else(
+            || "was killed by a signal".to_string(),
+            |c| format!("exited with {c}"),
+        );
         let cause = f
             .first_error
             .clone()
@@ -149,7 +150,11 @@ pub async fn execute(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepOutc
 }
 
 /// Runs a command and turns a non-zero exit into a failure naming host and command.
-pub async fn run_checked(host: &Host, cmd: &RemoteCommand, io: &StepIo) -> Result<Finished, StepFailure> {
+pub async fn run_checked(
+    host: &Host,
+    cmd: &RemoteCommand,
+    io: &StepIo,
+) -> Result<Finished, StepFailure> {
     let f = host.run(cmd, &mut io.sink()).await?;
     if f.success() {
         Ok(f)
@@ -197,7 +202,9 @@ pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars) -> Vec<String> {
             "on {} and {}: ssh, tools, PostgreSQL versions, disk space, target database and role, app directory, {} and app versions, systemd units, Redis",
             plan.source,
             plan.target,
-            step.env_file.as_deref().map_or_else(|| "config".into(), |f| vars.render_lenient(f))
+            step.env_file
+                .as_deref()
+                .map_or_else(|| "config".into(), |f| vars.render_lenient(f))
         )],
         StepKind::Transfer => transfer::describe(step, plan, vars, &user),
         StepKind::Rsync => media::describe(step, plan, vars, &user),
@@ -211,7 +218,10 @@ pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars) -> Vec<String> {
         StepKind::Health => vec![format!(
             "on {}: curl {} until it answers 200 (up to {})",
             plan.target,
-            step.url.as_deref().map(|u| vars.render_lenient(u)).unwrap_or_default(),
+            step.url
+                .as_deref()
+                .map(|u| vars.render_lenient(u))
+                .unwrap_or_default(),
             step.timeout.as_deref().unwrap_or("2m")
         )],
         StepKind::Dns => dns::describe(plan),

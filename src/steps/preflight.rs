@@ -91,8 +91,16 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
         work_dir: text_or(v, "work_dir", "/var/tmp"),
         env_file: step.env_file.as_ref().map(|f| v.render(f)).transpose()?,
         domain_key: step.domain_key.clone(),
-        version_file: step.version_file.as_ref().map(|f| v.render(f)).transpose()?,
-        media: step.media.iter().map(|m| v.render(m)).collect::<Result<_, _>>()?,
+        version_file: step
+            .version_file
+            .as_ref()
+            .map(|f| v.render(f))
+            .transpose()?,
+        media: step
+            .media
+            .iter()
+            .map(|m| v.render(m))
+            .collect::<Result<_, _>>()?,
         redis_service: v.text("redis_service").ok(),
         has_rsync: ctx.plan.steps.iter().any(|s| s.kind == StepKind::Rsync),
         has_redis: ctx.plan.steps.iter().any(|s| s.kind == StepKind::Redis),
@@ -181,7 +189,10 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
         .cloned()
         .unwrap_or_else(|| "localhost".into());
     let redis_local = matches!(redis_host.as_str(), "" | "localhost" | "127.0.0.1" | "::1");
-    let redis_port = env.get("REDIS_PORT").cloned().unwrap_or_else(|| "6379".into());
+    let redis_port = env
+        .get("REDIS_PORT")
+        .cloned()
+        .unwrap_or_else(|| "6379".into());
     let mut facts = Facts {
         source_home,
         target_home,
@@ -243,8 +254,12 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     }
 }
 
-
-async fn check_tools(src: &Host, dst: &Host, s: &Settings, r: &mut Report<'_>) -> Result<(), StepFailure> {
+async fn check_tools(
+    src: &Host,
+    dst: &Host,
+    s: &Settings,
+    r: &mut Report<'_>,
+) -> Result<(), StepFailure> {
     let mut src_tools = vec!["pg_dump", "psql", "sha256sum", "cat", "df", "du"];
     let mut dst_tools = vec!["pg_restore", "psql", "createdb", "sha256sum", "curl", "df"];
     if s.has_rsync {
@@ -278,17 +293,44 @@ async fn check_tools(src: &Host, dst: &Host, s: &Settings, r: &mut Report<'_>) -
     Ok(())
 }
 
-async fn check_app_user(src: &Host, dst: &Host, s: &Settings, r: &mut Report<'_>) -> Result<(String, String), StepFailure> {
+async fn check_app_user(
+    src: &Host,
+    dst: &Host,
+    s: &Settings,
+    r: &mut Report<'_>,
+) -> Result<(String, String), StepFailure> {
     let mut homes = Vec::new();
     for h in [src, dst] {
         let out = h
-            .run_quiet(&RemoteCommand::new(RunAs::Login, ["getent", "passwd", s.user.as_str()]))
+            .run_quiet(&RemoteCommand::new(
+                RunAs::Login,
+                ["getent", "passwd", s.user.as_str()],
+            ))
             .await?;
-        let home = out.stdout.trim().split(':').nth(5).unwrap_or("").to_string();
+        let home = out
+            .stdout
+            .trim()
+            .split(':')
+            .nth(5)
+            .unwrap_or("")
+            .to_string();
         if out.success() && !home.is_empty() {
-            r.note(h.name(), "app user", Pass, format!("'{}' (home {home})", s.user));
+            r.note(
+                h.name(),
+                "app user",
+                Pass,
+                format!("'{}' (home {home})", s.user),
+            );
         } else {
-            r.note(h.name(), "app user", Fail, format!("no unix user '{}'; create it as in the app's install guide", s.user));
+            r.note(
+                h.name(),
+                "app user",
+                Fail,
+                format!(
+                    "no unix user '{}'; create it as in the app's install guide",
+                    s.user
+                ),
+            );
         }
         homes.push(home);
     }
@@ -299,7 +341,9 @@ async fn check_app_user(src: &Host, dst: &Host, s: &Settings, r: &mut Report<'_>
 
 fn pg_major_from_version(text: &str) -> Option<u32> {
     // "pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
-    let v = text.split_whitespace().find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))?;
+    let v = text
+        .split_whitespace()
+        .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))?;
     v.split('.').next()?.parse().ok()
 }
 
@@ -310,17 +354,30 @@ async fn tool_major(h: &Host, tool: &str) -> Option<u32> {
         .and_then(|f| pg_major_from_version(&f.stdout))
 }
 
-async fn check_postgres_versions(src: &Host, dst: &Host, s: &Settings, r: &mut Report<'_>) -> Result<(), StepFailure> {
+async fn check_postgres_versions(
+    src: &Host,
+    dst: &Host,
+    s: &Settings,
+    r: &mut Report<'_>,
+) -> Result<(), StepFailure> {
     let admin = RunAs::User(s.db_admin.clone());
     let mut servers = Vec::new();
     for h in [src, dst] {
         match query(h, &admin, "postgres", "SHOW server_version_num", &[]).await {
             Ok(lines) => {
-                let major = lines.first().and_then(|l| l.trim().parse::<u32>().ok()).map(|n| n / 10000);
+                let major = lines
+                    .first()
+                    .and_then(|l| l.trim().parse::<u32>().ok())
+                    .map(|n| n / 10000);
                 servers.push(major);
             }
             Err(e) => {
-                r.note(h.name(), "postgresql", Fail, format!("cannot query the server as '{}': {e}", s.db_admin));
+                r.note(
+                    h.name(),
+                    "postgresql",
+                    Fail,
+                    format!("cannot query the server as '{}': {e}", s.db_admin),
+                );
                 servers.push(None);
             }
         }
@@ -390,12 +447,32 @@ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
 ORDER BY n.nspname = 'public' DESC, n.nspname;
 ";
 
-async fn check_source_database(src: &Host, s: &Settings, r: &mut Report<'_>) -> Result<(Vec<String>, u64), StepFailure> {
+async fn check_source_database(
+    src: &Host,
+    s: &Settings,
+    r: &mut Report<'_>,
+) -> Result<(Vec<String>, u64), StepFailure> {
     let admin = RunAs::User(s.db_admin.clone());
-    let size = match query(src, &admin, &s.database, "SELECT pg_database_size(current_database())", &[]).await {
-        Ok(l) => l.first().and_then(|x| x.trim().parse::<u64>().ok()).unwrap_or(0),
+    let size = match query(
+        src,
+        &admin,
+        &s.database,
+        "SELECT pg_database_size(current_database())",
+        &[],
+    )
+    .await
+    {
+        Ok(l) => l
+            .first()
+            .and_then(|x| x.trim().parse::<u64>().ok())
+            .unwrap_or(0),
         Err(e) => {
-            r.note(src.name(), "source database", Fail, format!("cannot open database '{}': {e}", s.database));
+            r.note(
+                src.name(),
+                "source database",
+                Fail,
+                format!("cannot open database '{}': {e}", s.database),
+            );
             return Ok((vec!["public".into()], 0));
         }
     };
@@ -431,7 +508,10 @@ async fn check_source_database(src: &Host, s: &Settings, r: &mut Report<'_>) -> 
         &[],
     )
     .await?;
-    let exts: Vec<String> = json_rows(&exts).iter().filter_map(|r| r.first().map(as_text)).collect();
+    let exts: Vec<String> = json_rows(&exts)
+        .iter()
+        .filter_map(|r| r.first().map(as_text))
+        .collect();
     if !exts.is_empty() {
         r.note(
             src.name(),
@@ -467,7 +547,11 @@ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LI
 ";
 
 /// Returns whether the target database exists (empty, owned by the app's role).
-async fn check_target_database(dst: &Host, s: &Settings, r: &mut Report<'_>) -> Result<bool, StepFailure> {
+async fn check_target_database(
+    dst: &Host,
+    s: &Settings,
+    r: &mut Report<'_>,
+) -> Result<bool, StepFailure> {
     let admin = RunAs::User(s.db_admin.clone());
     let role = json_rows(&query(dst, &admin, "postgres", ROLE_SQL, &[("role", &s.db_user)]).await?);
     let can_create = match role.first() {
@@ -483,17 +567,42 @@ async fn check_target_database(dst: &Host, s: &Settings, r: &mut Report<'_>) -> 
         Some(row) => {
             let login = row.first().and_then(Json::as_bool).unwrap_or(false);
             if !login {
-                r.note(dst.name(), "role", Fail, format!("role '{}' cannot log in; ALTER ROLE {} LOGIN", s.db_user, s.db_user));
+                r.note(
+                    dst.name(),
+                    "role",
+                    Fail,
+                    format!(
+                        "role '{}' cannot log in; ALTER ROLE {} LOGIN",
+                        s.db_user, s.db_user
+                    ),
+                );
             } else {
                 r.note(dst.name(), "role", Pass, format!("'{}' exists", s.db_user));
             }
             row.get(1).and_then(Json::as_bool).unwrap_or(false)
         }
     };
-    let db = json_rows(&query(dst, &admin, "postgres", TARGET_DB_SQL, &[("db", &s.database)]).await?);
+    let db = json_rows(
+        &query(
+            dst,
+            &admin,
+            "postgres",
+            TARGET_DB_SQL,
+            &[("db", &s.database)],
+        )
+        .await?,
+    );
     let Some(owner) = db.first().and_then(|row| row.first()).map(as_text) else {
         if can_create || role.is_empty() {
-            r.note(dst.name(), "target database", Pass, format!("'{}' does not exist yet; it will be created by '{}'", s.database, s.db_user));
+            r.note(
+                dst.name(),
+                "target database",
+                Pass,
+                format!(
+                    "'{}' does not exist yet; it will be created by '{}'",
+                    s.database, s.db_user
+                ),
+            );
         } else {
             r.note(
                 dst.name(),
@@ -505,7 +614,10 @@ async fn check_target_database(dst: &Host, s: &Settings, r: &mut Report<'_>) -> 
         return Ok(false);
     };
     let objects = query(dst, &admin, &s.database, OBJECTS_SQL, &[]).await?;
-    let n: u64 = objects.first().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
+    let n: u64 = objects
+        .first()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0);
     if n > 0 {
         r.note(
             dst.name(),
@@ -527,15 +639,31 @@ async fn check_target_database(dst: &Host, s: &Settings, r: &mut Report<'_>) -> 
             ),
         );
     } else {
-        r.note(dst.name(), "target database", Pass, format!("'{}' exists, is empty and owned by '{}'", s.database, s.db_user));
+        r.note(
+            dst.name(),
+            "target database",
+            Pass,
+            format!(
+                "'{}' exists, is empty and owned by '{}'",
+                s.database, s.db_user
+            ),
+        );
     }
     Ok(true)
 }
 
-async fn check_app_dirs(src: &Host, dst: &Host, s: &Settings, r: &mut Report<'_>) -> Result<(), StepFailure> {
+async fn check_app_dirs(
+    src: &Host,
+    dst: &Host,
+    s: &Settings,
+    r: &mut Report<'_>,
+) -> Result<(), StepFailure> {
     for h in [src, dst] {
         let ok = h
-            .run_quiet(&RemoteCommand::new(RunAs::User(s.user.clone()), ["test", "-d", s.dir.as_str()]))
+            .run_quiet(&RemoteCommand::new(
+                RunAs::User(s.user.clone()),
+                ["test", "-d", s.dir.as_str()],
+            ))
             .await?
             .success();
         if ok {
@@ -543,7 +671,12 @@ async fn check_app_dirs(src: &Host, dst: &Host, s: &Settings, r: &mut Report<'_>
         } else if h.role == Role::Target {
             r.note(h.name(), "app directory", Fail, format!("'{}' is missing or not readable by '{}': install the same app version on the new host first", s.dir, s.user));
         } else {
-            r.note(h.name(), "app directory", Fail, format!("'{}' is missing or not readable by '{}'", s.dir, s.user));
+            r.note(
+                h.name(),
+                "app directory",
+                Fail,
+                format!("'{}' is missing or not readable by '{}'", s.dir, s.user),
+            );
         }
     }
     Ok(())
@@ -581,10 +714,18 @@ async fn read_env(
     r: &mut Report<'_>,
 ) -> Result<BTreeMap<String, String>, StepFailure> {
     let out = src
-        .run_quiet(&RemoteCommand::new(RunAs::User(s.user.clone()), ["cat", "--", file]))
+        .run_quiet(&RemoteCommand::new(
+            RunAs::User(s.user.clone()),
+            ["cat", "--", file],
+        ))
         .await?;
     if !out.success() {
-        r.note(src.name(), "secrets file", Fail, format!("cannot read '{file}' as '{}'", s.user));
+        r.note(
+            src.name(),
+            "secrets file",
+            Fail,
+            format!("cannot read '{file}' as '{}'", s.user),
+        );
         return Ok(BTreeMap::new());
     }
     let env = parse_env(&out.stdout);
@@ -593,7 +734,12 @@ async fn read_env(
             ctx.redactor.add(v);
         }
     }
-    r.note(src.name(), "secrets file", Pass, format!("'{file}' ({} settings; values never shown)", env.len()));
+    r.note(
+        src.name(),
+        "secrets file",
+        Pass,
+        format!("'{file}' ({} settings; values never shown)", env.len()),
+    );
     if let Some(key) = &s.domain_key {
         match env.get(key) {
             Some(d) if *d == s.domain => {
@@ -621,7 +767,10 @@ async fn read_env(
         }
     }
     let exists = dst
-        .run_quiet(&RemoteCommand::new(RunAs::User(s.user.clone()), ["test", "-e", file]))
+        .run_quiet(&RemoteCommand::new(
+            RunAs::User(s.user.clone()),
+            ["test", "-e", file],
+        ))
         .await?
         .success();
     if exists {
@@ -647,16 +796,34 @@ pub fn parse_version_rb(text: &str) -> Option<String> {
             .collect();
         (!num.is_empty()).then_some(num)
     };
-    Some(format!("{}.{}.{}", part("major")?, part("minor")?, part("patch")?))
+    Some(format!(
+        "{}.{}.{}",
+        part("major")?,
+        part("minor")?,
+        part("patch")?
+    ))
 }
 
-async fn check_app_versions(src: &Host, dst: &Host, s: &Settings, file: &str, r: &mut Report<'_>) -> Result<(), StepFailure> {
+async fn check_app_versions(
+    src: &Host,
+    dst: &Host,
+    s: &Settings,
+    file: &str,
+    r: &mut Report<'_>,
+) -> Result<(), StepFailure> {
     let mut versions = Vec::new();
     for h in [src, dst] {
         let out = h
-            .run_quiet(&RemoteCommand::new(RunAs::User(s.user.clone()), ["cat", "--", file]))
+            .run_quiet(&RemoteCommand::new(
+                RunAs::User(s.user.clone()),
+                ["cat", "--", file],
+            ))
             .await?;
-        versions.push(if out.success() { parse_version_rb(&out.stdout) } else { None });
+        versions.push(if out.success() {
+            parse_version_rb(&out.stdout)
+        } else {
+            None
+        });
     }
     match (&versions[0], &versions[1]) {
         (Some(a), Some(b)) if a == b => r.note(dst.name(), "app version", Pass, format!("{a} on both hosts")),
@@ -671,7 +838,12 @@ async fn check_app_versions(src: &Host, dst: &Host, s: &Settings, file: &str, r:
     Ok(())
 }
 
-async fn check_units(src: &Host, dst: &Host, s: &Settings, r: &mut Report<'_>) -> Result<(), StepFailure> {
+async fn check_units(
+    src: &Host,
+    dst: &Host,
+    s: &Settings,
+    r: &mut Report<'_>,
+) -> Result<(), StepFailure> {
     let mut units = s.services.clone();
     if s.has_redis
         && let Some(rs) = &s.redis_service
@@ -682,7 +854,17 @@ async fn check_units(src: &Host, dst: &Host, s: &Settings, r: &mut Report<'_>) -
         let mut missing = Vec::new();
         for u in &units {
             let out = h
-                .run_quiet(&RemoteCommand::new(RunAs::Root, ["systemctl", "show", "-p", "LoadState", "--value", u.as_str()]))
+                .run_quiet(&RemoteCommand::new(
+                    RunAs::Root,
+                    [
+                        "systemctl",
+                        "show",
+                        "-p",
+                        "LoadState",
+                        "--value",
+                        u.as_str(),
+                    ],
+                ))
                 .await?;
             if out.stdout.trim() != "loaded" {
                 missing.push(u.clone());
@@ -697,14 +879,22 @@ async fn check_units(src: &Host, dst: &Host, s: &Settings, r: &mut Report<'_>) -
     let mut inactive = Vec::new();
     for u in &s.services {
         let out = src
-            .run_quiet(&RemoteCommand::new(RunAs::Root, ["systemctl", "is-active", u.as_str()]))
+            .run_quiet(&RemoteCommand::new(
+                RunAs::Root,
+                ["systemctl", "is-active", u.as_str()],
+            ))
             .await?;
         if out.stdout.trim() != "active" {
             inactive.push(u.clone());
         }
     }
     if !inactive.is_empty() {
-        r.note(src.name(), "services", Warn, format!("not running on the source now: {}", inactive.join(", ")));
+        r.note(
+            src.name(),
+            "services",
+            Warn,
+            format!("not running on the source now: {}", inactive.join(", ")),
+        );
     }
     Ok(())
 }
@@ -716,7 +906,12 @@ async fn redis_cli(h: &Host, port: &str, args: &[&str]) -> Result<(bool, String)
     Ok((out.success(), out.stdout.trim().to_string()))
 }
 
-async fn check_redis(src: &Host, dst: &Host, port: &str, r: &mut Report<'_>) -> Result<(Option<String>, Option<String>), StepFailure> {
+async fn check_redis(
+    src: &Host,
+    dst: &Host,
+    port: &str,
+    r: &mut Report<'_>,
+) -> Result<(Option<String>, Option<String>), StepFailure> {
     let mut rdbs = Vec::new();
     let mut versions = Vec::new();
     for h in [src, dst] {
@@ -745,13 +940,25 @@ async fn check_redis(src: &Host, dst: &Host, port: &str, r: &mut Report<'_>) -> 
         if aof == "yes" && h.role == Role::Target {
             r.note(h.name(), "redis", Fail, "appendonly is on: Redis would ignore the copied dump.rdb and start empty; set 'appendonly no' on the new host for the move");
         } else {
-            r.note(h.name(), "redis", Pass, format!("{}, data in {dir}/{file}", version.clone().unwrap_or_default()));
+            r.note(
+                h.name(),
+                "redis",
+                Pass,
+                format!(
+                    "{}, data in {dir}/{file}",
+                    version.clone().unwrap_or_default()
+                ),
+            );
         }
         rdbs.push((!dir.is_empty() && !file.is_empty()).then(|| format!("{dir}/{file}")));
         versions.push(version);
     }
     if let (Some(Some(a)), Some(Some(b))) = (versions.first(), versions.get(1)) {
-        let key = |v: &str| v.split('.').map(|p| p.parse::<u32>().unwrap_or(0)).collect::<Vec<_>>();
+        let key = |v: &str| {
+            v.split('.')
+                .map(|p| p.parse::<u32>().unwrap_or(0))
+                .collect::<Vec<_>>()
+        };
         if key(b) < key(a) {
             r.note(dst.name(), "redis", Fail, format!("the target's Redis {b} is older than the source's {a} and may not load its dump.rdb; install {a} or newer"));
         }
@@ -761,7 +968,12 @@ async fn check_redis(src: &Host, dst: &Host, port: &str, r: &mut Report<'_>) -> 
     Ok((source, target))
 }
 
-async fn check_media(src: &Host, dst: &Host, s: &Settings, r: &mut Report<'_>) -> Result<u64, StepFailure> {
+async fn check_media(
+    src: &Host,
+    dst: &Host,
+    s: &Settings,
+    r: &mut Report<'_>,
+) -> Result<u64, StepFailure> {
     let mut total = 0;
     for m in &s.media {
         let out = src
@@ -773,12 +985,36 @@ async fn check_media(src: &Host, dst: &Host, s: &Settings, r: &mut Report<'_>) -
             .await?;
         match out.exit_code {
             Some(0) => {
-                let bytes: u64 = out.stdout.split_whitespace().next().and_then(|b| b.parse().ok()).unwrap_or(0);
+                let bytes: u64 = out
+                    .stdout
+                    .split_whitespace()
+                    .next()
+                    .and_then(|b| b.parse().ok())
+                    .unwrap_or(0);
                 total += bytes;
-                r.note(src.name(), "media", Pass, format!("'{m}': {}", human_bytes(bytes)));
+                r.note(
+                    src.name(),
+                    "media",
+                    Pass,
+                    format!("'{m}': {}", human_bytes(bytes)),
+                );
             }
-            Some(3) => r.note(src.name(), "media", Warn, format!("'{m}' does not exist: nothing to copy")),
-            _ => r.note(src.name(), "media", Fail, format!("cannot read '{m}' as '{}': {}", s.user, out.stderr_tail.join(" "))),
+            Some(3) => r.note(
+                src.name(),
+                "media",
+                Warn,
+                format!("'{m}' does not exist: nothing to copy"),
+            ),
+            _ => r.note(
+                src.name(),
+                "media",
+                Fail,
+                format!(
+                    "cannot read '{m}' as '{}': {}",
+                    s.user,
+                    out.stderr_tail.join(" ")
+                ),
+            ),
         }
         let out = dst
             .run_quiet(&RemoteCommand::script(
@@ -801,7 +1037,11 @@ async fn check_media(src: &Host, dst: &Host, s: &Settings, r: &mut Report<'_>) -
 }
 
 /// Free bytes and mount point of the filesystem holding `path` (or its nearest existing parent).
-async fn free_space(h: &Host, run_as: RunAs, path: &str) -> Result<Option<(u64, String)>, StepFailure> {
+async fn free_space(
+    h: &Host,
+    run_as: RunAs,
+    path: &str,
+) -> Result<Option<(u64, String)>, StepFailure> {
     let out = h
         .run_quiet(&RemoteCommand::script(
             run_as,
@@ -816,7 +1056,14 @@ async fn free_space(h: &Host, run_as: RunAs, path: &str) -> Result<Option<(u64, 
     Ok(avail.zip(target))
 }
 
-async fn check_disk(src: &Host, dst: &Host, s: &Settings, db_size: u64, media_bytes: u64, r: &mut Report<'_>) -> Result<(), StepFailure> {
+async fn check_disk(
+    src: &Host,
+    dst: &Host,
+    s: &Settings,
+    db_size: u64,
+    media_bytes: u64,
+    r: &mut Report<'_>,
+) -> Result<(), StepFailure> {
     // A custom-format dump leaves out indexes and compresses; half the database
     // size is a safe ceiling for real instances.
     let dump_estimate = db_size / 2;
@@ -824,13 +1071,36 @@ async fn check_disk(src: &Host, dst: &Host, s: &Settings, db_size: u64, media_by
     if let Some((avail, mount)) = free_space(src, user.clone(), &s.work_dir).await? {
         let need = dump_estimate + dump_estimate / 10;
         if avail < need {
-            r.note(src.name(), "disk", Fail, format!("{} free on {mount} for the dump in '{}', about {} needed", human_bytes(avail), s.work_dir, human_bytes(need)));
+            r.note(
+                src.name(),
+                "disk",
+                Fail,
+                format!(
+                    "{} free on {mount} for the dump in '{}', about {} needed",
+                    human_bytes(avail),
+                    s.work_dir,
+                    human_bytes(need)
+                ),
+            );
         } else {
-            r.note(src.name(), "disk", Pass, format!("{} free on {mount} for a dump of about {}", human_bytes(avail), human_bytes(dump_estimate)));
+            r.note(
+                src.name(),
+                "disk",
+                Pass,
+                format!(
+                    "{} free on {mount} for a dump of about {}",
+                    human_bytes(avail),
+                    human_bytes(dump_estimate)
+                ),
+            );
         }
     }
     let admin = RunAs::User(s.db_admin.clone());
-    let data_dir = query(dst, &admin, "postgres", "SHOW data_directory", &[]).await?.first().cloned().unwrap_or_else(|| "/var/lib/postgresql".into());
+    let data_dir = query(dst, &admin, "postgres", "SHOW data_directory", &[])
+        .await?
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "/var/lib/postgresql".into());
     let mut needs: BTreeMap<String, (u64, u64, Vec<&str>)> = BTreeMap::new();
     for (path, bytes, what, run_as) in [
         (s.work_dir.as_str(), dump_estimate, "dump", user.clone()),
@@ -846,9 +1116,29 @@ async fn check_disk(src: &Host, dst: &Host, s: &Settings, db_size: u64, media_by
     for (mount, (avail, need, what)) in needs {
         let need = need + need / 10;
         if avail < need {
-            r.note(dst.name(), "disk", Fail, format!("{} free on {mount}, about {} needed for {}", human_bytes(avail), human_bytes(need), what.join(" + ")));
+            r.note(
+                dst.name(),
+                "disk",
+                Fail,
+                format!(
+                    "{} free on {mount}, about {} needed for {}",
+                    human_bytes(avail),
+                    human_bytes(need),
+                    what.join(" + ")
+                ),
+            );
         } else {
-            r.note(dst.name(), "disk", Pass, format!("{} free on {mount} for {} (about {})", human_bytes(avail), what.join(" + "), human_bytes(need)));
+            r.note(
+                dst.name(),
+                "disk",
+                Pass,
+                format!(
+                    "{} free on {mount} for {} (about {})",
+                    human_bytes(avail),
+                    what.join(" + "),
+                    human_bytes(need)
+                ),
+            );
         }
     }
     Ok(())
@@ -858,7 +1148,10 @@ async fn check_disk(src: &Host, dst: &Host, s: &Settings, db_size: u64, media_by
 /// are read there, over the already verified connection, and trusted for the relay.
 async fn check_relay(dst: &Host, r: &mut Report<'_>) -> Result<Vec<String>, StepFailure> {
     let out = dst
-        .run_quiet(&RemoteCommand::new(RunAs::Login, ["ssh-keyscan", "-T", "5", "-p", "22", "127.0.0.1"]))
+        .run_quiet(&RemoteCommand::new(
+            RunAs::Login,
+            ["ssh-keyscan", "-T", "5", "-p", "22", "127.0.0.1"],
+        ))
         .await?;
     let keys: Vec<String> = out
         .stdout
@@ -874,7 +1167,12 @@ async fn check_relay(dst: &Host, r: &mut Report<'_>) -> Result<Vec<String>, Step
             "no sshd answers on the target's 127.0.0.1:22; the media copy connects there through this machine",
         );
     } else {
-        r.note(dst.name(), "media relay", Pass, "sshd answers on 127.0.0.1:22");
+        r.note(
+            dst.name(),
+            "media relay",
+            Pass,
+            "sshd answers on 127.0.0.1:22",
+        );
     }
     Ok(keys)
 }
@@ -900,7 +1198,8 @@ mod tests {
 
     #[test]
     fn env_parsing() {
-        let env = parse_env("# c\n\nLOCAL_DOMAIN=a.example\nexport X=\"q v\"\nY='s'\nBROKEN\nZ=a=b\n");
+        let env =
+            parse_env("# c\n\nLOCAL_DOMAIN=a.example\nexport X=\"q v\"\nY='s'\nBROKEN\nZ=a=b\n");
         assert_eq!(env["LOCAL_DOMAIN"], "a.example");
         assert_eq!(env["X"], "q v");
         assert_eq!(env["Y"], "s");
@@ -917,8 +1216,14 @@ mod tests {
 
     #[test]
     fn pg_tool_versions() {
-        assert_eq!(pg_major_from_version("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"), Some(15));
-        assert_eq!(pg_major_from_version("pg_restore (PostgreSQL) 17.2"), Some(17));
+        assert_eq!(
+            pg_major_from_version("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"),
+            Some(15)
+        );
+        assert_eq!(
+            pg_major_from_version("pg_restore (PostgreSQL) 17.2"),
+            Some(17)
+        );
     }
 
     #[test]

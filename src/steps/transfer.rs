@@ -44,21 +44,32 @@ const HASH_SCRIPT: &str = r#"set -e
 stat -c %s -- "$1"
 sha256sum -- "$1" | cut -d' ' -f1"#;
 
-
-async fn size_and_hash(host: &Host, run_as: RunAs, path: &str) -> Result<(u64, String), StepFailure> {
+async fn size_and_hash(
+    host: &Host,
+    run_as: RunAs,
+    path: &str,
+) -> Result<(u64, String), StepFailure> {
     let f = run_quiet_checked(host, &RemoteCommand::script(run_as, HASH_SCRIPT, &[path])).await?;
     let mut lines = f.stdout.lines();
     let size = lines.next().and_then(|l| l.trim().parse().ok());
     let hash = lines.next().map(|l| l.trim().to_string());
     match (size, hash) {
         (Some(s), Some(h)) if h.len() == 64 => Ok((s, h)),
-        _ => Err(StepFailure::on(host, format!("cannot read size and sha256 of '{path}'"))),
+        _ => Err(StepFailure::on(
+            host,
+            format!("cannot read size and sha256 of '{path}'"),
+        )),
     }
 }
 
 const CHUNK: usize = 256 * 1024;
 
-pub async fn copy_file(src: &Host, dst: &Host, spec: &CopySpec, io: &StepIo) -> Result<u64, StepFailure> {
+pub async fn copy_file(
+    src: &Host,
+    dst: &Host,
+    spec: &CopySpec,
+    io: &StepIo,
+) -> Result<u64, StepFailure> {
     let (size, source_hash) = size_and_hash(src, spec.read_as.clone(), &spec.from).await?;
     io.progress(0, Some(size));
 
@@ -74,7 +85,15 @@ pub async fn copy_file(src: &Host, dst: &Host, spec: &CopySpec, io: &StepIo) -> 
         ],
     );
     let spawn_err = |h: &Host, c: &RemoteCommand, e: openssh::Error| {
-        StepFailure::on(h, format!("on {}: cannot start '{}': {}", h.name(), c.display(), crate::remote::error_chain(&e)))
+        StepFailure::on(
+            h,
+            format!(
+                "on {}: cannot start '{}': {}",
+                h.name(),
+                c.display(),
+                crate::remote::error_chain(&e)
+            ),
+        )
     };
     let mut reader = src
         .command(&read_cmd)
@@ -143,14 +162,23 @@ pub async fn copy_file(src: &Host, dst: &Host, spec: &CopySpec, io: &StepIo) -> 
         stderr_text(&mut write_err)
     );
     io.progress(moved, Some(size));
-    let ok = |s: &Result<std::process::ExitStatus, openssh::Error>| matches!(s, Ok(st) if st.success());
+    let ok =
+        |s: &Result<std::process::ExitStatus, openssh::Error>| matches!(s, Ok(st) if st.success());
     if !ok(&read_status) {
         return Err(StepFailure {
             host: Some(src.name().to_string()),
             command: Some(read_cmd.display()),
             exit_code: read_status.as_ref().ok().and_then(|s| s.code()),
             stderr_tail: tail(&read_msg),
-            ..StepFailure::on(src, format!("on {}: reading '{}' failed: {}", src.name(), spec.from, read_msg.trim()))
+            ..StepFailure::on(
+                src,
+                format!(
+                    "on {}: reading '{}' failed: {}",
+                    src.name(),
+                    spec.from,
+                    read_msg.trim()
+                ),
+            )
         });
     }
     if !ok(&write_status) || pipe_error.is_some() {
@@ -160,12 +188,19 @@ pub async fn copy_file(src: &Host, dst: &Host, spec: &CopySpec, io: &StepIo) -> 
             command: Some(write_cmd.display()),
             exit_code: write_status.as_ref().ok().and_then(|s| s.code()),
             stderr_tail: tail(&write_msg),
-            ..StepFailure::on(dst, format!("on {}: writing '{}' failed: {cause}", dst.name(), spec.to))
+            ..StepFailure::on(
+                dst,
+                format!("on {}: writing '{}' failed: {cause}", dst.name(), spec.to),
+            )
         });
     }
     let streamed_hash = hex(&hasher.finalize());
     let (target_size, target_hash) = size_and_hash(dst, spec.write_as.clone(), &spec.to).await?;
-    if moved != size || streamed_hash != source_hash || target_hash != source_hash || target_size != size {
+    if moved != size
+        || streamed_hash != source_hash
+        || target_hash != source_hash
+        || target_size != size
+    {
         return Err(StepFailure::on(
             dst,
             format!(
@@ -221,7 +256,11 @@ pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars, user: &str) -> Vec<St
         plan.source,
         plan.target,
         step.mode.as_deref().unwrap_or("0600"),
-        if step.backup { ", an existing file kept as a backup" } else { "" }
+        if step.backup {
+            ", an existing file kept as a backup"
+        } else {
+            ""
+        }
     )];
     lines.push("sha256 compared on the source, in flight and on the target".into());
     if step.secret {

@@ -74,7 +74,10 @@ fn keyed(lines: &[String]) -> Rows {
                 Json::Null => "null".into(),
                 other => other.to_string(),
             };
-            Some((format!("{}.{}", text(row.first()?), text(row.get(1)?)), text(row.get(2)?)))
+            Some((
+                format!("{}.{}", text(row.first()?), text(row.get(1)?)),
+                text(row.get(2)?),
+            ))
         })
         .collect()
 }
@@ -85,7 +88,9 @@ pub fn differences(what: &str, source: &Rows, target: &Rows) -> Vec<String> {
     for (name, value) in source {
         match target.get(name) {
             None => out.push(format!("{what} '{name}' is missing on the target")),
-            Some(t) if t != value => out.push(format!("{what} '{name}': {value} on the source, {t} on the target")),
+            Some(t) if t != value => out.push(format!(
+                "{what} '{name}': {value} on the source, {t} on the target"
+            )),
             Some(_) => {}
         }
     }
@@ -98,7 +103,11 @@ pub fn differences(what: &str, source: &Rows, target: &Rows) -> Vec<String> {
 pub async fn run(_step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     let database = ctx.vars.text("database")?;
     let role = ctx.vars.text("db_user")?;
-    let admin = RunAs::User(ctx.vars.text("db_admin").unwrap_or_else(|_| "postgres".into()));
+    let admin = RunAs::User(
+        ctx.vars
+            .text("db_admin")
+            .unwrap_or_else(|_| "postgres".into()),
+    );
     ctx.hosts().await?;
     let Some(hosts) = ctx.hosts.as_ref() else {
         return Err(StepFailure::new("not connected"));
@@ -127,7 +136,10 @@ pub async fn run(_step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult 
         .collect();
 
     let mut failures = Vec::new();
-    let total_rows: u64 = src_rows.values().filter_map(|v| v.parse::<u64>().ok()).sum();
+    let total_rows: u64 = src_rows
+        .values()
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum();
     let row_diffs = differences("table", &src_rows, &dst_rows);
     let report = |name: &str, diffs: &[String], ok: String| {
         if diffs.is_empty() {
@@ -139,18 +151,37 @@ pub async fn run(_step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult 
                 dst.name(),
                 name,
                 Fail,
-                format!("{}{}", shown.join("; "), if more > 0 { format!(" (and {more} more)") } else { String::new() }),
+                format!(
+                    "{}{}",
+                    shown.join("; "),
+                    if more > 0 {
+                        format!(" (and {more} more)")
+                    } else {
+                        String::new()
+                    }
+                ),
             );
         }
     };
     report(
         "row counts",
         &row_diffs,
-        format!("{} tables and views, {total_rows} rows, identical", src_rows.len()),
+        format!(
+            "{} tables and views, {total_rows} rows, identical",
+            src_rows.len()
+        ),
     );
     let seq_diffs = differences("sequence", &src_seqs, &dst_seqs);
-    report("sequences", &seq_diffs, format!("{} sequences, identical values", src_seqs.len()));
-    report("ownership", &owners, format!("everything owned by '{role}'"));
+    report(
+        "sequences",
+        &seq_diffs,
+        format!("{} sequences, identical values", src_seqs.len()),
+    );
+    report(
+        "ownership",
+        &owners,
+        format!("everything owned by '{role}'"),
+    );
     failures.extend(row_diffs);
     failures.extend(seq_diffs);
     failures.extend(owners);
@@ -164,7 +195,10 @@ pub async fn run(_step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult 
             stderr_tail: failures.iter().take(30).cloned().collect(),
             ..StepFailure::on(
                 dst,
-                format!("the restored database differs from the source: {}", failures[0]),
+                format!(
+                    "the restored database differs from the source: {}",
+                    failures[0]
+                ),
             )
         })
     }
@@ -176,9 +210,21 @@ mod tests {
 
     #[test]
     fn differences_name_every_table() {
-        let rows = |v: &[(&str, &str)]| -> Rows { v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect() };
-        let src = rows(&[("public.accounts", "10"), ("pghero.stats", "3"), ("public.a", "1")]);
-        let dst = rows(&[("public.accounts", "9"), ("public.a", "1"), ("public.extra", "0")]);
+        let rows = |v: &[(&str, &str)]| -> Rows {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        let src = rows(&[
+            ("public.accounts", "10"),
+            ("pghero.stats", "3"),
+            ("public.a", "1"),
+        ]);
+        let dst = rows(&[
+            ("public.accounts", "9"),
+            ("public.a", "1"),
+            ("public.extra", "0"),
+        ]);
         assert_eq!(
             differences("table", &src, &dst),
             [
@@ -191,7 +237,10 @@ mod tests {
 
     #[test]
     fn keyed_rows_from_psql_json() {
-        let lines = vec![r#"["public","statuses",42]"#.to_string(), r#"["x","s",null]"#.to_string()];
+        let lines = vec![
+            r#"["public","statuses",42]"#.to_string(),
+            r#"["x","s",null]"#.to_string(),
+        ];
         let k = keyed(&lines);
         assert_eq!(k["public.statuses"], "42");
         assert_eq!(k["x.s"], "null");

@@ -8,7 +8,9 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::engine::EngineHandle;
-use crate::engine::events::{CheckStatus, EngineCommand, EngineEvent, RunOutcome, StepOutcome, Stream};
+use crate::engine::events::{
+    CheckStatus, EngineCommand, EngineEvent, RunOutcome, StepOutcome, Stream,
+};
 use crate::run_state::RunState;
 use crate::steps::preflight::human_bytes;
 
@@ -54,8 +56,10 @@ impl Printer {
             let bar = self.bar.get_or_insert_with(|| {
                 let b = ProgressBar::new(total.unwrap_or(0));
                 b.set_style(
-                    ProgressStyle::with_template("  {bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    ProgressStyle::with_template(
+                        "  {bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
                 );
                 b
             });
@@ -120,7 +124,8 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
     let interactive = std::io::stdin().is_terminal();
     let commands = handle.commands.clone();
     let interrupt = tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         let term = async {
             match term.as_mut() {
                 Some(t) => {
@@ -140,7 +145,15 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
     while let Some(record) = handle.records.recv().await {
         state.apply(&record);
         match &record.event {
-            EngineEvent::RunStarted { run_id, mode, domain, source, target, steps, .. } => {
+            EngineEvent::RunStarted {
+                run_id,
+                mode,
+                domain,
+                source,
+                target,
+                steps,
+                ..
+            } => {
                 p.line(&format!(
                     "hikkoshi {mode} {run_id}: {domain}, {source} -> {target}, {} step{}",
                     steps.len(),
@@ -150,11 +163,24 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
             EngineEvent::StepStarted { step, .. } => {
                 p.finish_bar();
                 if let Some(s) = state.step(step) {
-                    let again = if s.attempts > 1 { format!(" (attempt {})", s.attempts) } else { String::new() };
-                    p.line(&format!("==> {} / {}: {}{again}", s.info.phase_title, s.info.id, s.info.title));
+                    let again = if s.attempts > 1 {
+                        format!(" (attempt {})", s.attempts)
+                    } else {
+                        String::new()
+                    };
+                    p.line(&format!(
+                        "==> {} / {}: {}{again}",
+                        s.info.phase_title, s.info.id, s.info.title
+                    ));
                 }
             }
-            EngineEvent::Check { host, name, status, message, .. } => {
+            EngineEvent::Check {
+                host,
+                name,
+                status,
+                message,
+                ..
+            } => {
                 let mark = match status {
                     CheckStatus::Pass => "ok  ",
                     CheckStatus::Warn => "WARN",
@@ -164,7 +190,11 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
             }
             EngineEvent::Output { lines, stream, .. } => {
                 for l in lines {
-                    let prefix = if *stream == Stream::Stderr { "  ! " } else { "  | " };
+                    let prefix = if *stream == Stream::Stderr {
+                        "  ! "
+                    } else {
+                        "  | "
+                    };
                     p.line(&format!("{prefix}{l}"));
                 }
             }
@@ -189,14 +219,32 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
                 };
                 let _ = handle.commands.send(decision);
             }
-            EngineEvent::StepFinished { step, outcome, duration_ms } => {
+            EngineEvent::StepFinished {
+                step,
+                outcome,
+                duration_ms,
+            } => {
                 p.finish_bar();
                 let optional = state.step(step).is_some_and(|s| s.info.optional);
                 match outcome {
-                    StepOutcome::Succeeded => p.line(&format!("    done: {step} ({})", duration(*duration_ms))),
-                    StepOutcome::Skipped { reason } => p.line(&format!("    skipped: {step}: {reason}")),
-                    StepOutcome::Failed { message, host, command, exit_code, first_error, stderr_tail } => {
-                        let mut text = format!("hikkoshi: step '{step}' failed after {}", duration(*duration_ms));
+                    StepOutcome::Succeeded => {
+                        p.line(&format!("    done: {step} ({})", duration(*duration_ms)))
+                    }
+                    StepOutcome::Skipped { reason } => {
+                        p.line(&format!("    skipped: {step}: {reason}"))
+                    }
+                    StepOutcome::Failed {
+                        message,
+                        host,
+                        command,
+                        exit_code,
+                        first_error,
+                        stderr_tail,
+                    } => {
+                        let mut text = format!(
+                            "hikkoshi: step '{step}' failed after {}",
+                            duration(*duration_ms)
+                        );
                         if let Some(h) = host {
                             text.push_str(&format!(" on {h}"));
                         }
@@ -221,7 +269,11 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
                         p.error(&text);
                         // Headless has nobody to ask: optional steps are passed over,
                         // anything else ends the run.
-                        let decision = if optional && opts.yes { EngineCommand::Skip } else { EngineCommand::Abort };
+                        let decision = if optional && opts.yes {
+                            EngineCommand::Skip
+                        } else {
+                            EngineCommand::Abort
+                        };
                         if optional && opts.yes {
                             p.line(&format!("    {step} is optional: going on without it"));
                         }
@@ -229,11 +281,19 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
                     }
                 }
             }
-            EngineEvent::RunFinished { outcome, duration_ms } => {
+            EngineEvent::RunFinished {
+                outcome,
+                duration_ms,
+            } => {
                 p.finish_bar();
                 let downtime = state
                     .downtime(jiff::Timestamp::now())
-                    .map(|d| format!(", downtime {}", duration(u64::try_from(d.as_millis()).unwrap_or(0))))
+                    .map(|d| {
+                        format!(
+                            ", downtime {}",
+                            duration(u64::try_from(d.as_millis()).unwrap_or(0))
+                        )
+                    })
                     .unwrap_or_default();
                 let moved = match state.bytes_moved() {
                     0 => String::new(),
@@ -241,16 +301,22 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
                 };
                 let total = duration(*duration_ms);
                 match outcome {
-                    RunOutcome::Succeeded => p.line(&format!("finished: every step succeeded in {total}{downtime}{moved}")),
+                    RunOutcome::Succeeded => p.line(&format!(
+                        "finished: every step succeeded in {total}{downtime}{moved}"
+                    )),
                     RunOutcome::Incomplete { failed } => p.error(&format!(
                         "hikkoshi: finished in {total}{downtime}, but optional step{} {} failed",
                         if failed.len() == 1 { "" } else { "s" },
                         failed.join(", ")
                     )),
-                    RunOutcome::Failed { step } => p.error(&format!("hikkoshi: stopped at step '{step}' after {total}{downtime}")),
+                    RunOutcome::Failed { step } => p.error(&format!(
+                        "hikkoshi: stopped at step '{step}' after {total}{downtime}"
+                    )),
                     RunOutcome::Aborted { step } => p.error(&format!(
                         "hikkoshi: aborted{} after {total}{downtime}",
-                        step.as_ref().map(|s| format!(" at step '{s}'")).unwrap_or_default()
+                        step.as_ref()
+                            .map(|s| format!(" at step '{s}'"))
+                            .unwrap_or_default()
                     )),
                 }
                 if state.downtime_started.is_some() && state.downtime_ended.is_none() {

@@ -1,0 +1,192 @@
+//! The binary in a hermetic environment (temp HOME and state dir, fixed COLUMNS),
+//! with stdout, stderr and exit status snapshotted together.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_hikkoshi"))
+            .args(args)
+            .current_dir(self.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.path())
+            .env("XDG_STATE_HOME", self.path().join("state"))
+            .env("COLUMNS", "100")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run hikkoshi");
+        let text = format!(
+            "exit: {}\n--- stdout\n{}--- stderr\n{}",
+            out.status
+                .code()
+                .map_or_else(|| "signal".into(), |c| c.to_string()),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text.replace(&self.path().display().to_string(), "[TMP]")
+    }
+}
+
+const CONFIG: &str = r#"profile = "mastodon"
+
+[source]
+ssh = "old"
+
+[target]
+ssh = "new"
+
+[app]
+domain = "social.example.net"
+"#;
+
+#[test]
+fn plan_shows_every_step_with_exact_commands() {
+    let env = Env::new();
+    env.write("migration.toml", CONFIG);
+    insta::assert_snapshot!(env.run(&["plan", "--config", "migration.toml"]));
+}
+
+#[test]
+fn plan_as_json_lists_steps_in_order() {
+    let env = Env::new();
+    env.write("migration.toml", CONFIG);
+    let out = Command::new(env!("CARGO_BIN_EXE_hikkoshi"))
+        .args(["plan", "--config", "migration.toml", "--format", "json"])
+        .current_dir(env.path())
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let ids: Vec<&str> = v["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "preflight",
+            "prepare",
+            "presync-media",
+            "stop-source",
+            "dump",
+            "move-dump",
+            "restore",
+            "verify-db",
+            "final-media",
+            "copy-env",
+            "redis",
+            "precompile",
+            "start-target",
+            "health",
+            "feeds",
+            "search-deploy",
+            "dns",
+            "disable-source",
+            "cleanup"
+        ]
+    );
+    assert_eq!(v["steps"][3]["downtime"], "start");
+    assert!(
+        v["steps"][3]["confirm"]
+            .as_str()
+            .is_some_and(|c| c.contains("mastodon-web"))
+    );
+}
+
+#[test]
+fn bad_config_exits_2_naming_file_and_line() {
+    let env = Env::new();
+    env.write(
+        "migration.toml",
+        "[source]\nssh = \"old\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"social.example.net\"\ndatabase = \"x; DROP DATABASE y\"\n",
+    );
+    insta::assert_snapshot!(env.run(&["plan", "--config", "migration.toml"]));
+}
+
+#[test]
+fn missing_config_exits_2() {
+    let env = Env::new();
+    insta::assert_snapshot!(env.run(&["check", "--config", "nope.toml"]));
+}
+
+#[test]
+fn bad_profile_file_exits_2_with_its_line() {
+    let env = Env::new();
+    env.write(
+        "mine.toml",
+        "name = \"mine\"\n[defaults]\nuser = \"u\"\ndir = \"/d\"\ndatabase = \"db\"\ndb_user = \"u\"\n[[phases]]\nid = \"p\"\ntitle = \"P\"\n[[steps]]\nid = \"s\"\nphase = \"p\"\ntitle = \"S\"\nkind = \"teleport\"\n",
+    );
+    env.write(
+        "migration.toml",
+        &CONFIG.replace("profile = \"mastodon\"", "profile = \"mine.toml\""),
+    );
+    let out = env.run(&["plan", "--config", "migration.toml"]);
+    assert!(out.starts_with("exit: 2\n"), "{out}");
+    assert!(
+        out.contains("mine.toml:14:8: unknown variant `teleport`"),
+        "{out}"
+    );
+}
+
+#[test]
+fn unreachable_host_fails_check_with_exit_1_and_touches_nothing() {
+    let env = Env::new();
+    // Port 1 on loopback: refused at once, no traffic leaves the machine.
+    env.write(
+        "ssh_config",
+        "Host old new\n  HostName 127.0.0.1\n  Port 1\n  UserKnownHostsFile /dev/null\n",
+    );
+    env.write(
+        "migration.toml",
+        &format!("{CONFIG}\n[ssh]\nconfig_file = \"ssh_config\"\n"),
+    );
+    let out = env.run(&["check", "--config", "migration.toml"]);
+    assert!(out.starts_with("exit: 1\n"), "{out}");
+    assert!(
+        out.contains("[FAIL] old: ssh: cannot connect to 'old'"),
+        "{out}"
+    );
+    assert!(out.contains("Connection refused"), "{out}");
+    assert!(out.contains("hikkoshi: step 'preflight' failed"), "{out}");
+}
+
+#[test]
+fn run_without_headless_says_what_to_do() {
+    let env = Env::new();
+    env.write("migration.toml", CONFIG);
+    let out = env.run(&["run", "--config", "migration.toml"]);
+    assert!(out.starts_with("exit: 2\n"), "{out}");
+    assert!(out.contains("--headless"), "{out}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let env = Env::new();
+    let out = env.run(&["run"]);
+    assert!(out.starts_with("exit: 2\n"), "{out}");
+    assert!(out.contains("--config"), "{out}");
+}

@@ -1,0 +1,757 @@
+//! Migrations against the two-host lab (tests/lab/): real sshd, PostgreSQL,
+//! rsync and Redis in network + mount namespaces. These need root and the lab:
+//! `tests/lab/up`, then `cargo test -- --include-ignored` (what `tests/run` does).
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+
+use hikkoshi::engine::events::{EngineEvent, RunOutcome};
+use hikkoshi::journal::Journal;
+
+/// The lab is one shared machine: its tests take turns.
+static LAB: Mutex<()> = Mutex::new(());
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    LAB.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn lab_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/lab")
+        .join(name)
+}
+
+struct Lab {
+    dir: PathBuf,
+    config: PathBuf,
+    ssh_config: PathBuf,
+}
+
+fn lab() -> Lab {
+    let out = Command::new(lab_script("env"))
+        .output()
+        .expect("run tests/lab/env");
+    assert!(
+        out.status.success(),
+        "the lab is not up: run tests/lab/up first\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let vars: BTreeMap<String, String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches(['"', '\'']).to_string()))
+        .collect();
+    let get = |k: &str| {
+        PathBuf::from(
+            vars.get(k)
+                .unwrap_or_else(|| panic!("tests/lab/env has no {k}")),
+        )
+    };
+    Lab {
+        dir: get("HIKKOSHI_LAB_DIR"),
+        config: get("HIKKOSHI_LAB_CONFIG"),
+        ssh_config: get("HIKKOSHI_LAB_SSH_CONFIG"),
+    }
+}
+
+fn reset() {
+    let out = Command::new(lab_script("reset"))
+        .output()
+        .expect("run tests/lab/reset");
+    assert!(
+        out.status.success(),
+        "tests/lab/reset failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs a command inside a lab host, with arguments passed through untouched.
+fn exec(host: &str, args: &[&str]) -> Output {
+    Command::new(lab_script("exec"))
+        .arg(host)
+        .args(args)
+        .output()
+        .expect("run tests/lab/exec")
+}
+
+fn exec_ok(host: &str, args: &[&str]) -> String {
+    let out = exec(host, args);
+    assert!(
+        out.status.success(),
+        "on {host}: {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn psql(host: &str, db: &str, sql: &str) -> String {
+    exec_ok(
+        host,
+        &[
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            "psql",
+            "-XAtq",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            db,
+            "-c",
+            sql,
+        ],
+    )
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    state: tempfile::TempDir,
+}
+
+impl Run {
+    fn show(&self) -> String {
+        format!(
+            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+fn hikkoshi(args: &[&str]) -> Run {
+    let state = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_hikkoshi"))
+        .args(args)
+        .env("HOME", state.path())
+        .env("XDG_STATE_HOME", state.path().join("state"))
+        .env("COLUMNS", "100")
+        .output()
+        .expect("run hikkoshi");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        state,
+    }
+}
+
+/// Every table in every schema: row count and a digest of its whole content.
+fn database_digest(host: &str) -> BTreeMap<String, String> {
+    let sql = r"SELECT format('SELECT %L, count(*), md5(coalesce(string_agg(t::text, E''\n'' ORDER BY t::text), '''')) FROM %I.%I t', n.nspname || '.' || c.relname, n.nspname, c.relname)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_toast%'
+ORDER BY 1
+\gexec";
+    let mut child = Command::new(lab_script("exec"))
+        .args([
+            host,
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            "psql",
+            "-XAtq",
+            "-F",
+            "|",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            "mastodon_production",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("psql");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(sql.as_bytes()).expect("write sql");
+    }
+    let out = child.wait_with_output().expect("psql output");
+    assert!(
+        out.status.success(),
+        "digest on {host} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.split_once('|')?;
+            Some((name.to_string(), rest.to_string()))
+        })
+        .collect()
+}
+
+fn sequences(host: &str) -> String {
+    psql(
+        host,
+        "mastodon_production",
+        "SELECT schemaname || '.' || sequencename || '=' || coalesce(last_value::text, 'null') FROM pg_sequences ORDER BY 1",
+    )
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Entry {
+    kind: char,
+    mode: u32,
+    uid: u32,
+    size: u64,
+    sha256: String,
+}
+
+/// A tree as the host sees it, read through the lab's per-host directory.
+fn tree(root: &Path) -> BTreeMap<PathBuf, Entry> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Entry>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let meta = std::fs::symlink_metadata(&p).expect("metadata");
+            let rel = p.strip_prefix(root).expect("inside root").to_path_buf();
+            let (kind, sha256) = if meta.is_dir() {
+                ('d', String::new())
+            } else if meta.file_type().is_symlink() {
+                (
+                    'l',
+                    std::fs::read_link(&p)
+                        .map(|t| t.display().to_string())
+                        .unwrap_or_default(),
+                )
+            } else {
+                let bytes = std::fs::read(&p).expect("read file");
+                ('f', format!("{:x}", Sha256::digest(&bytes)))
+            };
+            out.insert(
+                rel,
+                Entry {
+                    kind,
+                    mode: meta.permissions().mode() & 0o7777,
+                    uid: meta.uid(),
+                    size: if kind == 'f' { meta.len() } else { 0 },
+                    sha256,
+                },
+            );
+            if meta.is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn host_path(lab: &Lab, host: &str, bind: &str, rest: &str) -> PathBuf {
+    lab.dir.join("hosts").join(host).join(bind).join(rest)
+}
+
+/// Redis content, type by type, as text that compares exactly.
+fn redis_content(host: &str) -> BTreeMap<String, String> {
+    let keys = exec_ok(host, &["redis-cli", "--scan"]);
+    let mut out = BTreeMap::new();
+    for key in keys.lines().filter(|k| !k.is_empty()) {
+        let kind = exec_ok(host, &["redis-cli", "TYPE", key])
+            .trim()
+            .to_string();
+        let value = match kind.as_str() {
+            "string" => exec_ok(host, &["redis-cli", "GET", key]),
+            "list" => exec_ok(host, &["redis-cli", "LRANGE", key, "0", "-1"]),
+            "set" => {
+                let mut m: Vec<String> = exec_ok(host, &["redis-cli", "SMEMBERS", key])
+                    .lines()
+                    .map(String::from)
+                    .collect();
+                m.sort();
+                m.join("\n")
+            }
+            "zset" => exec_ok(host, &["redis-cli", "ZRANGE", key, "0", "-1", "WITHSCORES"]),
+            "hash" => {
+                let mut m: Vec<String> = exec_ok(host, &["redis-cli", "HGETALL", key])
+                    .lines()
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+                    .chunks(2)
+                    .map(|c| c.join("="))
+                    .collect();
+                m.sort();
+                m.join("\n")
+            }
+            other => format!("<{other}>"),
+        };
+        out.insert(key.to_string(), format!("{kind}: {value}"));
+    }
+    out
+}
+
+fn unit_state(host: &str, verb: &str, unit: &str) -> String {
+    String::from_utf8_lossy(&exec(host, &["systemctl", verb, unit]).stdout)
+        .trim()
+        .to_string()
+}
+
+const SERVICES: [&str; 3] = ["mastodon-web", "mastodon-sidekiq", "mastodon-streaming"];
+
+fn calls(lab: &Lab, host: &str) -> Vec<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(host_path(lab, host, "state", "calls.jsonl")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn called(calls: &[serde_json::Value], tool: &str, argv: &[&str]) -> Option<serde_json::Value> {
+    calls
+        .iter()
+        .find(|c| {
+            c["tool"] == tool
+                && c["argv"].as_array().is_some_and(|a| {
+                    let a: Vec<&str> = a.iter().filter_map(|x| x.as_str()).collect();
+                    a.windows(argv.len()).any(|w| w == argv)
+                })
+        })
+        .cloned()
+}
+
+#[test]
+#[ignore = "needs root and the lab: tests/lab/up"]
+fn headless_run_migrates_the_lab_with_zero_differences() {
+    let _guard = lock();
+    let lab = lab();
+    reset();
+
+    let db_before = database_digest("old");
+    let seq_before = sequences("old");
+    let media_src = host_path(&lab, "old", "home-mastodon", "live/public/system");
+    let media_before = tree(&media_src);
+    let env_src = host_path(&lab, "old", "home-mastodon", "live/.env.production");
+    let env_bytes = std::fs::read(&env_src).expect("source .env");
+    let redis_before = redis_content("old");
+    assert!(
+        db_before.len() > 100,
+        "the lab's source database looks unseeded: {} tables",
+        db_before.len()
+    );
+    assert!(
+        db_before.keys().any(|t| t.starts_with("pghero.")),
+        "the lab should hold a schema outside public"
+    );
+    assert!(media_before.len() > 50, "the lab's media looks unseeded");
+    assert!(redis_before.len() > 3, "the lab's Redis looks unseeded");
+
+    let journal_dir = tempfile::tempdir().expect("tempdir");
+    let journal = journal_dir.path().join("run.jsonl");
+    let run = hikkoshi(&[
+        "run",
+        "--config",
+        lab.config.to_str().expect("utf-8"),
+        "--headless",
+        "--yes",
+        "--journal",
+        journal.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.show());
+
+    // Database: every table of every schema, by content; sequences; ownership.
+    let db_after = database_digest("new");
+    assert_eq!(db_before, db_after, "tables differ between old and new");
+    assert_eq!(seq_before, sequences("new"), "sequences differ");
+    let foreign_owned = psql(
+        "new",
+        "mastodon_production",
+        "SELECT n.nspname || '.' || c.relname || ' ' || pg_get_userbyid(c.relowner) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r','p','S','v','m') AND n.nspname NOT IN ('pg_catalog','information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' \
+         AND pg_get_userbyid(c.relowner) <> 'mastodon'",
+    );
+    assert_eq!(
+        foreign_owned.trim(),
+        "",
+        "objects not owned by mastodon on the target"
+    );
+    assert_eq!(
+        psql(
+            "new",
+            "postgres",
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'mastodon_production'"
+        )
+        .trim(),
+        "mastodon"
+    );
+
+    // The source database was not touched.
+    assert_eq!(
+        db_before,
+        database_digest("old"),
+        "the source database changed"
+    );
+
+    // Media: names, kinds, modes, owners, sizes and content.
+    let media_dst = host_path(&lab, "new", "home-mastodon", "live/public/system");
+    assert_eq!(
+        media_before,
+        tree(&media_dst),
+        "media differ between old and new"
+    );
+    assert_eq!(media_before, tree(&media_src), "the source media changed");
+
+    // .env.production: byte for byte, 0600, owned by mastodon.
+    let env_dst = host_path(&lab, "new", "home-mastodon", "live/.env.production");
+    assert_eq!(std::fs::read(&env_dst).expect("target .env"), env_bytes);
+    let meta = std::fs::metadata(&env_dst).expect("meta");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(meta.uid(), std::fs::metadata(&env_src).expect("meta").uid());
+
+    // Redis: the Sidekiq queues and everything else.
+    assert_eq!(redis_before, redis_content("new"), "Redis content differs");
+
+    // Services: live on the new host, stopped and disabled on the old one.
+    for unit in SERVICES {
+        assert_eq!(
+            unit_state("new", "is-active", unit),
+            "active",
+            "{unit} on new"
+        );
+        assert_eq!(
+            unit_state("new", "is-enabled", unit),
+            "enabled",
+            "{unit} on new"
+        );
+        assert_eq!(
+            unit_state("old", "is-active", unit),
+            "inactive",
+            "{unit} on old"
+        );
+        assert_eq!(
+            unit_state("old", "is-enabled", unit),
+            "disabled",
+            "{unit} on old"
+        );
+    }
+    let health = exec_ok("new", &["curl", "-fsS", "http://127.0.0.1:3000/health"]);
+    assert_eq!(health.trim(), "OK");
+
+    // The app's own steps ran on the new host, as the app user, in production.
+    let new_calls = calls(&lab, "new");
+    let precompile = called(
+        &new_calls,
+        "bundle",
+        &["exec", "rails", "assets:precompile"],
+    )
+    .expect("assets:precompile ran");
+    assert_eq!(precompile["env"]["RAILS_ENV"], "production");
+    assert_eq!(precompile["user"], "mastodon");
+    assert!(
+        called(&new_calls, "tootctl", &["feeds", "build"]).is_some(),
+        "feeds build ran"
+    );
+    assert!(
+        called(&new_calls, "tootctl", &["search", "deploy"]).is_some(),
+        "search deploy ran (ES_ENABLED=true)"
+    );
+    assert!(
+        called(&calls(&lab, "old"), "tootctl", &["feeds", "build"]).is_none(),
+        "nothing app-level ran on the old host"
+    );
+
+    // Secrets: none of the .env's secret values reached the journal or the screen.
+    let journal_text = std::fs::read_to_string(&journal).expect("journal");
+    let env_text = String::from_utf8_lossy(&env_bytes).into_owned();
+    for (key, value) in env_text.lines().filter_map(|l| l.split_once('=')) {
+        if hikkoshi::redact::is_secret_key(key) && value.len() >= 8 {
+            assert!(
+                !journal_text.contains(value),
+                "{key}'s value is in the journal"
+            );
+            assert!(
+                !run.stdout.contains(value) && !run.stderr.contains(value),
+                "{key}'s value was printed"
+            );
+        }
+    }
+
+    // The journal reads back and says the same.
+    let records = Journal::read(&journal).expect("journal reads back");
+    assert!(matches!(
+        records.last().map(|r| &r.event),
+        Some(EngineEvent::RunFinished {
+            outcome: RunOutcome::Succeeded,
+            ..
+        })
+    ));
+    let state = hikkoshi::run_state::RunState::from_records(&records);
+    assert!(
+        state
+            .downtime(jiff::Timestamp::now())
+            .is_some_and(|d| d.as_secs() > 0)
+    );
+
+    // Nothing left behind: no dump, no relay key, no injected command ran.
+    for host in ["old", "new"] {
+        assert!(
+            !host_path(&lab, host, "home-mastodon", "hikkoshi-work").exists(),
+            "work dir left on {host}"
+        );
+        assert!(
+            !host_path(&lab, host, "tmp", "hikkoshi-pwned").exists(),
+            "a file name ran as a command on {host}"
+        );
+    }
+    let keys = std::fs::read_to_string(host_path(
+        &lab,
+        "new",
+        "home-mastodon",
+        ".ssh/authorized_keys",
+    ))
+    .unwrap_or_default();
+    assert!(
+        !keys.contains("hikkoshi-relay"),
+        "the relay key is still authorised on new"
+    );
+    drop(run.state);
+}
+
+fn lab_config_with(lab: &Lab, dir: &Path, ssh_config: &str) -> PathBuf {
+    let ssh = dir.join("ssh_config");
+    std::fs::write(&ssh, ssh_config).expect("ssh config");
+    let text = std::fs::read_to_string(&lab.config).expect("lab config");
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("config_file") {
+                format!("config_file = \"{}\"", ssh.display())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let config = dir.join("migration.toml");
+    std::fs::write(&config, text).expect("config");
+    config
+}
+
+#[test]
+#[ignore = "needs root and the lab: tests/lab/up"]
+fn check_passes_on_a_ready_lab_and_changes_nothing() {
+    let _guard = lock();
+    let lab = lab();
+    reset();
+    let before = database_digest("old");
+    let run = hikkoshi(&["check", "--config", lab.config.to_str().expect("utf-8")]);
+    assert_eq!(run.code, Some(0), "{}", run.show());
+    assert!(
+        run.stdout
+            .contains("ready: social.example.net can move from old to new"),
+        "{}",
+        run.show()
+    );
+    assert!(
+        run.stdout.contains("schema 'pghero'"),
+        "preflight names the schema outside public:\n{}",
+        run.show()
+    );
+    assert_eq!(
+        psql(
+            "new",
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname = 'mastodon_production'"
+        )
+        .trim(),
+        "0"
+    );
+    assert_eq!(before, database_digest("old"));
+    for unit in SERVICES {
+        assert_eq!(unit_state("old", "is-active", unit), "active");
+    }
+}
+
+#[test]
+#[ignore = "needs root and the lab: tests/lab/up"]
+fn check_refuses_a_target_database_that_holds_data() {
+    let _guard = lock();
+    let lab = lab();
+    reset();
+    psql(
+        "new",
+        "postgres",
+        "CREATE DATABASE mastodon_production OWNER mastodon",
+    );
+    psql(
+        "new",
+        "mastodon_production",
+        "CREATE TABLE important (note text); INSERT INTO important VALUES ('keep me')",
+    );
+    let run = hikkoshi(&["check", "--config", lab.config.to_str().expect("utf-8")]);
+    assert_eq!(run.code, Some(1), "{}", run.show());
+    assert!(
+        run.stdout.contains(
+            "[FAIL] new: target database: 'mastodon_production' already exists and holds 1 tables"
+        ),
+        "{}",
+        run.show()
+    );
+    assert!(
+        run.stderr.contains("hikkoshi: step 'preflight' failed"),
+        "{}",
+        run.show()
+    );
+    assert_eq!(
+        psql("new", "mastodon_production", "SELECT note FROM important").trim(),
+        "keep me"
+    );
+    reset();
+}
+
+#[test]
+#[ignore = "needs root and the lab: tests/lab/up"]
+fn unknown_and_changed_host_keys_stop_before_anything_runs() {
+    let _guard = lock();
+    let lab = lab();
+    reset();
+    let original = std::fs::read_to_string(&lab.ssh_config).expect("lab ssh config");
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // Unknown: an empty known_hosts.
+    let empty = dir.path().join("empty_known_hosts");
+    std::fs::write(&empty, "").expect("write");
+    let ssh = original
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("UserKnownHostsFile") {
+                format!("  UserKnownHostsFile {}", empty.display())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let config = lab_config_with(&lab, dir.path(), &ssh);
+    let run = hikkoshi(&["check", "--config", config.to_str().expect("utf-8")]);
+    assert_eq!(run.code, Some(1), "{}", run.show());
+    assert!(
+        run.stdout.contains("host key of 'old' is not known"),
+        "{}",
+        run.show()
+    );
+    assert!(
+        run.stdout.contains("offers: ED25519 SHA256:"),
+        "the fingerprint is shown:\n{}",
+        run.show()
+    );
+    assert!(
+        run.stdout.contains("ssh-keyscan -p 22 192.0.2.10 >>"),
+        "how to accept it:\n{}",
+        run.show()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&empty).expect("read"),
+        "",
+        "known_hosts must not be written"
+    );
+
+    // Changed: old's address recorded with new's key.
+    let known = std::fs::read_to_string(lab.dir.join("operator/known_hosts")).expect("known_hosts");
+    let new_key = known
+        .lines()
+        .find(|l| l.starts_with("192.0.2.20") && l.contains("ed25519"))
+        .expect("new's key");
+    let forged = dir.path().join("forged_known_hosts");
+    std::fs::write(
+        &forged,
+        format!(
+            "{}\n{}\n",
+            new_key.replacen("192.0.2.20", "192.0.2.10", 1),
+            new_key
+        ),
+    )
+    .expect("write");
+    let ssh = original
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("UserKnownHostsFile") {
+                format!("  UserKnownHostsFile {}", forged.display())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let config = lab_config_with(&lab, dir.path(), &ssh);
+    let run = hikkoshi(&["check", "--config", config.to_str().expect("utf-8")]);
+    assert_eq!(run.code, Some(1), "{}", run.show());
+    assert!(
+        run.stdout.contains("host key of 'old' has CHANGED"),
+        "{}",
+        run.show()
+    );
+    for unit in SERVICES {
+        assert_eq!(unit_state("old", "is-active", unit), "active");
+    }
+}
+
+#[test]
+#[ignore = "needs root and the lab: tests/lab/up"]
+fn hostile_arguments_arrive_intact_and_run_nothing() {
+    let _guard = lock();
+    let lab = lab();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(hostile_arguments(&lab));
+    assert!(
+        !host_path(&lab, "old", "tmp", "hikkoshi-pwned").exists(),
+        "an argument ran as a command"
+    );
+}
+
+async fn hostile_arguments(lab: &Lab) {
+    let host = hikkoshi::remote::Host::connect(
+        hikkoshi::remote::Role::Source,
+        "old",
+        Some(&lab.ssh_config),
+    )
+    .await
+    .expect("connect to old");
+    let hostile = [
+        "plain",
+        "with space",
+        "it's",
+        "\"double\"",
+        "$(touch /tmp/hikkoshi-pwned)",
+        "`touch /tmp/hikkoshi-pwned`",
+        "; touch /tmp/hikkoshi-pwned",
+        "a\nb",
+        "-rf",
+        "--",
+        "",
+        "日本語",
+        "back\\slash",
+        "!bang",
+    ];
+    for run_as in [
+        hikkoshi::remote::RunAs::Login,
+        hikkoshi::remote::RunAs::Root,
+        hikkoshi::remote::RunAs::User("mastodon".into()),
+    ] {
+        let mut argv = vec!["printf".to_string(), "%s\\0".to_string()];
+        argv.extend(hostile.iter().map(|s| s.to_string()));
+        let mut cmd = hikkoshi::remote::RemoteCommand::new(run_as.clone(), argv);
+        cmd.env = vec![("HOSTILE".into(), "$(touch /tmp/hikkoshi-pwned)".into())];
+        cmd.cwd = Some("/tmp".into());
+        let out = host.run_quiet(&cmd.umask("077")).await.expect("run");
+        assert!(out.success(), "{run_as:?}: {:?}", out.stderr_tail);
+        let got: Vec<&str> = out.stdout.split('\0').collect();
+        assert_eq!(&got[..hostile.len()], &hostile[..], "{run_as:?}");
+    }
+    host.close().await;
+    assert!(
+        !host_path(lab, "old", "tmp", "hikkoshi-pwned").exists(),
+        "an argument ran as a command"
+    );
+}
