@@ -20,6 +20,9 @@ pub struct Plan {
     pub domain: String,
     pub phases: Vec<PhaseSpec>,
     pub steps: Vec<StepSpec>,
+    /// The kinds of step in the whole profile; `check` runs preflight alone but
+    /// must still check what the later steps will need.
+    pub kinds: Vec<StepKind>,
     pub vars: Vars,
 }
 
@@ -94,6 +97,7 @@ impl Plan {
             target: config.target.clone(),
             domain: app.domain.clone(),
             phases: profile.phases,
+            kinds: profile.steps.iter().map(|s| s.kind).collect(),
             steps: profile.steps,
             vars,
         }

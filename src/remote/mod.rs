@@ -271,6 +271,7 @@ impl Host {
         let mut err = LineSplitter::new(stderr);
         let mut finished = Finished::default();
         let mut tail = std::collections::VecDeque::new();
+        let (mut strong, mut weak) = (None, None);
         let read = async {
             let (mut out_done, mut err_done) = (false, false);
             while !(out_done && err_done) {
@@ -287,8 +288,10 @@ impl Host {
                     },
                     line = err.next_line(), if !err_done => match line {
                         Some(l) => {
-                            if finished.first_error.is_none() && looks_like_error(&l) {
-                                finished.first_error = Some(l.clone());
+                            match error_strength(&l) {
+                                2 if strong.is_none() => strong = Some(l.clone()),
+                                1 if weak.is_none() => weak = Some(l.clone()),
+                                _ => {}
                             }
                             tail.push_back(l.clone());
                             if tail.len() > STDERR_TAIL {
@@ -303,6 +306,7 @@ impl Host {
         };
         tokio::join!(feed, read);
         finished.stderr_tail = tail.into_iter().collect();
+        finished.first_error = strong.or(weak);
         match child.wait().await {
             Ok(status) => {
                 finished.exit_code = status.code();
@@ -378,11 +382,18 @@ pub fn wrap_argv(login: &str, cmd: &RemoteCommand) -> Vec<String> {
         }
         RunAs::User(u) => argv.extend(["sudo", "-n", "-u", u.as_str(), "--"].map(String::from)),
     }
-    if cmd.cwd.is_some() || !cmd.env.is_empty() {
+    // Another user usually may not enter the login's home, and PostgreSQL's tools
+    // complain about it on every call: run from / unless told otherwise.
+    let switched = !argv.is_empty();
+    let cwd = cmd
+        .cwd
+        .clone()
+        .or_else(|| switched.then(|| "/".to_string()));
+    if cwd.is_some() || !cmd.env.is_empty() {
         argv.push("env".into());
-        if let Some(c) = &cmd.cwd {
+        if let Some(c) = cwd {
             argv.push("-C".into());
-            argv.push(c.clone());
+            argv.push(c);
         }
         argv.extend(cmd.env.iter().map(|(k, v)| format!("{k}={v}")));
     }
@@ -394,10 +405,21 @@ pub fn wrap_argv(login: &str, cmd: &RemoteCommand) -> Vec<String> {
 }
 
 /// pg_restore, psql and friends say "error:" / "ERROR:" / "FATAL:"; the first
-/// such line is the cause, the rest usually consequences.
-fn looks_like_error(line: &str) -> bool {
+/// such line is the cause, the rest usually consequences. Weaker words count
+/// only when no line says error outright.
+fn error_strength(line: &str) -> u8 {
     let l = line.to_ascii_lowercase();
-    l.contains("error") || l.contains("fatal") || l.contains("failed") || l.contains("denied")
+    if l.contains("error") || l.contains("fatal") {
+        2
+    } else if l.contains("failed")
+        || l.contains("denied")
+        || l.contains("cannot")
+        || l.contains("could not")
+    {
+        1
+    } else {
+        0
+    }
 }
 
 pub fn error_chain(e: &dyn std::error::Error) -> String {

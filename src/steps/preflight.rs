@@ -102,8 +102,8 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
             .map(|m| v.render(m))
             .collect::<Result<_, _>>()?,
         redis_service: v.text("redis_service").ok(),
-        has_rsync: ctx.plan.steps.iter().any(|s| s.kind == StepKind::Rsync),
-        has_redis: ctx.plan.steps.iter().any(|s| s.kind == StepKind::Redis),
+        has_rsync: ctx.plan.kinds.contains(&StepKind::Rsync),
+        has_redis: ctx.plan.kinds.contains(&StepKind::Redis),
     };
 
     let mut report = Report {
@@ -504,7 +504,7 @@ async fn check_source_database(
         src,
         &admin,
         &s.database,
-        "SELECT json_build_array(extname) FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1",
+        "SELECT json_build_array(extname) FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY extname",
         &[],
     )
     .await?;

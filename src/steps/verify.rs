@@ -29,12 +29,12 @@ ORDER BY n.nspname, c.relname
 }
 
 fn sequences_sql() -> String {
-    "SELECT json_build_array(schemaname, sequencename, last_value) FROM pg_sequences WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1;".to_string()
+    "SELECT json_build_array(schemaname, sequencename, last_value) FROM pg_sequences WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY schemaname, sequencename;".to_string()
 }
 
 fn ownership_sql() -> String {
     format!(
-        r"WITH r AS (SELECT oid FROM pg_roles WHERE rolname = :'role'),
+        r"SELECT j FROM (WITH r AS (SELECT oid FROM pg_roles WHERE rolname = :'role'),
 ext AS (SELECT objid, classid FROM pg_depend WHERE deptype = 'e')
 SELECT json_build_array(n.nspname || '.' || c.relname,
   CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'S' THEN 'sequence' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' ELSE 'foreign table' END,
@@ -56,7 +56,7 @@ WHERE {USER_SCHEMAS} AND n.nspname <> 'public' AND n.nspowner <> (SELECT oid FRO
 UNION ALL
 SELECT json_build_array(datname, 'database', pg_get_userbyid(datdba))
 FROM pg_database WHERE datname = current_database() AND datdba <> (SELECT oid FROM r)
-ORDER BY 1;
+) AS found(j) ORDER BY j::text;
 "
     )
 }
