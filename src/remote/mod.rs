@@ -625,11 +625,17 @@ mod tests {
 
     #[test]
     fn error_lines_are_recognised() {
-        assert!(looks_like_error(
-            "pg_restore: error: could not execute query: ERROR:  x"
-        ));
-        assert!(!looks_like_error(
-            "pg_restore: creating TABLE \"public.accounts\""
-        ));
+        assert_eq!(
+            error_strength("pg_restore: error: could not execute query: ERROR:  x"),
+            2
+        );
+        assert_eq!(
+            error_strength("could not change directory to \"/root\": Permission denied"),
+            1
+        );
+        assert_eq!(
+            error_strength("pg_restore: creating TABLE \"public.accounts\""),
+            0
+        );
     }
 }
