@@ -577,18 +577,32 @@ mod tests {
         let c = RemoteCommand::new(RunAs::User("mastodon".into()), ["pg_dump"]);
         assert_eq!(
             wrap_argv("root", &c),
-            ["runuser", "-u", "mastodon", "--", "pg_dump"]
+            [
+                "runuser", "-u", "mastodon", "--", "env", "-C", "/", "pg_dump"
+            ]
         );
         assert_eq!(
             wrap_argv("admin", &c),
-            ["sudo", "-n", "-u", "mastodon", "--", "pg_dump"]
+            [
+                "sudo", "-n", "-u", "mastodon", "--", "env", "-C", "/", "pg_dump"
+            ]
         );
         assert_eq!(wrap_argv("mastodon", &c), ["pg_dump"]);
         let root = RemoteCommand::new(RunAs::Root, ["systemctl", "stop", "x"]);
         assert_eq!(wrap_argv("root", &root), ["systemctl", "stop", "x"]);
         assert_eq!(
             wrap_argv("admin", &root),
-            ["sudo", "-n", "--", "systemctl", "stop", "x"]
+            [
+                "sudo",
+                "-n",
+                "--",
+                "env",
+                "-C",
+                "/",
+                "systemctl",
+                "stop",
+                "x"
+            ]
         );
     }
 
