@@ -30,6 +30,8 @@ struct Lab {
     dir: PathBuf,
     config: PathBuf,
     ssh_config: PathBuf,
+    old_addr: String,
+    new_addr: String,
 }
 
 fn lab() -> Lab {
@@ -56,6 +58,8 @@ fn lab() -> Lab {
         dir: get("HIKKOSHI_LAB_DIR"),
         config: get("HIKKOSHI_LAB_CONFIG"),
         ssh_config: get("HIKKOSHI_LAB_SSH_CONFIG"),
+        old_addr: get("HIKKOSHI_LAB_OLD_ADDR").display().to_string(),
+        new_addr: get("HIKKOSHI_LAB_NEW_ADDR").display().to_string(),
     }
 }
 
@@ -647,7 +651,8 @@ fn unknown_and_changed_host_keys_stop_before_anything_runs() {
         run.show()
     );
     assert!(
-        run.stdout.contains("ssh-keyscan -p 22 192.0.2.10 >>"),
+        run.stdout
+            .contains(&format!("ssh-keyscan -p 22 {} >>", lab.old_addr)),
         "how to accept it:\n{}",
         run.show()
     );
@@ -659,17 +664,23 @@ fn unknown_and_changed_host_keys_stop_before_anything_runs() {
 
     // Changed: old's address recorded with new's key.
     let known = std::fs::read_to_string(lab.dir.join("operator/known_hosts")).expect("known_hosts");
-    let new_key = known
+    let field = |l: &str, n: usize| l.split_whitespace().nth(n).unwrap_or_default().to_string();
+    let new_line = known
         .lines()
-        .find(|l| l.starts_with("192.0.2.20") && l.contains("ed25519"))
-        .expect("new's key");
+        .find(|l| field(l, 0).split(',').any(|h| h == lab.new_addr) && field(l, 1) == "ssh-ed25519")
+        .expect("new's key in the lab's known_hosts");
+    let old_names = known
+        .lines()
+        .map(|l| field(l, 0))
+        .find(|names| names.split(',').any(|h| h == lab.old_addr))
+        .expect("old's entry in the lab's known_hosts");
     let forged = dir.path().join("forged_known_hosts");
     std::fs::write(
         &forged,
         format!(
-            "{}\n{}\n",
-            new_key.replacen("192.0.2.20", "192.0.2.10", 1),
-            new_key
+            "{old_names} {} {}\n{new_line}\n",
+            field(new_line, 1),
+            field(new_line, 2)
         ),
     )
     .expect("write");

@@ -60,14 +60,18 @@ impl RunCtx {
                 Host::connect(Role::Source, &self.plan.source, cfg),
                 Host::connect(Role::Target, &self.plan.target, cfg),
             );
-            self.hosts = Some(Hosts {
+            let hosts = Hosts {
                 source: source?,
                 target: target?,
-            });
+            };
+            return Ok(self.hosts.insert(hosts));
         }
         match &self.hosts {
             Some(h) => Ok(h),
-            None => unreachable!("hosts were set just above"),
+            None => Err(RemoteError::Connect {
+                dest: self.plan.source.clone(),
+                message: "not connected".into(),
+            }),
         }
     }
 }

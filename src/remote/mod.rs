@@ -340,10 +340,14 @@ impl Host {
         self.session
             .request_port_forward(kind, listen, connect)
             .await
-            .map_err(|e| RemoteError::Forward {
-                host: self.dest.clone(),
-                message: error_chain(&e),
-            })
+            .map_err(|e| self.forward_error(&e))
+    }
+
+    fn forward_error(&self, e: &openssh::Error) -> RemoteError {
+        RemoteError::Forward {
+            host: self.dest.clone(),
+            message: error_chain(e),
+        }
     }
 
     pub async fn close_forward(
@@ -355,10 +359,7 @@ impl Host {
         self.session
             .close_port_forward(kind, listen, connect)
             .await
-            .map_err(|e| RemoteError::Forward {
-                host: self.dest.clone(),
-                message: error_chain(&e),
-            })
+            .map_err(|e| self.forward_error(&e))
     }
 
     pub async fn close(self) {

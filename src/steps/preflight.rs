@@ -17,6 +17,8 @@ use crate::remote::{Host, RemoteCommand, Role, RunAs};
 /// Facts preflight provides to the profile as placeholders.
 pub const FACTS: &[&str] = &[
     "schema_args",
+    "has_extra_schemas",
+    "extra_schemas_sql",
     "restore_jobs",
     "target_db_exists",
     "es_enabled",
@@ -233,8 +235,11 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
         schema_args.push("-n".to_string());
         schema_args.push(schema.clone());
     }
+    let extra: Vec<&String> = schemas.iter().filter(|n| *n != "public").collect();
     let vars = &mut ctx.vars;
     vars.set("schema_args", schema_args);
+    vars.set("has_extra_schemas", !extra.is_empty());
+    vars.set("extra_schemas_sql", create_schemas_sql(&extra));
     vars.set("restore_jobs", jobs.to_string());
     vars.set("target_db_exists", target_db_exists);
     vars.set("es_enabled", env_flag("ES_ENABLED"));
@@ -1177,6 +1182,20 @@ async fn check_relay(dst: &Host, r: &mut Report<'_>) -> Result<Vec<String>, Step
     Ok(keys)
 }
 
+/// pg_restore -n restores what is inside a schema but not the schema itself:
+/// the schemas outside public are created first, owned by whoever runs this.
+pub fn create_schemas_sql(schemas: &[&String]) -> String {
+    schemas
+        .iter()
+        .map(|s| format!("CREATE SCHEMA IF NOT EXISTS {};", quote_ident(s)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
@@ -1223,6 +1242,16 @@ mod tests {
         assert_eq!(
             pg_major_from_version("pg_restore (PostgreSQL) 17.2"),
             Some(17)
+        );
+    }
+
+    #[test]
+    fn schema_creation_quotes_identifiers() {
+        let names = ["pghero".to_string(), "we\"ird; DROP".to_string()];
+        let refs: Vec<&String> = names.iter().collect();
+        assert_eq!(
+            create_schemas_sql(&refs),
+            "CREATE SCHEMA IF NOT EXISTS \"pghero\"; CREATE SCHEMA IF NOT EXISTS \"we\"\"ird; DROP\";"
         );
     }
 

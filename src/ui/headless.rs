@@ -186,6 +186,7 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
                     CheckStatus::Warn => "WARN",
                     CheckStatus::Fail => "FAIL",
                 };
+                let message = message.replace('\n', "\n         ");
                 p.line(&format!("  [{mark}] {host}: {name}: {message}"));
             }
             EngineEvent::Output { lines, stream, .. } => {
