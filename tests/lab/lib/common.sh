@@ -7,6 +7,9 @@ LAB_STATE=$LAB_DIR/state
 LAB_OPERATOR=$LAB_DIR/operator
 LAB_NSDIR=$LAB_DIR/ns
 LAB_MARKER=$LAB_DIR/.hikkoshi-lab
+# Scripts that run inside a host are copied here: the checkout may live under a path a host
+# cannot see (its /tmp, /root and /home/mastodon are its own), the lab directory never does.
+LAB_LIBEXEC=$LAB_DIR/libexec
 
 LAB_HOSTS=(old new)
 LAB_BRIDGE=hikkoshi-br0
@@ -134,4 +137,9 @@ lab_lock() {
   mkdir -p "$LAB_DIR"
   exec 9>"$LAB_DIR/.lock"
   flock -w 600 9 || die "another lab command holds $LAB_DIR/.lock"
+}
+
+install_libexec() {
+  install -d -m 0755 "$LAB_LIBEXEC"
+  install -m 0644 "$LAB_SRC/lib/hostinit.py" "$LAB_SRC/lib/labhelper.py" "$LAB_LIBEXEC/"
 }
