@@ -317,12 +317,6 @@ mod tests {
     }
 
     #[test]
-    fn plan_text_snapshot() {
-        let plan = Plan::build(&lab_config()).expect("plan");
-        insta::assert_snapshot!(plan.render_text());
-    }
-
-    #[test]
     fn config_overrides_profile_defaults() {
         let config = Config::parse(
             Path::new("/lab/migration.toml"),
