@@ -308,14 +308,6 @@ mod tests {
         }
     }
 
-    fn lab_config() -> Config {
-        Config::parse(
-            Path::new("/lab/migration.toml"),
-            "[source]\nssh = \"old\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"social.example.net\"\n",
-        )
-        .expect("valid")
-    }
-
     #[test]
     fn config_overrides_profile_defaults() {
         let config = Config::parse(
