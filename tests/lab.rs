@@ -522,9 +522,22 @@ fn headless_run_migrates_the_lab_with_zero_differences() {
     drop(run.state);
 }
 
-fn lab_config_with(lab: &Lab, dir: &Path, ssh_config: &str) -> PathBuf {
+/// The lab's config, but with ssh reading host keys from `known_hosts`.
+fn lab_config_with(lab: &Lab, dir: &Path, known_hosts: &Path) -> PathBuf {
+    let ssh_text: String = std::fs::read_to_string(&lab.ssh_config)
+        .expect("lab ssh config")
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("UserKnownHostsFile") {
+                format!("  UserKnownHostsFile {}", known_hosts.display())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
     let ssh = dir.join("ssh_config");
-    std::fs::write(&ssh, ssh_config).expect("ssh config");
+    std::fs::write(&ssh, ssh_text).expect("ssh config");
     let text = std::fs::read_to_string(&lab.config).expect("lab config");
     let text: String = text
         .lines()
@@ -620,24 +633,12 @@ fn unknown_and_changed_host_keys_stop_before_anything_runs() {
     let _guard = lock();
     let lab = lab();
     reset();
-    let original = std::fs::read_to_string(&lab.ssh_config).expect("lab ssh config");
     let dir = tempfile::tempdir().expect("tempdir");
 
     // Unknown: an empty known_hosts.
     let empty = dir.path().join("empty_known_hosts");
     std::fs::write(&empty, "").expect("write");
-    let ssh = original
-        .lines()
-        .map(|l| {
-            if l.trim_start().starts_with("UserKnownHostsFile") {
-                format!("  UserKnownHostsFile {}", empty.display())
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let config = lab_config_with(&lab, dir.path(), &ssh);
+    let config = lab_config_with(&lab, dir.path(), &empty);
     let run = hikkoshi(&["check", "--config", config.to_str().expect("utf-8")]);
     assert_eq!(run.code, Some(1), "{}", run.show());
     assert!(
@@ -684,18 +685,7 @@ fn unknown_and_changed_host_keys_stop_before_anything_runs() {
         ),
     )
     .expect("write");
-    let ssh = original
-        .lines()
-        .map(|l| {
-            if l.trim_start().starts_with("UserKnownHostsFile") {
-                format!("  UserKnownHostsFile {}", forged.display())
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let config = lab_config_with(&lab, dir.path(), &ssh);
+    let config = lab_config_with(&lab, dir.path(), &forged);
     let run = hikkoshi(&["check", "--config", config.to_str().expect("utf-8")]);
     assert_eq!(run.code, Some(1), "{}", run.show());
     assert!(
