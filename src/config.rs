@@ -165,11 +165,12 @@ impl Config {
             }
         };
 
+        let target_span = raw.target.ssh.span();
         let source = check_ssh_destination(&src, raw.source.ssh)?;
         let target = check_ssh_destination(&src, raw.target.ssh)?;
         if source == target {
             return Err(src.error(
-                0..0,
+                target_span,
                 format!("[source] and [target] both name '{source}'; a migration needs two hosts"),
             ));
         }
@@ -448,7 +449,7 @@ domain = "social.example.net"
     )]
     #[case::same_hosts(
         "[source]\nssh = \"old\"\n[target]\nssh = \"old\"\n[app]\ndomain = \"a.example\"\n",
-        "/etc/migration.toml:1:1: [source] and [target] both name 'old'"
+        "/etc/migration.toml:4:7: [source] and [target] both name 'old'"
     )]
     #[case::bad_wait(
         "[source]\nssh = \"old\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"a.example\"\n[dns]\nexpect = [\"203.0.113.7\"]\nwait = \"soon\"\n",

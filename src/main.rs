@@ -110,6 +110,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
                     run_id: run_id(now),
                     mode: "check".into(),
                     ssh_config: config.ssh_config.clone(),
+                    gated: false,
                 },
                 None,
             );
@@ -153,6 +154,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
                     run_id: run_id(now),
                     mode: "run".into(),
                     ssh_config: config.ssh_config.clone(),
+                    gated: false,
                 },
                 Some(journal),
             );

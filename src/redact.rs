@@ -24,17 +24,36 @@ impl Redactor {
             return;
         }
         if let Ok(mut s) = self.secrets.write() {
-            // The JSON-escaped form is what appears inside a journal line.
-            let escaped = serde_json::to_string(secret)
-                .map(|q| q[1..q.len() - 1].to_string())
-                .unwrap_or_default();
-            for form in [secret.to_string(), escaped] {
-                if !form.is_empty() && !s.contains(&form) {
-                    s.push(form);
-                }
+            if !s.iter().any(|x| x == secret) {
+                s.push(secret.to_string());
             }
             // Longest first, so a secret containing another is masked whole.
             s.sort_by_key(|x| std::cmp::Reverse(x.len()));
+        }
+    }
+
+    /// The record with every string in it redacted, and its journal line.
+    pub fn redact_record(
+        &self,
+        record: &crate::journal::Record,
+    ) -> Result<(crate::journal::Record, String), serde_json::Error> {
+        let mut value = serde_json::to_value(record)?;
+        self.redact_value(&mut value);
+        let line = value.to_string();
+        Ok((serde_json::from_value(value)?, line))
+    }
+
+    fn redact_value(&self, value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(s) => {
+                let masked = self.apply(s);
+                if masked != *s {
+                    *s = masked;
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| self.redact_value(v)),
+            serde_json::Value::Object(map) => map.values_mut().for_each(|v| self.redact_value(v)),
+            _ => {}
         }
     }
 
@@ -50,6 +69,23 @@ impl Redactor {
         }
         out
     }
+}
+
+/// The secrets in one `KEY=value` setting: the value of a secret-looking key,
+/// and the password inside any URL (DATABASE_URL, REDIS_URL, SMTP URLs...).
+pub fn secrets_in(key: &str, value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if is_secret_key(key) && !value.is_empty() {
+        out.push(value.to_string());
+    }
+    if let Some((_, rest)) = value.split_once("://")
+        && let Some((userinfo, _)) = rest.split_once('@')
+        && let Some((_, password)) = userinfo.split_once(':')
+        && !password.is_empty()
+    {
+        out.push(password.to_string());
+    }
+    out
 }
 
 /// Keys whose values in an env-style file are secrets.
@@ -74,15 +110,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn masks_plain_and_json_escaped_forms() {
+    fn records_are_redacted_string_by_string() {
+        use crate::engine::events::{EngineEvent, Stream};
         let r = Redactor::new();
         r.add("s3cr3t\"va$lue");
         r.add("short");
-        let line = serde_json::json!({"lines": ["x=s3cr3t\"va$lue", "short"]}).to_string();
-        let masked = r.apply(&line);
-        assert!(!masked.contains("s3cr3t"), "{masked}");
-        assert!(masked.contains("short"));
-        assert_eq!(r.apply("SECRET=s3cr3t\"va$lue"), "SECRET=[redacted]");
+        let record = crate::journal::Record {
+            ts: jiff::Timestamp::UNIX_EPOCH,
+            event: EngineEvent::Output {
+                step: "x".into(),
+                stream: Stream::Stdout,
+                lines: vec!["pw=s3cr3t\"va$lue!".into(), "short".into()],
+            },
+        };
+        let (masked, line) = r.redact_record(&record).expect("redacts");
+        assert!(!line.contains("s3cr3t"), "{line}");
+        assert!(line.contains("short"));
+        match masked.event {
+            EngineEvent::Output { lines, .. } => assert_eq!(lines[0], "pw=[redacted]!"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn url_passwords_are_secrets() {
+        assert_eq!(
+            secrets_in("DATABASE_URL", "postgres://u:pa55word@db/x"),
+            ["pa55word"]
+        );
+        assert_eq!(
+            secrets_in("REDIS_URL", "redis://localhost:6379"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            secrets_in("LOCAL_DOMAIN", "example.net"),
+            Vec::<String>::new()
+        );
     }
 
     #[test]

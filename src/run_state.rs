@@ -61,8 +61,24 @@ pub struct StepState {
     pub finished_at: Option<jiff::Timestamp>,
     pub duration_ms: Option<u64>,
     pub outcome: Option<StepOutcome>,
+    /// Outcomes of earlier attempts (a failure before a retry or a skip).
+    pub earlier: Vec<StepOutcome>,
     pub attempts: u32,
     pub bytes_moved: u64,
+}
+
+/// What the run waits for, read from the events alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Waiting {
+    /// No RunStarted yet.
+    NotStarted,
+    /// Between steps; with a gated engine, for the go-ahead to run this one.
+    Next(String),
+    Running(String),
+    Confirmation(String),
+    /// A step failed: retry, skip (if optional) or abort.
+    Decision(String),
+    Finished,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -91,6 +107,42 @@ impl RunState {
             s.apply(r);
         }
         s
+    }
+
+    pub fn waiting(&self) -> Waiting {
+        if self.outcome.is_some() {
+            return Waiting::Finished;
+        }
+        if self.steps.is_empty() {
+            return Waiting::NotStarted;
+        }
+        if let Some((step, _)) = &self.awaiting {
+            return Waiting::Confirmation(step.clone());
+        }
+        if let Some(s) = self.steps.iter().find(|s| s.status == StepStatus::Running) {
+            return Waiting::Running(s.info.id.clone());
+        }
+        // The engine stops at a failure, so a failed step with nothing started
+        // after it is the one awaiting a decision.
+        if let Some(last) = self
+            .steps
+            .iter()
+            .rev()
+            .find(|s| s.status != StepStatus::Pending)
+            && last.status == StepStatus::Failed
+        {
+            return Waiting::Decision(last.info.id.clone());
+        }
+        match self.steps.iter().find(|s| s.status == StepStatus::Pending) {
+            Some(s) => Waiting::Next(s.info.id.clone()),
+            None => Waiting::Finished,
+        }
+    }
+
+    /// The run has begun and not ended: quitting now needs a second thought.
+    pub fn in_progress(&self) -> bool {
+        !matches!(self.waiting(), Waiting::NotStarted | Waiting::Finished)
+            && self.steps.iter().any(|s| s.status != StepStatus::Pending)
     }
 
     pub fn step(&self, id: &str) -> Option<&StepState> {
@@ -145,6 +197,7 @@ impl RunState {
                             finished_at: None,
                             duration_ms: None,
                             outcome: None,
+                            earlier: Vec::new(),
                             attempts: 0,
                             bytes_moved: 0,
                         })
@@ -157,6 +210,9 @@ impl RunState {
                 let mut starts_downtime = false;
                 if let Some(s) = self.step_mut(step) {
                     s.status = StepStatus::Running;
+                    if let Some(o) = s.outcome.take() {
+                        s.earlier.push(o);
+                    }
                     s.started_at = Some(ts);
                     s.attempts += 1;
                     s.progress = None;
@@ -221,7 +277,11 @@ impl RunState {
                         StepOutcome::Skipped { .. } => StepStatus::Skipped,
                     };
                     s.finished_at = Some(ts);
-                    s.duration_ms = Some(*duration_ms);
+                    if let Some(o) = s.outcome.take() {
+                        s.earlier.push(o);
+                    } else {
+                        s.duration_ms = Some(*duration_ms);
+                    }
                     s.outcome = Some(outcome.clone());
                     if outcome.is_success()
                         && let Some((bytes, _)) = s.progress

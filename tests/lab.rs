@@ -468,17 +468,32 @@ fn headless_run_migrates_the_lab_with_zero_differences() {
     // Secrets: none of the .env's secret values reached the journal or the screen.
     let journal_text = std::fs::read_to_string(&journal).expect("journal");
     let env_text = String::from_utf8_lossy(&env_bytes).into_owned();
-    for (key, value) in env_text.lines().filter_map(|l| l.split_once('=')) {
-        if hikkoshi::redact::is_secret_key(key) && value.len() >= 8 {
-            assert!(
-                !journal_text.contains(value),
-                "{key}'s value is in the journal"
-            );
-            assert!(
-                !run.stdout.contains(value) && !run.stderr.contains(value),
-                "{key}'s value was printed"
-            );
+    let mut secrets: Vec<(String, String)> = Vec::new();
+    for (key, value) in hikkoshi::steps::preflight::parse_env(&env_text) {
+        for secret in hikkoshi::redact::secrets_in(&key, &value) {
+            secrets.push((key.clone(), secret));
         }
+    }
+    assert!(
+        secrets
+            .iter()
+            .any(|(k, v)| k == "SMTP_PASSWORD" && v.contains(['"', '$', '\'', '\\'])),
+        "the lab's SMTP_PASSWORD should hold quoting characters: {secrets:?}"
+    );
+    assert!(
+        secrets.len() >= 6,
+        "the lab's .env should hold several secrets"
+    );
+    // Short values ("true", a port) are settings, never masked; secrets are long.
+    for (key, value) in secrets.iter().filter(|(_, v)| v.len() >= 8) {
+        assert!(
+            !journal_text.contains(value.as_str()),
+            "{key}'s value is in the journal"
+        );
+        assert!(
+            !run.stdout.contains(value.as_str()) && !run.stderr.contains(value.as_str()),
+            "{key}'s value was printed"
+        );
     }
 
     // The journal reads back and says the same.

@@ -8,6 +8,8 @@ use crate::plan::StepInfo;
 /// What a front end may ask of the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EngineCommand {
+    /// Run the next step, when the engine waits before each one (the wizard).
+    Start,
     /// Go ahead with the step that is awaiting confirmation.
     Confirm,
     /// Skip the step awaiting confirmation, or a failed step marked optional.

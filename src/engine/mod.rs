@@ -23,6 +23,9 @@ pub struct RunOptions {
     /// "run" or "check"; recorded in the journal.
     pub mode: String,
     pub ssh_config: Option<PathBuf>,
+    /// Wait for `Start` before each step: the wizard runs step by step. The wait
+    /// leaves no trace in the journal, so a gated run's journal reads like any other.
+    pub gated: bool,
 }
 
 pub struct Hosts {
@@ -51,28 +54,28 @@ pub struct RunCtx {
 }
 
 impl RunCtx {
-    /// Connects both hosts on first use. Preflight does this first and reports it
-    /// as a check; other steps only get here on a profile without preflight.
-    pub async fn hosts(&mut self) -> Result<&Hosts, RemoteError> {
+    /// Connects both hosts on first use. Preflight connects itself, to report
+    /// each host as a check; other steps only get here on a profile without preflight.
+    pub async fn connect(&mut self) -> Result<(), RemoteError> {
         if self.hosts.is_none() {
             let cfg = self.opts.ssh_config.as_deref();
             let (source, target) = tokio::join!(
                 Host::connect(Role::Source, &self.plan.source, cfg),
                 Host::connect(Role::Target, &self.plan.target, cfg),
             );
-            let hosts = Hosts {
+            self.hosts = Some(Hosts {
                 source: source?,
                 target: target?,
-            };
-            return Ok(self.hosts.insert(hosts));
+            });
         }
-        match &self.hosts {
-            Some(h) => Ok(h),
-            None => Err(RemoteError::Connect {
-                dest: self.plan.source.clone(),
-                message: "not connected".into(),
-            }),
-        }
+        Ok(())
+    }
+
+    pub fn connected(&self) -> Result<&Hosts, RemoteError> {
+        self.hosts.as_ref().ok_or_else(|| RemoteError::Connect {
+            dest: format!("{} and {}", self.plan.source, self.plan.target),
+            message: "connecting failed earlier in this run".into(),
+        })
     }
 }
 
@@ -193,10 +196,11 @@ async fn pipeline(
             ts: jiff::Timestamp::now(),
             event,
         };
-        let line = match serde_json::to_string(&record) {
-            Ok(l) => redactor.apply(&l),
+        let (record, line) = match redactor.redact_record(&record) {
+            Ok(r) => r,
             Err(e) => {
-                tracing::error!("cannot serialise an event: {e}");
+                // Never pass on what could not be redacted.
+                tracing::error!("an event was withheld: {e}");
                 continue;
             }
         };
@@ -207,11 +211,7 @@ async fn pipeline(
             tracing::error!("journal write failed: {e}");
             journal_error = Some(format!("{}: {e}", j.path().display()));
         }
-        let redacted: Record = match serde_json::from_str(&line) {
-            Ok(r) => r,
-            Err(_) => record,
-        };
-        let _ = records.send(redacted);
+        let _ = records.send(record);
     }
     journal_error
 }
@@ -298,6 +298,20 @@ async fn run(
                 break;
             }
         }
+        if ctx.opts.gated {
+            loop {
+                match decision(&mut cmds).await {
+                    Some(EngineCommand::Start) => break,
+                    Some(EngineCommand::Abort) | None => {
+                        outcome = RunOutcome::Aborted {
+                            step: Some(step.id.clone()),
+                        };
+                        break 'steps;
+                    }
+                    Some(_) => continue,
+                }
+            }
+        }
         if let Some(prompt) = &step.confirm {
             emit(
                 &tx,
@@ -318,7 +332,7 @@ async fn run(
                         );
                         continue 'steps;
                     }
-                    Some(EngineCommand::Retry) => continue,
+                    Some(EngineCommand::Retry | EngineCommand::Start) => continue,
                     Some(EngineCommand::Abort) | None => {
                         outcome = RunOutcome::Aborted {
                             step: Some(step.id.clone()),
@@ -363,9 +377,16 @@ async fn run(
                     Some(EngineCommand::Retry) => break,
                     Some(EngineCommand::Skip) if step.optional => {
                         failed_optional.push(step.id.clone());
+                        finish(
+                            StepOutcome::Skipped {
+                                reason: "failed; skipped by the operator (the step is optional)"
+                                    .into(),
+                            },
+                            0,
+                        );
                         continue 'steps;
                     }
-                    Some(EngineCommand::Skip | EngineCommand::Confirm) => {
+                    Some(EngineCommand::Skip | EngineCommand::Confirm | EngineCommand::Start) => {
                         io.output(
                             Stream::Stderr,
                             format!("step '{}' is not optional: retry it or abort", step.id),

@@ -85,7 +85,7 @@ impl Plan {
             app.services.clone().unwrap_or_else(|| d.services.clone()),
         );
         for (k, v) in &profile.vars {
-            vars.set(k.as_str(), v.as_str());
+            vars.set_template(k.as_str(), v);
         }
         if let Some(w) = &app.work_dir {
             vars.set("work_dir", w.as_str());

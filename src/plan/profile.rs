@@ -150,8 +150,6 @@ pub struct StepSpec {
     pub mode: Option<String>,
     pub owner: Option<String>,
     #[serde(default)]
-    pub secret: bool,
-    #[serde(default)]
     pub backup: bool,
     // rsync
     #[serde(default)]
@@ -364,7 +362,6 @@ fn validate_kind(step: &StepSpec) -> Result<(), String> {
         ("to", step.to.is_some()),
         ("mode", step.mode.is_some()),
         ("owner", step.owner.is_some()),
-        ("secret", step.secret),
         ("backup", step.backup),
         ("paths", !step.paths.is_empty()),
         ("delete", step.delete),
@@ -384,7 +381,7 @@ fn validate_kind(step: &StepSpec) -> Result<(), String> {
         ),
         StepKind::Preflight => (&["env_file", "domain_key", "version_file", "media"], &[]),
         StepKind::Transfer => (
-            &["from", "to", "mode", "owner", "secret", "backup", "user"],
+            &["from", "to", "mode", "owner", "backup", "user"],
             &["from", "to", "mode", "user"],
         ),
         StepKind::Rsync => (&["paths", "delete", "exclude", "user"], &["paths", "user"]),

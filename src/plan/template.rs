@@ -6,11 +6,15 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+/// Values from the config, the engine and preflight are literal: a schema or
+/// directory name with braces in it stays as it is. Only a profile's own
+/// `[vars]` are templates, rendered on lookup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Value {
     Text(String),
     List(Vec<String>),
+    Template(String),
 }
 
 impl From<&str> for Value {
@@ -105,6 +109,11 @@ impl Vars {
         self.values.insert(name.into(), value.into());
     }
 
+    pub fn set_template(&mut self, name: impl Into<String>, template: &str) {
+        self.values
+            .insert(name.into(), Value::Template(template.to_string()));
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.values.contains_key(name)
     }
@@ -119,13 +128,8 @@ impl Vars {
         }
         match self.values.get(name) {
             None => Err(TemplateError::Unknown(name.to_string())),
-            Some(Value::Text(t)) => Ok(Value::Text(self.render_depth(t, depth + 1)?)),
-            Some(Value::List(items)) => Ok(Value::List(
-                items
-                    .iter()
-                    .map(|i| self.render_depth(i, depth + 1))
-                    .collect::<Result<_, _>>()?,
-            )),
+            Some(Value::Template(t)) => Ok(Value::Text(self.render_depth(t, depth + 1)?)),
+            Some(literal) => Ok(literal.clone()),
         }
     }
 
@@ -135,7 +139,7 @@ impl Vars {
 
     pub fn text(&self, name: &str) -> Result<String, TemplateError> {
         match self.get(name)? {
-            Value::Text(t) => Ok(t),
+            Value::Text(t) | Value::Template(t) => Ok(t),
             Value::List(_) => Err(TemplateError::ListInText(name.to_string())),
         }
     }
@@ -160,7 +164,7 @@ impl Vars {
             match piece {
                 Piece::Lit(l) => out.push_str(l),
                 Piece::Var(v) => match self.lookup(v, depth)? {
-                    Value::Text(t) => out.push_str(&t),
+                    Value::Text(t) | Value::Template(t) => out.push_str(&t),
                     Value::List(_) => return Err(TemplateError::ListInText(v.to_string())),
                 },
             }
@@ -207,12 +211,11 @@ impl Vars {
             .map(|p| match p {
                 Piece::Lit(l) => l.to_string(),
                 Piece::Var(v) => match self.values.get(v) {
-                    Some(Value::Text(t)) if depth < 16 => self.render_lenient_depth(t, depth + 1),
-                    Some(Value::List(items)) if depth < 16 => items
-                        .iter()
-                        .map(|i| self.render_lenient_depth(i, depth + 1))
-                        .collect::<Vec<_>>()
-                        .join(" "),
+                    Some(Value::Template(t)) if depth < 16 => {
+                        self.render_lenient_depth(t, depth + 1)
+                    }
+                    Some(Value::Text(t)) => t.clone(),
+                    Some(Value::List(items)) => items.join(" "),
                     _ => format!("{{{v}}}"),
                 },
             })
@@ -232,12 +235,13 @@ mod tests {
     fn vars() -> Vars {
         let mut v = Vars::new();
         v.set("user", "mastodon");
-        v.set("home", "/home/{user}");
-        v.set("dump", "{home}/x.dump");
+        v.set_template("home", "/home/{user}");
+        v.set_template("dump", "{home}/x.dump");
         v.set("services", vec!["web".to_string(), "sidekiq".to_string()]);
         v.set("none", Vec::<String>::new());
         v.set("es", true);
-        v.set("loop", "{loop}");
+        v.set_template("loop", "{loop}");
+        v.set("schema", "{user}");
         v
     }
 
@@ -283,6 +287,12 @@ mod tests {
     }
 
     #[test]
+    fn literal_values_are_never_expanded_again() {
+        assert_eq!(vars().render("-n {schema}").unwrap(), "-n {user}");
+        assert_eq!(vars().render_lenient("{schema}"), "{user}");
+    }
+
+    #[test]
     fn conditions() {
         let v = vars();
         assert!(v.condition("es").unwrap());
@@ -299,7 +309,7 @@ mod tests {
             ["pg_restore", "{schema_args}", "/home/mastodon/x.dump"]
         );
         let mut v = vars();
-        v.set("run_dir", "{home}/work/{run_id}");
+        v.set_template("run_dir", "{home}/work/{run_id}");
         assert_eq!(
             v.render_lenient("{run_dir}/db.dump"),
             "/home/mastodon/work/{run_id}/db.dump"

@@ -1,6 +1,6 @@
 //! A `command` step: the profile's argv lists, run in order on the step's host(s).
 
-use super::{Done, StepFailure, StepResult, run_as, run_checked};
+use super::{Done, StepResult, run_as, run_checked};
 use crate::engine::events::Stream;
 use crate::engine::{RunCtx, StepIo};
 use crate::plan::Plan;
@@ -29,14 +29,11 @@ fn build(step: &StepSpec, c: &CommandSpec, vars: &Vars) -> Result<RemoteCommand,
 }
 
 pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
-    ctx.hosts().await?;
-    let Some(hosts) = ctx.hosts.as_ref() else {
-        return Err(StepFailure::new("not connected"));
-    };
+    ctx.connect().await?;
+    let hosts = ctx.connected()?;
     for role in roles(step) {
         let host = hosts.get(role);
         for c in &step.commands {
-            let cmd = build(step, c, &ctx.vars)?;
             if let Some(w) = c.when()
                 && !ctx.vars.condition(w)?
             {
@@ -45,11 +42,12 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
                     format!(
                         "{}: not running '{}' (only if {w})",
                         host.name(),
-                        cmd.display()
+                        c.argv().join(" ")
                     ),
                 );
                 continue;
             }
+            let cmd = build(step, c, &ctx.vars)?;
             io.output(
                 Stream::Stdout,
                 format!("{}$ {}", host.name(), cmd.display()),

@@ -16,10 +16,8 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
         .as_deref()
         .and_then(crate::config::parse_duration)
         .unwrap_or(Duration::from_secs(120));
-    ctx.hosts().await?;
-    let Some(hosts) = ctx.hosts.as_ref() else {
-        return Err(StepFailure::new("not connected"));
-    };
+    ctx.connect().await?;
+    let hosts = ctx.connected()?;
     let dst = &hosts.target;
     let cmd = RemoteCommand::new(
         RunAs::Login,

@@ -30,6 +30,9 @@ struct Relay {
     socket: std::path::PathBuf,
     _socket_dir: tempfile::TempDir,
     target_home: String,
+    forwarded_local: bool,
+    /// The key only runs `rrsync -wo <dir>`: the client names the directory as ".".
+    restricted: bool,
 }
 
 const AUTHORIZE: &str = r#"set -e
@@ -37,12 +40,17 @@ umask 077
 mkdir -p -- "$1/.ssh"
 printf '%s\n' "$2" >> "$1/.ssh/authorized_keys""#;
 
-/// Removes only the line carrying this step's unique key comment.
-const DEAUTHORIZE: &str = r#"f="$1/.ssh/authorized_keys"
+/// Removes only the line carrying the key's unique comment. The new file is
+/// written beside the old one and renamed over it, so a full disk or a grep
+/// error leaves authorized_keys as it was.
+const DEAUTHORIZE: &str = r#"set -e
+umask 077
+f="$1/.ssh/authorized_keys"
 [ -f "$f" ] || exit 0
-grep -vF -- "$2" "$f" > "$f.hikkoshi-tmp" || true
-cat "$f.hikkoshi-tmp" > "$f"
-rm -f -- "$f.hikkoshi-tmp""#;
+rc=0
+grep -vF -- "$2" "$f" > "$f.hikkoshi-tmp" || rc=$?
+if [ "$rc" -gt 1 ]; then rm -f -- "$f.hikkoshi-tmp"; exit "$rc"; fi
+mv -f -- "$f.hikkoshi-tmp" "$f""#;
 
 const WRITE_STDIN: &str = r#"umask 077 && cat > "$1""#;
 
@@ -60,9 +68,14 @@ fn rsync_argv(
     exclude: &[String],
     dry_run: bool,
 ) -> Vec<String> {
-    let mut argv: Vec<String> = ["rsync", "-a", "-s", "--no-inc-recursive"]
+    let mut argv: Vec<String> = ["rsync", "-a", "--no-inc-recursive"]
         .map(String::from)
         .to_vec();
+    if !relay.restricted {
+        // rrsync pins the directory itself; otherwise the remote path must not
+        // be split or expanded by the remote shell.
+        argv.push("-s".into());
+    }
     if dry_run {
         argv.extend(["--dry-run", "--itemize-changes"].map(String::from));
     } else {
@@ -78,7 +91,11 @@ fn rsync_argv(
     argv.push(rsync_rsh(relay));
     argv.push("--".into());
     argv.push(format!("{path}/"));
-    argv.push(format!("{}@127.0.0.1:{path}/", relay.user));
+    if relay.restricted {
+        argv.push(format!("{}@127.0.0.1:./", relay.user));
+    } else {
+        argv.push(format!("{}@127.0.0.1:{path}/", relay.user));
+    }
     argv
 }
 
@@ -101,12 +118,15 @@ pub fn parse_progress(line: &str) -> Option<(u64, Option<u64>)> {
 }
 
 impl Relay {
+    /// Everything after the key is authorised happens with the relay in hand,
+    /// so any failure from there on still removes the key.
     async fn open(
         src: &Host,
         dst: &Host,
         ctx: &RunCtx,
-        step: &StepSpec,
+        name: &str,
         user: &str,
+        path: &str,
     ) -> Result<Relay, StepFailure> {
         let run_dir = ctx.vars.text("run_dir")?;
         if !crate::config::is_simple_abs_path(&run_dir) {
@@ -115,16 +135,15 @@ impl Relay {
             )));
         }
         let run_id = ctx.vars.text("run_id")?;
-        let comment = format!("hikkoshi-relay-{run_id}-{}", step.id);
-        let key = format!("{run_dir}/relay-{}", step.id);
-        let known_hosts = format!("{run_dir}/relay-{}-known_hosts", step.id);
-        let as_user = RunAs::User(user.to_string());
         let target_home = ctx.facts.target_home.clone();
         if target_home.is_empty() || ctx.facts.target_host_keys.is_empty() {
             return Err(StepFailure::new(
-                "the media relay needs preflight's findings (the app user's home and the target's host keys); run preflight first",
+                "the media relay needs what preflight finds (the app user's home on the target and the target's host keys); run preflight first",
             ));
         }
+        let as_user = RunAs::User(user.to_string());
+        let key = format!("{run_dir}/relay-{name}");
+        let comment = format!("hikkoshi-relay-{run_id}-{name}");
 
         run_quiet_checked(
             src,
@@ -166,28 +185,63 @@ impl Relay {
             &RemoteCommand::new(as_user.clone(), ["cat", "--", &format!("{key}.pub")]),
         )
         .await?;
-        let line = format!("restrict,from=\"127.0.0.1,::1\" {}", public.stdout.trim());
-        run_quiet_checked(
-            dst,
-            &RemoteCommand::script(as_user.clone(), AUTHORIZE, &[&target_home, &line]),
-        )
-        .await?;
+        // sshd hands the forced command to the target's shell: only a plain path goes in it.
+        let restricted = ctx.facts.target_rrsync && crate::config::is_simple_abs_path(path);
+        let options = if restricted {
+            format!("command=\"rrsync -wo {path}\",restrict,from=\"127.0.0.1,::1\"")
+        } else {
+            "restrict,from=\"127.0.0.1,::1\"".to_string()
+        };
+        let line = format!("{options} {}", public.stdout.trim());
 
         let socket_dir = crate::remote::operator_socket_dir().map_err(|e| {
             StepFailure::new(format!(
                 "cannot create a private directory on this machine for the relay socket: {e}"
             ))
         })?;
-        let socket = socket_dir.path().join("relay.sock");
+        let mut relay = Relay {
+            user: user.to_string(),
+            known_hosts: format!("{key}-known_hosts"),
+            key,
+            comment,
+            port: 0,
+            socket: socket_dir.path().join("relay.sock"),
+            _socket_dir: socket_dir,
+            target_home,
+            forwarded_local: false,
+            restricted,
+        };
+        let authorize =
+            RemoteCommand::script(as_user.clone(), AUTHORIZE, &[&relay.target_home, &line]);
+        if let Err(e) = run_quiet_checked(dst, &authorize).await {
+            relay.close(src, dst).await;
+            return Err(e);
+        }
+        if let Err(e) = relay.connect(src, dst, ctx, &as_user).await {
+            for p in relay.close(src, dst).await {
+                tracing::warn!("relay cleanup: {p}");
+            }
+            return Err(e);
+        }
+        Ok(relay)
+    }
+
+    async fn connect(
+        &mut self,
+        src: &Host,
+        dst: &Host,
+        ctx: &RunCtx,
+        as_user: &RunAs,
+    ) -> Result<(), StepFailure> {
         dst.forward(
             ForwardType::Local,
             Socket::UnixSocket {
-                path: socket.clone().into(),
+                path: self.socket.clone().into(),
             },
             Socket::new("127.0.0.1", 22),
         )
         .await?;
-        let mut port = 0;
+        self.forwarded_local = true;
         let mut last_err = None;
         for _ in 0..10 {
             let candidate = random_port();
@@ -196,35 +250,33 @@ impl Relay {
                     ForwardType::Remote,
                     Socket::new("127.0.0.1", candidate),
                     Socket::UnixSocket {
-                        path: socket.clone().into(),
+                        path: self.socket.clone().into(),
                     },
                 )
                 .await
             {
                 Ok(()) => {
-                    port = candidate;
+                    self.port = candidate;
                     break;
                 }
                 Err(e) => last_err = Some(e),
             }
         }
-        let relay = Relay {
-            user: user.to_string(),
-            key,
-            known_hosts,
-            comment,
-            port,
-            socket,
-            _socket_dir: socket_dir,
-            target_home,
-        };
-        if port == 0 {
-            relay.close(src, dst).await;
+        if self.port == 0 {
             return Err(last_err.map_or_else(
-                || StepFailure::new("no free port on the source for the relay"),
+                || {
+                    StepFailure::on(
+                        src,
+                        format!(
+                            "on {}: no free port on 127.0.0.1 for the media relay",
+                            src.name()
+                        ),
+                    )
+                },
                 StepFailure::from,
             ));
         }
+        let port = self.port;
         let keys: String = ctx
             .facts
             .target_host_keys
@@ -238,18 +290,17 @@ impl Relay {
                 ))
             })
             .collect();
-        let write = RemoteCommand::script(as_user, WRITE_STDIN, &[&relay.known_hosts]);
+        let write = RemoteCommand::script(as_user.clone(), WRITE_STDIN, &[&self.known_hosts]);
         let f = src
             .run_with_input(&write, Some(keys.as_bytes()), &mut |_, _| {})
             .await?;
         if !f.success() {
-            relay.close(src, dst).await;
             return Err(StepFailure::from_finished(src, &write, &f));
         }
-        Ok(relay)
+        Ok(())
     }
 
-    /// Best effort, and always called: a failure here is reported, not hidden.
+    /// Always called once the key exists; returns what could not be undone.
     async fn close(&self, src: &Host, dst: &Host) -> Vec<String> {
         let mut problems = Vec::new();
         if self.port != 0
@@ -265,15 +316,16 @@ impl Relay {
         {
             problems.push(e.to_string());
         }
-        if let Err(e) = dst
-            .close_forward(
-                ForwardType::Local,
-                Socket::UnixSocket {
-                    path: self.socket.clone().into(),
-                },
-                Socket::new("127.0.0.1", 22),
-            )
-            .await
+        if self.forwarded_local
+            && let Err(e) = dst
+                .close_forward(
+                    ForwardType::Local,
+                    Socket::UnixSocket {
+                        path: self.socket.clone().into(),
+                    },
+                    Socket::new("127.0.0.1", 22),
+                )
+                .await
         {
             problems.push(e.to_string());
         }
@@ -285,7 +337,13 @@ impl Relay {
         );
         match dst.run_quiet(&deauth).await {
             Ok(f) if f.success() => {}
-            Ok(f) => problems.push(StepFailure::from_finished(dst, &deauth, &f).message),
+            Ok(f) => problems.push(format!(
+                "{} (remove the line ending in '{}' from {}/.ssh/authorized_keys on {} by hand)",
+                StepFailure::from_finished(dst, &deauth, &f).message,
+                self.comment,
+                self.target_home,
+                dst.name()
+            )),
             Err(e) => problems.push(e.to_string()),
         }
         let rm = RemoteCommand::new(
@@ -317,22 +375,6 @@ async fn sync_path(
     io: &StepIo,
 ) -> Result<(), StepFailure> {
     let as_user = RunAs::User(relay.user.clone());
-    let exists = src
-        .run_quiet(&RemoteCommand::new(as_user.clone(), ["test", "-d", path]))
-        .await?
-        .success();
-    if !exists {
-        io.output(
-            Stream::Stdout,
-            format!("{}: '{path}' does not exist; nothing to copy", src.name()),
-        );
-        return Ok(());
-    }
-    run_quiet_checked(
-        dst,
-        &RemoteCommand::new(as_user.clone(), ["mkdir", "-p", "--", path]),
-    )
-    .await?;
     let cmd = RemoteCommand::new(
         as_user.clone(),
         rsync_argv(relay, path, step.delete, &step.exclude, false),
@@ -361,7 +403,7 @@ async fn sync_path(
         _ => return Err(StepFailure::from_finished(src, &cmd, &f)),
     }
     if step.delete {
-        // After the final pass the two trees must agree: rsync lists anything still different.
+        // After the final pass the trees must agree by name, size and time: rsync lists anything else.
         let check = RemoteCommand::new(as_user, rsync_argv(relay, path, true, &step.exclude, true));
         let f = run_quiet_checked(src, &check).await?;
         let differences: Vec<&str> = f.stdout.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -380,7 +422,7 @@ async fn sync_path(
         }
         io.output(
             Stream::Stdout,
-            format!("verified: '{path}' is identical on both hosts"),
+            format!("checked: rsync finds no difference in '{path}' (names, sizes, times)"),
         );
     }
     Ok(())
@@ -393,29 +435,44 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
         .iter()
         .map(|p| ctx.vars.render(p))
         .collect::<Result<_, _>>()?;
-    ctx.hosts().await?;
-    let Some(hosts) = ctx.hosts.as_ref() else {
-        return Err(StepFailure::new("not connected"));
-    };
+    ctx.connect().await?;
+    let hosts = ctx.connected()?;
     let (src, dst) = (&hosts.source, &hosts.target);
-    let relay = Relay::open(src, dst, ctx, step, &user).await?;
-    let mut result = Ok(());
-    for p in &paths {
-        result = sync_path(src, dst, &relay, step, p, io).await;
-        if result.is_err() {
-            break;
+    let as_user = RunAs::User(user.clone());
+    for (n, path) in paths.iter().enumerate() {
+        let exists = src
+            .run_quiet(&RemoteCommand::new(
+                as_user.clone(),
+                ["test", "-d", path.as_str()],
+            ))
+            .await?
+            .success();
+        if !exists {
+            io.output(
+                Stream::Stdout,
+                format!("{}: '{path}' does not exist; nothing to copy", src.name()),
+            );
+            continue;
         }
-    }
-    let problems = relay.close(src, dst).await;
-    for p in &problems {
-        io.output(Stream::Stderr, format!("cleaning up the relay: {p}"));
-    }
-    result?;
-    if !problems.is_empty() {
-        return Err(StepFailure::new(format!(
-            "media copied, but the relay could not be fully removed: {}",
-            problems.join("; ")
-        )));
+        run_quiet_checked(
+            dst,
+            &RemoteCommand::new(as_user.clone(), ["mkdir", "-p", "--", path.as_str()]),
+        )
+        .await?;
+        let name = format!("{}-{n}", step.id);
+        let relay = Relay::open(src, dst, ctx, &name, &user, path).await?;
+        let result = sync_path(src, dst, &relay, step, path, io).await;
+        let problems = relay.close(src, dst).await;
+        for p in &problems {
+            io.output(Stream::Stderr, format!("cleaning up the relay: {p}"));
+        }
+        result?;
+        if !problems.is_empty() {
+            return Err(StepFailure::new(format!(
+                "media copied, but the relay could not be fully removed: {}",
+                problems.join("; ")
+            )));
+        }
     }
     Ok(Done::Completed)
 }
@@ -426,11 +483,11 @@ pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars, user: &str) -> Vec<St
         .map(|p| {
             let p = vars.render_lenient(p);
             format!(
-                "{} as {user}: rsync -a{} {p}/ -> {} as {user}:{p}/  (relayed through this machine, per-run key){}",
+                "{} as {user}: rsync -a{} {p}/ -> {} as {user}:{p}/  (relayed through this machine, key made for the step){}",
                 plan.source,
                 if step.delete { " --delete" } else { "" },
                 plan.target,
-                if step.delete { "; then a dry run must list no differences" } else { "" }
+                if step.delete { "; then a dry run must find no difference" } else { "" }
             )
         })
         .collect()

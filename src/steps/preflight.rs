@@ -33,6 +33,8 @@ pub struct Facts {
     pub target_home: String,
     /// `ssh-keyscan` lines of the target's sshd as seen from the target itself.
     pub target_host_keys: Vec<String>,
+    /// The target has rrsync, so the relay's key can be pinned to one directory.
+    pub target_rrsync: bool,
     pub redis_port: String,
     pub source_rdb: Option<String>,
     pub target_rdb: Option<String>,
@@ -79,7 +81,7 @@ struct Settings {
 
 pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     let v = &ctx.vars;
-    let s = Settings {
+    let mut s = Settings {
         user: v.text("user")?,
         dir: v.text("dir")?,
         database: v.text("database")?,
@@ -88,7 +90,9 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
         domain: v.text("domain")?,
         services: match v.get("services")? {
             crate::plan::template::Value::List(l) => l,
-            crate::plan::template::Value::Text(t) => vec![t],
+            crate::plan::template::Value::Text(t) | crate::plan::template::Value::Template(t) => {
+                vec![t]
+            }
         },
         work_dir: text_or(v, "work_dir", "/var/tmp"),
         env_file: step.env_file.as_ref().map(|f| v.render(f)).transpose()?,
@@ -145,8 +149,13 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
             }
         }
     }
+    // Borrowing the field, not `ctx`, leaves ctx.vars free for the facts found below.
     let Some(hosts) = ctx.hosts.as_ref() else {
-        return Err(StepFailure::new("not connected"));
+        return Err(ctx
+            .connected()
+            .err()
+            .map(StepFailure::from)
+            .unwrap_or_default());
     };
     let (src, dst) = (&hosts.source, &hosts.target);
 
@@ -172,9 +181,29 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
 
     check_tools(src, dst, &s, &mut report).await?;
     let (source_home, target_home) = check_app_user(src, dst, &s, &mut report).await?;
+    // The profile guesses /home/<user>; the hosts know. The work directory and
+    // the app's PATH follow the real home, which must be the same on both hosts
+    // because the work directory's path is.
+    if !target_home.is_empty() {
+        if !source_home.is_empty() && source_home != target_home {
+            report.note(
+                dst.name(),
+                "app user",
+                Fail,
+                format!(
+                    "the home of '{}' is '{source_home}' on {} but '{target_home}' on {}; set work_dir in [app] to a directory that exists on both",
+                    s.user,
+                    src.name(),
+                    dst.name()
+                ),
+            );
+        }
+        ctx.vars.set("home", target_home.clone());
+        s.work_dir = text_or(&ctx.vars, "work_dir", "/var/tmp");
+    }
     check_postgres_versions(src, dst, &s, &mut report).await?;
-    let (schemas, db_size) = check_source_database(src, &s, &mut report).await?;
-    let target_db_exists = check_target_database(dst, &s, &mut report).await?;
+    let (schemas, db_size, exts) = check_source_database(src, &s, &mut report).await?;
+    let target_db_exists = check_target_database(dst, &s, &exts, &mut report).await?;
     check_app_dirs(src, dst, &s, &mut report).await?;
     let env = match &s.env_file {
         Some(f) => read_env(src, dst, &s, f, ctx, &mut report).await?,
@@ -220,6 +249,22 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     check_disk(src, dst, &s, db_size, media_bytes, &mut report).await?;
     if s.has_rsync {
         facts.target_host_keys = check_relay(dst, &mut report).await?;
+        facts.target_rrsync = dst
+            .run_quiet(&RemoteCommand::script(
+                RunAs::Login,
+                "command -v rrsync >/dev/null",
+                &[],
+            ))
+            .await?
+            .success();
+        if !facts.target_rrsync {
+            report.note(
+                dst.name(),
+                "media relay",
+                Warn,
+                "no rrsync on the target: the key made for the media copy is limited to the target's loopback but not to rsync in one directory (rsync 3.2.4 and later ship rrsync)",
+            );
+        }
     }
     let jobs = dst
         .run_quiet(&RemoteCommand::new(RunAs::Login, ["nproc"]))
@@ -456,7 +501,7 @@ async fn check_source_database(
     src: &Host,
     s: &Settings,
     r: &mut Report<'_>,
-) -> Result<(Vec<String>, u64), StepFailure> {
+) -> Result<(Vec<String>, u64, Vec<String>), StepFailure> {
     let admin = RunAs::User(s.db_admin.clone());
     let size = match query(
         src,
@@ -478,7 +523,7 @@ async fn check_source_database(
                 Fail,
                 format!("cannot open database '{}': {e}", s.database),
             );
-            return Ok((vec!["public".into()], 0));
+            return Ok((vec!["public".into()], 0, Vec::new()));
         }
     };
     let schemas: Vec<String> = json_rows(&query(src, &admin, &s.database, SCHEMAS_SQL, &[]).await?)
@@ -505,36 +550,49 @@ async fn check_source_database(
             ),
         );
     }
-    let exts = query(
-        src,
-        &admin,
-        &s.database,
-        "SELECT json_build_array(extname) FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY extname",
-        &[],
+    let exts: Vec<String> = json_rows(
+        &query(
+            src,
+            &admin,
+            &s.database,
+            "SELECT json_build_array(extname) FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY extname",
+            &[],
+        )
+        .await?,
     )
-    .await?;
-    let exts: Vec<String> = json_rows(&exts)
-        .iter()
-        .filter_map(|r| r.first().map(as_text))
-        .collect();
-    if !exts.is_empty() {
+    .iter()
+    .filter_map(|r| r.first().map(as_text))
+    .collect();
+    let unreadable: Vec<String> = json_rows(
+        &query(
+            src,
+            &admin,
+            &s.database,
+            UNREADABLE_SQL,
+            &[("role", &s.db_user)],
+        )
+        .await?,
+    )
+    .iter()
+    .filter_map(|r| r.first().map(as_text))
+    .collect();
+    if !unreadable.is_empty() {
         r.note(
             src.name(),
-            "extensions",
+            "dump privileges",
             Fail,
             format!(
-                "the database uses extension{} {}, which a restore as '{}' cannot create; create the database and the extensions on the target first as {} (createdb -T template0 -O {} {}; psql -d {} -c 'CREATE EXTENSION ...'), then run again",
-                if exts.len() == 1 { "" } else { "s" },
-                exts.join(", "),
+                "role '{}' cannot read {}{}: pg_dump as '{}' would stop with permission denied during the downtime. Grant it (GRANT USAGE ON SCHEMA ...; GRANT SELECT ON ... TO {}) or make '{}' the owner",
                 s.db_user,
-                s.db_admin,
+                unreadable.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", "),
+                if unreadable.len() >= 20 { " and more" } else { "" },
                 s.db_user,
-                s.database,
-                s.database
+                s.db_user,
+                s.db_user
             ),
         );
     }
-    Ok((schemas, size))
+    Ok((schemas, size, exts))
 }
 
 const TARGET_DB_SQL: &str = r"
@@ -545,16 +603,32 @@ const ROLE_SQL: &str = r"
 SELECT json_build_array(rolcanlogin, rolcreatedb OR rolsuper) FROM pg_roles WHERE rolname = :'role';
 ";
 
+/// Objects that make a database "not empty"; an extension's own tables and
+/// views do not count, so a database prepared with its extensions still qualifies.
 const OBJECTS_SQL: &str = r"
 SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_toast%'
-  AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f');
+  AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e');
+";
+
+/// What the app's role could not read, so pg_dump as that role would fail.
+const UNREADABLE_SQL: &str = r"
+SELECT json_build_array(n.nspname || '.' || c.relname)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'S', 'm', 'v') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp%'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+  AND (NOT has_schema_privilege(:'role', n.oid, 'USAGE') OR NOT has_table_privilege(:'role', c.oid, 'SELECT'))
+ORDER BY n.nspname, c.relname
+LIMIT 20;
 ";
 
 /// Returns whether the target database exists (empty, owned by the app's role).
 async fn check_target_database(
     dst: &Host,
     s: &Settings,
+    exts: &[String],
     r: &mut Report<'_>,
 ) -> Result<bool, StepFailure> {
     let admin = RunAs::User(s.db_admin.clone());
@@ -616,8 +690,46 @@ async fn check_target_database(
                 format!("'{}' does not exist and role '{}' may not create databases: ALTER ROLE {} CREATEDB, or create it: createdb -T template0 -O {} {}", s.database, s.db_user, s.db_user, s.db_user, s.database),
             );
         }
+        if !exts.is_empty() {
+            r.note(dst.name(), "extensions", Fail, extensions_advice(s, exts));
+        }
         return Ok(false);
     };
+    if !exts.is_empty() {
+        let present: Vec<String> = json_rows(
+            &query(
+                dst,
+                &admin,
+                &s.database,
+                "SELECT json_build_array(extname) FROM pg_extension ORDER BY extname",
+                &[],
+            )
+            .await?,
+        )
+        .iter()
+        .filter_map(|r| r.first().map(as_text))
+        .collect();
+        let missing: Vec<String> = exts
+            .iter()
+            .filter(|e| !present.contains(e))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            r.note(
+                dst.name(),
+                "extensions",
+                Pass,
+                format!("{} present in '{}'", exts.join(", "), s.database),
+            );
+        } else {
+            r.note(
+                dst.name(),
+                "extensions",
+                Fail,
+                extensions_advice(s, &missing),
+            );
+        }
+    }
     let objects = query(dst, &admin, &s.database, OBJECTS_SQL, &[]).await?;
     let n: u64 = objects
         .first()
@@ -655,6 +767,27 @@ async fn check_target_database(
         );
     }
     Ok(true)
+}
+
+/// pg_restore -n leaves extensions out, and the app's role usually may not
+/// create them: a superuser prepares the database once.
+fn extensions_advice(s: &Settings, missing: &[String]) -> String {
+    format!(
+        "the source database uses extension{} {}, which the restore (as '{}', schema by schema) does not create. Prepare the target database first: sudo -u {} createdb -T template0 -O {} {} && sudo -u {} psql -d {} -c 'CREATE EXTENSION {}', then run again",
+        if missing.len() == 1 { "" } else { "s" },
+        missing
+            .iter()
+            .map(|e| format!("'{e}'"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        s.db_user,
+        s.db_admin,
+        s.db_user,
+        s.database,
+        s.db_admin,
+        s.database,
+        missing.join("; CREATE EXTENSION ")
+    )
 }
 
 async fn check_app_dirs(
@@ -700,12 +833,31 @@ pub fn parse_env(text: &str) -> BTreeMap<String, String> {
             continue;
         };
         let v = v.trim();
-        let unquoted = v
-            .strip_prefix('"')
-            .and_then(|x| x.strip_suffix('"'))
-            .or_else(|| v.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')))
-            .unwrap_or(v);
-        out.insert(k.trim().to_string(), unquoted.to_string());
+        // As the dotenv gem reads them: single quotes literal, double quotes
+        // with backslash escapes, which is the form the app (and its logs) see.
+        let value = if let Some(inner) = v.strip_prefix('"').and_then(|x| x.strip_suffix('"')) {
+            let mut s = String::with_capacity(inner.len());
+            let mut chars = inner.chars();
+            while let Some(c) = chars.next() {
+                match (c, chars.clone().next()) {
+                    ('\\', Some('n')) => {
+                        s.push('\n');
+                        chars.next();
+                    }
+                    ('\\', Some(e @ ('"' | '\\' | '$'))) => {
+                        s.push(e);
+                        chars.next();
+                    }
+                    _ => s.push(c),
+                }
+            }
+            s
+        } else if let Some(inner) = v.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')) {
+            inner.to_string()
+        } else {
+            v.to_string()
+        };
+        out.insert(k.trim().to_string(), value);
     }
     out
 }
@@ -735,8 +887,17 @@ async fn read_env(
     }
     let env = parse_env(&out.stdout);
     for (k, v) in &env {
-        if is_secret_key(k) {
-            ctx.redactor.add(v);
+        for secret in crate::redact::secrets_in(k, v) {
+            ctx.redactor.add(&secret);
+        }
+    }
+    // The file's raw lines too: a value's escaped form is what a tool would echo.
+    for line in out.stdout.lines() {
+        if let Some((k, raw)) = line.trim().trim_start_matches("export ").split_once('=')
+            && is_secret_key(k.trim())
+        {
+            ctx.redactor.add(raw.trim());
+            ctx.redactor.add(raw.trim().trim_matches(['"', '\'']));
         }
     }
     r.note(
@@ -1217,12 +1378,16 @@ mod tests {
 
     #[test]
     fn env_parsing() {
-        let env =
-            parse_env("# c\n\nLOCAL_DOMAIN=a.example\nexport X=\"q v\"\nY='s'\nBROKEN\nZ=a=b\n");
+        let text = concat!(
+            "# c\n\nLOCAL_DOMAIN=a.example\nexport X=\"q v\"\nY='s\\$'\nBROKEN\nZ=a=b\n",
+            "P=\"a\\$b\\\"c\\\\d\\ne\"\n"
+        );
+        let env = parse_env(text);
         assert_eq!(env["LOCAL_DOMAIN"], "a.example");
         assert_eq!(env["X"], "q v");
-        assert_eq!(env["Y"], "s");
+        assert_eq!(env["Y"], "s\\$");
         assert_eq!(env["Z"], "a=b");
+        assert_eq!(env["P"], "a$b\"c\\d\ne");
         assert!(!env.contains_key("BROKEN"));
     }
 

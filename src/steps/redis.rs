@@ -24,25 +24,42 @@ async fn cli(h: &Host, port: &str, args: &[&str]) -> Result<String, StepFailure>
         .to_string())
 }
 
-async fn dbsize(h: &Host, port: &str) -> Result<u64, StepFailure> {
-    let out = cli(h, port, &["DBSIZE"]).await?;
-    out.parse().map_err(|_| {
-        StepFailure::on(
-            h,
-            format!("on {}: redis-cli DBSIZE answered '{out}'", h.name()),
-        )
-    })
+/// (all keys, keys without an expiry) over every database, from INFO keyspace.
+/// Keys with a TTL (caches, locks, rate limits) may expire during the copy;
+/// the ones without must all arrive.
+pub fn keyspace(info: &str) -> (u64, u64) {
+    let mut all = 0;
+    let mut persistent = 0;
+    for line in info.lines().filter(|l| l.starts_with("db")) {
+        let field = |name: &str| {
+            line.split([':', ','])
+                .find_map(|kv| {
+                    kv.strip_prefix(name)?
+                        .strip_prefix('=')?
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+                .unwrap_or(0)
+        };
+        let (keys, expires) = (field("keys"), field("expires"));
+        all += keys;
+        persistent += keys.saturating_sub(expires);
+    }
+    (all, persistent)
+}
+
+async fn key_counts(h: &Host, port: &str) -> Result<(u64, u64), StepFailure> {
+    Ok(keyspace(&cli(h, port, &["INFO", "keyspace"]).await?))
 }
 
 pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     let service = ctx
         .vars
         .render(step.service.as_deref().unwrap_or("redis-server"))?;
-    ctx.hosts().await?;
+    ctx.connect().await?;
     let facts = ctx.facts.clone();
-    let Some(hosts) = ctx.hosts.as_ref() else {
-        return Err(StepFailure::new("not connected"));
-    };
+    let hosts = ctx.connected()?;
     let (src, dst) = (&hosts.source, &hosts.target);
     let (Some(from), Some(to)) = (facts.source_rdb, facts.target_rdb) else {
         return Err(StepFailure::new(
@@ -51,7 +68,7 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     };
     let port = facts.redis_port.as_str();
 
-    let keys = dbsize(src, port).await?;
+    let (keys, persistent) = key_counts(src, port).await?;
     let saved = cli(src, port, &["SAVE"]).await?;
     if saved != "OK" {
         return Err(StepFailure::on(
@@ -61,7 +78,10 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     }
     io.output(
         Stream::Stdout,
-        format!("{}: SAVE done, {keys} keys", src.name()),
+        format!(
+            "{}: SAVE done, {keys} keys ({persistent} without expiry)",
+            src.name()
+        ),
     );
     for h in [src, dst] {
         let stop = RemoteCommand::new(RunAs::Root, ["systemctl", "stop", service.as_str()]);
@@ -118,12 +138,12 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let loaded = dbsize(dst, port).await?;
-    if loaded != keys {
+    let (loaded, loaded_persistent) = key_counts(dst, port).await?;
+    if loaded_persistent != persistent {
         return Err(StepFailure::on(
             dst,
             format!(
-                "on {}: Redis loaded {loaded} keys, the old host had {keys}; is appendonly on, or did something write to it?",
+                "on {}: Redis loaded {loaded_persistent} keys without expiry, the old host had {persistent}; Sidekiq's queues may be incomplete. Is appendonly on, or did something write to it? Do not start the services before this is understood.",
                 dst.name()
             ),
         ));
@@ -131,7 +151,7 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     io.output(
         Stream::Stdout,
         format!(
-            "{}: Redis up with {loaded} keys, as on {}",
+            "{}: Redis up with {loaded} keys ({loaded_persistent} without expiry, as on {})",
             dst.name(),
             src.name()
         ),
@@ -142,7 +162,7 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
 pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars) -> Vec<String> {
     let service = vars.render_lenient(step.service.as_deref().unwrap_or("redis-server"));
     vec![
-        format!("{}: redis-cli DBSIZE; redis-cli SAVE", plan.source),
+        format!("{}: redis-cli INFO keyspace; redis-cli SAVE", plan.source),
         format!(
             "{} and {}: systemctl stop {service}",
             plan.source, plan.target
@@ -152,8 +172,20 @@ pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars) -> Vec<String> {
             plan.source, plan.target
         ),
         format!(
-            "{}: systemctl start {service}; DBSIZE must equal the old host's",
+            "{}: systemctl start {service}; every key without an expiry must be there",
             plan.target
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyspace_counts_every_database() {
+        let info = "# Keyspace\r\ndb0:keys=60,expires=3,avg_ttl=1000\r\ndb2:keys=5,expires=0,avg_ttl=0\r\n";
+        assert_eq!(keyspace(info), (65, 62));
+        assert_eq!(keyspace("# Keyspace\r\n"), (0, 0));
+    }
 }

@@ -29,16 +29,20 @@ pub struct CopySpec {
     pub backup_suffix: Option<String>,
 }
 
-/// Writes stdin to "$1" through a temporary name, so a broken transfer never
-/// leaves a half file under the real name; mode and owner are set before the rename.
+/// Writes stdin to "$1" (the part file), mode and owner set before anything
+/// else can read it. The real name is only given once the part file's sha256
+/// matches the source's: a cut connection looks like a short, clean end of input.
 const WRITE_SCRIPT: &str = r#"set -e
 umask 077
-tmp="$1.hikkoshi-part"
-cat > "$tmp"
-chmod "$2" "$tmp"
-if [ -n "$3" ]; then chown -- "$3" "$tmp"; fi
-if [ -n "$4" ] && [ -e "$1" ]; then cp -p -- "$1" "$1.$4"; fi
-mv -f -- "$tmp" "$1""#;
+cat > "$1"
+chmod "$2" "$1"
+if [ -n "$3" ]; then chown -- "$3" "$1"; fi"#;
+
+/// Gives the checked part file "$1" its real name "$2", keeping an existing
+/// file as "$2.$3" when a backup suffix is given.
+const FINISH_SCRIPT: &str = r#"set -e
+if [ -n "$3" ] && [ -e "$2" ]; then cp -p -- "$2" "$2.$3"; fi
+mv -f -- "$1" "$2""#;
 
 const HASH_SCRIPT: &str = r#"set -e
 stat -c %s -- "$1"
@@ -73,16 +77,12 @@ pub async fn copy_file(
     let (size, source_hash) = size_and_hash(src, spec.read_as.clone(), &spec.from).await?;
     io.progress(0, Some(size));
 
+    let part = format!("{}.hikkoshi-part", spec.to);
     let read_cmd = RemoteCommand::new(spec.read_as.clone(), ["cat", "--", spec.from.as_str()]);
     let write_cmd = RemoteCommand::script(
         spec.write_as.clone(),
         WRITE_SCRIPT,
-        &[
-            &spec.to,
-            &spec.mode,
-            spec.owner.as_deref().unwrap_or(""),
-            spec.backup_suffix.as_deref().unwrap_or(""),
-        ],
+        &[&part, &spec.mode, spec.owner.as_deref().unwrap_or("")],
     );
     let spawn_err = |h: &Host, c: &RemoteCommand, e: openssh::Error| {
         StepFailure::on(
@@ -113,7 +113,11 @@ pub async fn copy_file(
         .map_err(|e| spawn_err(dst, &write_cmd, e))?;
 
     let (Some(mut from), Some(mut to)) = (reader.stdout().take(), writer.stdin().take()) else {
-        return Err(StepFailure::new("the transfer's pipes could not be opened"));
+        return Err(StepFailure::new(format!(
+            "could not open the pipes from {} to {} through this machine; run the step again",
+            src.name(),
+            dst.name()
+        )));
     };
     let mut read_err = reader.stderr().take();
     let mut write_err = writer.stderr().take();
@@ -164,6 +168,9 @@ pub async fn copy_file(
     io.progress(moved, Some(size));
     let ok =
         |s: &Result<std::process::ExitStatus, openssh::Error>| matches!(s, Ok(st) if st.success());
+    if !ok(&read_status) || !ok(&write_status) || pipe_error.is_some() {
+        discard(dst, &spec.write_as, &part).await;
+    }
     if !ok(&read_status) {
         return Err(StepFailure {
             host: Some(src.name().to_string()),
@@ -195,25 +202,44 @@ pub async fn copy_file(
         });
     }
     let streamed_hash = hex(&hasher.finalize());
-    let (target_size, target_hash) = size_and_hash(dst, spec.write_as.clone(), &spec.to).await?;
+    let (target_size, target_hash) = size_and_hash(dst, spec.write_as.clone(), &part).await?;
     if moved != size
         || streamed_hash != source_hash
         || target_hash != source_hash
         || target_size != size
     {
+        discard(dst, &spec.write_as, &part).await;
         return Err(StepFailure::on(
             dst,
             format!(
-                "'{}' arrived damaged: source {size} bytes sha256 {source_hash}, streamed {moved} bytes {streamed_hash}, target {target_size} bytes {target_hash}",
+                "on {}: the copy of '{}' did not arrive intact (source {size} bytes sha256 {source_hash}; streamed {moved} bytes {streamed_hash}; written {target_size} bytes {target_hash}); the partial copy was removed and '{}' left as it was. Run the step again.",
+                dst.name(),
+                spec.from,
                 spec.to
             ),
         ));
     }
+    let finish = RemoteCommand::script(
+        spec.write_as.clone(),
+        FINISH_SCRIPT,
+        &[&part, &spec.to, spec.backup_suffix.as_deref().unwrap_or("")],
+    );
+    super::run_quiet_checked(dst, &finish).await?;
     io.output(
         Stream::Stdout,
         format!("{} bytes, sha256 {source_hash} on both hosts", size),
     );
     Ok(size)
+}
+
+/// Best effort: a part file left behind is named in the failure anyway.
+async fn discard(dst: &Host, run_as: &RunAs, part: &str) {
+    let _ = dst
+        .run_quiet(&RemoteCommand::new(
+            run_as.clone(),
+            ["rm", "-f", "--", part],
+        ))
+        .await;
 }
 
 fn tail(text: &str) -> Vec<String> {
@@ -240,10 +266,8 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
             .backup
             .then(|| format!("hikkoshi-{}", v.text("run_id").unwrap_or_default())),
     };
-    ctx.hosts().await?;
-    let Some(hosts) = ctx.hosts.as_ref() else {
-        return Err(StepFailure::new("not connected"));
-    };
+    ctx.connect().await?;
+    let hosts = ctx.connected()?;
     copy_file(&hosts.source, &hosts.target, &spec, io).await?;
     Ok(Done::Completed)
 }
@@ -263,8 +287,5 @@ pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars, user: &str) -> Vec<St
         }
     )];
     lines.push("sha256 compared on the source, in flight and on the target".into());
-    if step.secret {
-        lines.push("contents are secret: never shown or logged".into());
-    }
     lines
 }

@@ -108,10 +108,8 @@ pub async fn run(_step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult 
             .text("db_admin")
             .unwrap_or_else(|_| "postgres".into()),
     );
-    ctx.hosts().await?;
-    let Some(hosts) = ctx.hosts.as_ref() else {
-        return Err(StepFailure::new("not connected"));
-    };
+    ctx.connect().await?;
+    let hosts = ctx.connected()?;
     let (src, dst) = (&hosts.source, &hosts.target);
     let counts = counts_sql();
     let (a, b) = tokio::join!(

@@ -113,6 +113,28 @@ async fn ask(prompt: String) -> bool {
     .unwrap_or(false)
 }
 
+/// What to tell an admin whose instance is down because the run stopped midway.
+fn down_advice(state: &RunState) -> String {
+    let stop = state
+        .steps
+        .iter()
+        .find(|s| s.info.downtime == Some(crate::plan::profile::DowntimeMark::Start));
+    let what = stop
+        .map(|s| {
+            format!(
+                "step '{}' stopped services on {} ({})",
+                s.info.id,
+                state.source,
+                s.commands.join("; ")
+            )
+        })
+        .unwrap_or_else(|| format!("services on {} are stopped", state.source));
+    format!(
+        "hikkoshi: {} is DOWN: {what}, and {} is not live yet.\n  To bring {} back now, start what that step stopped there.\n  To try again: a database partly restored on {} must be dropped first (preflight refuses to restore over data). The dump stays in the work directory on both hosts until the cleanup step runs; it holds private data.",
+        state.domain, state.target, state.source, state.target
+    )
+}
+
 /// Runs the engine to the end and returns what happened.
 pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, Option<String>) {
     let mut state = RunState::default();
@@ -321,10 +343,7 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
                     )),
                 }
                 if state.downtime_started.is_some() && state.downtime_ended.is_none() {
-                    p.error(&format!(
-                        "hikkoshi: {} is DOWN: the old host's services are stopped and the new host is not live. Fix the cause and run again, or start the services on {} again.",
-                        state.domain, state.source
-                    ));
+                    p.error(&down_advice(&state));
                 }
             }
         }
