@@ -22,6 +22,14 @@ pub enum Format {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReviewFormat {
+    /// The wizard's screen, read-only (Markdown when stdout is not a terminal).
+    Tui,
+    Markdown,
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Preflight only: checks both hosts, changes nothing; exit 0 when ready.
@@ -40,7 +48,7 @@ pub enum Command {
     Run {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
-        /// Plain output instead of the wizard.
+        /// Plain output instead of the step-by-step wizard.
         #[arg(long)]
         headless: bool,
         /// Confirm every step that asks for confirmation.
@@ -49,8 +57,15 @@ pub enum Command {
         /// Where to write the journal (default: $XDG_STATE_HOME/hikkoshi/runs/<utc-timestamp>-<domain>.jsonl).
         #[arg(long, value_name = "PATH")]
         journal: Option<PathBuf>,
-        /// Continue a failed or interrupted run from its journal.
+        /// Continue a failed or interrupted run from its journal (not available yet).
         #[arg(long)]
         resume: bool,
+    },
+    /// Shows what happened in a run, from its journal (also of a run that crashed or still goes).
+    Review {
+        #[arg(value_name = "JOURNAL")]
+        journal: PathBuf,
+        #[arg(long, value_enum, default_value = "tui")]
+        format: ReviewFormat,
     },
 }

@@ -1,10 +1,12 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use clap::Parser;
 
-use hikkoshi::cli::{Cli, Command, Format};
+use hikkoshi::cli::{Cli, Command, Format, ReviewFormat};
 use hikkoshi::config::Config;
 use hikkoshi::engine::events::RunOutcome;
 use hikkoshi::engine::{self, RunOptions};
@@ -136,9 +138,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
                     "--resume is not available yet: a failed run must be started again from the beginning (preflight refuses to restore over a partly restored database; drop it first)"
                 )));
             }
-            if !is_headless {
+            let wizard = !is_headless;
+            if wizard && !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
                 return Err(UsageError(anyhow::anyhow!(
-                    "the step-by-step wizard is not built yet; run with --headless (and --yes to confirm every step)"
+                    "the wizard needs a terminal; run with --headless (and --yes to confirm every step) from scripts"
                 )));
             }
             init_log(&config.app.domain);
@@ -154,16 +157,49 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
                     run_id: run_id(now),
                     mode: "run".into(),
                     ssh_config: config.ssh_config.clone(),
-                    gated: false,
+                    gated: wizard,
                 },
                 Some(journal),
             );
-            let (state, journal_error) = headless::run(handle, HeadlessOptions { yes }).await;
+            let (state, journal_error) = if wizard {
+                let state = hikkoshi::ui::tui::run(handle)
+                    .await
+                    .context("the wizard's terminal failed")?;
+                println!(
+                    "{}: {}",
+                    state.domain,
+                    hikkoshi::ui::review::result_words(&state)
+                );
+                (state, None)
+            } else {
+                headless::run(handle, HeadlessOptions { yes }).await
+            };
             println!("journal: {}", path.display());
             if let Some(e) = journal_error {
                 eprintln!("hikkoshi: the journal could not be written completely: {e}");
             }
             Ok(exit_for(state.outcome.as_ref()))
+        }
+        Command::Review { journal, format } => {
+            let records = Journal::read(&journal)?;
+            let state = hikkoshi::run_state::RunState::from_records(&records);
+            if state.steps.is_empty() {
+                return Err(UsageError(anyhow::anyhow!(
+                    "'{}' holds no run: is it a hikkoshi journal?",
+                    journal.display()
+                )));
+            }
+            let tui = format == ReviewFormat::Tui
+                && std::io::stdout().is_terminal()
+                && std::io::stdin().is_terminal();
+            match format {
+                ReviewFormat::Json => println!("{}", serde_json::to_string_pretty(&state)?),
+                ReviewFormat::Tui if tui => hikkoshi::ui::tui::review(state).await?,
+                ReviewFormat::Tui | ReviewFormat::Markdown => {
+                    print!("{}", hikkoshi::ui::review::markdown(&state))
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

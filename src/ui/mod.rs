@@ -1,1 +1,3 @@
 pub mod headless;
+pub mod review;
+pub mod tui;

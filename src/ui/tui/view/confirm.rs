@@ -1,0 +1,84 @@
+//! Dialogs: a step's confirmation, stating exactly what will happen on which
+//! host; and the questions before quitting or aborting a live run.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span, Text};
+use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
+
+use super::{Theme, centered};
+use crate::ui::tui::app::{App, Dialog};
+
+fn boxed(frame: &mut Frame, area: Rect, title: &str, lines: Vec<Line<'static>>, theme: Theme) {
+    let width = area.width.saturating_sub(8).clamp(30, 76);
+    let inner_w = width.saturating_sub(2).max(1) as usize;
+    let rows: u16 = lines
+        .iter()
+        .map(|l| l.width().max(1).div_ceil(inner_w) as u16)
+        .sum();
+    let rect = centered(area, width, rows + 2);
+    frame.render_widget(Clear, rect);
+    frame.render_widget(
+        Paragraph::new(Text::from(lines))
+            .wrap(Wrap { trim: false })
+            .block(Block::bordered().title(Span::styled(format!(" {title} "), theme.bold()))),
+        rect,
+    );
+}
+
+pub fn draw_step(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
+    let Some((id, prompt)) = &app.run.awaiting else {
+        return;
+    };
+    let Some(step) = app.run.step(id) else {
+        return;
+    };
+    let mut lines = vec![
+        Line::from(Span::styled(step.info.title.clone(), theme.bold())),
+        Line::from(prompt.clone()),
+        Line::from(""),
+    ];
+    // Each command line names its host and user.
+    for c in step.commands.iter().take(4) {
+        lines.push(Line::from(Span::styled(format!("$ {c}"), theme.dim())));
+    }
+    lines.push(Line::from(""));
+    lines.push(Line::from(vec![
+        Span::styled("y", theme.bold()),
+        Span::raw(" go ahead    "),
+        Span::styled("n", theme.bold()),
+        Span::raw("/"),
+        Span::styled("Esc", theme.bold()),
+        Span::raw(" not now"),
+    ]));
+    boxed(frame, area, "Confirm", lines, theme);
+}
+
+pub fn draw_question(frame: &mut Frame, area: Rect, app: &App, dialog: Dialog, theme: Theme) {
+    let down = app.run.downtime_started.is_some() && app.run.downtime_ended.is_none();
+    let (title, question) = match dialog {
+        Dialog::Quit => ("Quit", "The run is in progress. Stop it and quit?"),
+        Dialog::Abort => ("Abort", "Stop the run here?"),
+    };
+    let mut lines = vec![Line::from(question)];
+    if down {
+        lines.push(Line::from(Span::styled(
+            format!(
+                "{} is DOWN: the services on {} are stopped and {} is not live yet. After stopping, start them on {} again or run once more.",
+                app.run.domain, app.run.source, app.run.target, app.run.source
+            ),
+            theme.fail(),
+        )));
+    }
+    lines.push(Line::from("The journal keeps everything that happened."));
+    lines.push(Line::from(""));
+    lines.push(Line::from(vec![
+        Span::styled("y", theme.bold()),
+        Span::raw(" stop the run    "),
+        Span::styled("n", theme.bold()),
+        Span::raw("/"),
+        Span::styled("Esc", theme.bold()),
+        Span::raw(" go back"),
+    ]));
+    boxed(frame, area, title, lines, theme);
+}

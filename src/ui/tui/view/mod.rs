@@ -1,0 +1,114 @@
+//! Drawing: reads the App, never changes it. One file per panel.
+
+pub mod checklist;
+pub mod confirm;
+pub mod detail;
+pub mod footer;
+pub mod header;
+pub mod help;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+
+use super::app::App;
+
+/// Styles, with colour only as a second signal: every state also has an icon or
+/// a word, and NO_COLOR leaves just bold, dim and reverse.
+#[derive(Debug, Clone, Copy)]
+pub struct Theme {
+    pub color: bool,
+}
+
+impl Theme {
+    fn fg(self, c: Color) -> Style {
+        if self.color {
+            Style::new().fg(c)
+        } else {
+            Style::new()
+        }
+    }
+    pub fn ok(self) -> Style {
+        self.fg(Color::Green)
+    }
+    pub fn fail(self) -> Style {
+        self.fg(Color::Red).add_modifier(Modifier::BOLD)
+    }
+    pub fn warn(self) -> Style {
+        self.fg(Color::Yellow)
+    }
+    pub fn active(self) -> Style {
+        self.fg(Color::Cyan).add_modifier(Modifier::BOLD)
+    }
+    pub fn dim(self) -> Style {
+        Style::new().add_modifier(Modifier::DIM)
+    }
+    pub fn bold(self) -> Style {
+        Style::new().add_modifier(Modifier::BOLD)
+    }
+    pub fn selected(self) -> Style {
+        Style::new().add_modifier(Modifier::REVERSED)
+    }
+}
+
+pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
+    let area = frame.area();
+    let [top, body, bottom] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Min(4),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    header::draw(frame, top, app, theme);
+    if app.full_log {
+        detail::draw_output(frame, body, app, theme, true);
+    } else {
+        let left = (body.width * 2 / 5).clamp(26, 44).min(body.width);
+        let [list, info] =
+            Layout::horizontal([Constraint::Length(left), Constraint::Min(10)]).areas(body);
+        checklist::draw(frame, list, app, theme);
+        detail::draw(frame, info, app, theme);
+    }
+    footer::draw(frame, bottom, app, theme);
+    if app.confirm_dialog_shown() {
+        confirm::draw_step(frame, area, app, theme);
+    } else if let Some(d) = app.dialog {
+        confirm::draw_question(frame, area, app, d, theme);
+    }
+    if app.help {
+        help::draw(frame, area, theme);
+    }
+}
+
+/// A box in the middle of `area`, as large as asked but never larger than it.
+pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let w = width
+        .min(area.width.saturating_sub(2))
+        .max(10.min(area.width));
+    let h = height
+        .min(area.height.saturating_sub(2))
+        .max(3.min(area.height));
+    Rect {
+        x: area.x + (area.width.saturating_sub(w)) / 2,
+        y: area.y + (area.height.saturating_sub(h)) / 2,
+        width: w,
+        height: h,
+    }
+}
+
+pub fn clock(d: jiff::SignedDuration) -> String {
+    let s = d.as_secs().max(0);
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{:02}:{:02}", s / 60, s % 60)
+    }
+}
+
+pub fn short_duration(ms: u64) -> String {
+    if ms >= 60_000 {
+        clock(jiff::SignedDuration::from_millis(ms as i64))
+    } else {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    }
+}
