@@ -6,6 +6,9 @@ pub mod app;
 pub mod keymap;
 pub mod view;
 
+#[cfg(test)]
+mod tests;
+
 use std::io::{Stdout, stdout};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

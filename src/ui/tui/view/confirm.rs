@@ -3,28 +3,10 @@
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
-use ratatui::text::{Line, Span, Text};
-use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
+use ratatui::text::{Line, Span};
 
-use super::{Theme, centered};
+use super::{Theme, popup};
 use crate::ui::tui::app::{App, Dialog};
-
-fn boxed(frame: &mut Frame, area: Rect, title: &str, lines: Vec<Line<'static>>, theme: Theme) {
-    let width = area.width.saturating_sub(8).clamp(30, 76);
-    let inner_w = width.saturating_sub(2).max(1) as usize;
-    let rows: u16 = lines
-        .iter()
-        .map(|l| l.width().max(1).div_ceil(inner_w) as u16)
-        .sum();
-    let rect = centered(area, width, rows + 2);
-    frame.render_widget(Clear, rect);
-    frame.render_widget(
-        Paragraph::new(Text::from(lines))
-            .wrap(Wrap { trim: false })
-            .block(Block::bordered().title(Span::styled(format!(" {title} "), theme.bold()))),
-        rect,
-    );
-}
 
 pub fn draw_step(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let Some((id, prompt)) = &app.run.awaiting else {
@@ -51,7 +33,7 @@ pub fn draw_step(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         Span::styled("Esc", theme.bold()),
         Span::raw(" not now"),
     ]));
-    boxed(frame, area, "Confirm", lines, theme);
+    popup(frame, area, "Confirm", lines, theme);
 }
 
 pub fn draw_question(frame: &mut Frame, area: Rect, app: &App, dialog: Dialog, theme: Theme) {
@@ -80,5 +62,5 @@ pub fn draw_question(frame: &mut Frame, area: Rect, app: &App, dialog: Dialog, t
         Span::styled("Esc", theme.bold()),
         Span::raw(" go back"),
     ]));
-    boxed(frame, area, title, lines, theme);
+    popup(frame, area, title, lines, theme);
 }

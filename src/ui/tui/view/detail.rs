@@ -60,6 +60,28 @@ fn status_line(s: &StepState, app: &App, theme: Theme) -> Line<'static> {
 
 fn about(s: &StepState, app: &App, theme: Theme) -> Vec<Line<'static>> {
     let mut lines = vec![status_line(s, app, theme)];
+    // What went wrong comes first: on a small screen the rest may not fit.
+    if let Some(StepOutcome::Failed {
+        message,
+        exit_code,
+        first_error,
+        stderr_tail,
+        ..
+    }) = &s.outcome
+    {
+        lines.push(Line::from(Span::styled(message.clone(), theme.fail())));
+        if let Some(code) = exit_code {
+            lines.push(Line::from(format!("exit code {code}")));
+        }
+        if let Some(f) = first_error
+            && !message.contains(f.as_str())
+        {
+            lines.push(Line::from(format!("first error: {f}")));
+        }
+        for l in stderr_tail.iter().rev().take(5).rev() {
+            lines.push(Line::from(Span::styled(format!("  {l}"), theme.dim())));
+        }
+    }
     let user = s
         .info
         .user
@@ -83,27 +105,6 @@ fn about(s: &StepState, app: &App, theme: Theme) -> Vec<Line<'static>> {
     }
     for c in &s.commands {
         lines.push(Line::from(format!("$ {c}")));
-    }
-    if let Some(StepOutcome::Failed {
-        message,
-        exit_code,
-        first_error,
-        stderr_tail,
-        ..
-    }) = &s.outcome
-    {
-        lines.push(Line::from(Span::styled(message.clone(), theme.fail())));
-        if let Some(code) = exit_code {
-            lines.push(Line::from(format!("exit code {code}")));
-        }
-        if let Some(f) = first_error
-            && !message.contains(f.as_str())
-        {
-            lines.push(Line::from(format!("first error: {f}")));
-        }
-        for l in stderr_tail.iter().rev().take(5).rev() {
-            lines.push(Line::from(Span::styled(format!("  {l}"), theme.dim())));
-        }
     }
     lines
 }

@@ -2,10 +2,9 @@
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
-use ratatui::text::{Line, Span, Text};
-use ratatui::widgets::{Block, Clear, Paragraph};
+use ratatui::text::{Line, Span};
 
-use super::{Theme, centered};
+use super::{Theme, popup};
 use crate::ui::tui::keymap::{Context, labels};
 
 pub fn draw(frame: &mut Frame, area: Rect, theme: Theme) {
@@ -27,10 +26,5 @@ pub fn draw(frame: &mut Frame, area: Rect, theme: Theme) {
     lines.push(Line::from(
         "  Ctrl-C stops the run and quits; the journal stays complete.",
     ));
-    let rect = centered(area, 90, lines.len() as u16 + 2);
-    frame.render_widget(Clear, rect);
-    frame.render_widget(
-        Paragraph::new(Text::from(lines)).block(Block::bordered().title(" Help: ?/Esc closes ")),
-        rect,
-    );
+    popup(frame, area, "Help: ?/Esc closes", lines, theme);
 }

@@ -10,6 +10,8 @@ pub mod help;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span, Text};
+use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 
 use super::app::App;
 
@@ -78,6 +80,24 @@ pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
     if app.help {
         help::draw(frame, area, theme);
     }
+}
+
+/// A bordered box over the middle of the screen, as tall as its wrapped text.
+pub fn popup(frame: &mut Frame, area: Rect, title: &str, lines: Vec<Line<'static>>, theme: Theme) {
+    let width = area.width.saturating_sub(4).clamp(30, 90);
+    let inner_w = width.saturating_sub(2).max(1) as usize;
+    let rows: u16 = lines
+        .iter()
+        .map(|l| l.width().max(1).div_ceil(inner_w) as u16)
+        .sum();
+    let rect = centered(area, width, rows + 2);
+    frame.render_widget(Clear, rect);
+    frame.render_widget(
+        Paragraph::new(Text::from(lines))
+            .wrap(Wrap { trim: false })
+            .block(Block::bordered().title(Span::styled(format!(" {title} "), theme.bold()))),
+        rect,
+    );
 }
 
 /// A box in the middle of `area`, as large as asked but never larger than it.

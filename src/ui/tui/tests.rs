@@ -1,0 +1,472 @@
+//! The wizard without a terminal: key handling as state transitions, and each
+//! screen rendered into a TestBackend and compared with a snapshot.
+
+use std::path::Path;
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use rstest::rstest;
+
+use super::app::{App, Dialog, Mode, Msg, update};
+use super::view::{self, Theme};
+use crate::config::Config;
+use crate::engine::events::{
+    CheckStatus, EngineCommand, EngineEvent, RunOutcome, StepOutcome, Stream,
+};
+use crate::journal::Record;
+use crate::plan::Plan;
+use crate::run_state::Waiting;
+
+const T0: i64 = 1_795_000_000;
+
+fn at(secs: i64, event: EngineEvent) -> Record {
+    Record {
+        ts: jiff::Timestamp::from_second(T0 + secs).expect("valid time"),
+        event,
+    }
+}
+
+fn started() -> Vec<Record> {
+    let config = Config::parse(
+        Path::new("/lab/migration.toml"),
+        "[source]\nssh = \"old\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"social.example.net\"\n",
+    )
+    .expect("valid config");
+    let plan = Plan::build(&config).expect("plan");
+    let mut vars = plan.vars.clone();
+    vars.set("run_id", "20261121T150000Z-abcd");
+    let steps = plan
+        .steps
+        .iter()
+        .map(|s| plan.step_info(s, &vars))
+        .collect();
+    vec![at(
+        0,
+        EngineEvent::RunStarted {
+            run_id: "20261121T150000Z-abcd".into(),
+            mode: "run".into(),
+            profile: "mastodon".into(),
+            domain: "social.example.net".into(),
+            source: "old".into(),
+            target: "new".into(),
+            steps,
+        },
+    )]
+}
+
+fn done(secs: i64, step: &str, ms: u64) -> Vec<Record> {
+    vec![
+        at(
+            secs,
+            EngineEvent::StepStarted {
+                step: step.into(),
+                commands: vec![],
+            },
+        ),
+        at(
+            secs + (ms as i64 / 1000),
+            EngineEvent::StepFinished {
+                step: step.into(),
+                outcome: StepOutcome::Succeeded,
+                duration_ms: ms,
+            },
+        ),
+    ]
+}
+
+fn preflight_done() -> Vec<Record> {
+    let mut r = started();
+    r.push(at(
+        1,
+        EngineEvent::StepStarted {
+            step: "preflight".into(),
+            commands: vec![],
+        },
+    ));
+    for (host, name, status, msg) in [
+        ("old", "ssh", CheckStatus::Pass, "connected as root"),
+        ("new", "ssh", CheckStatus::Pass, "connected as root"),
+        (
+            "old",
+            "schemas",
+            CheckStatus::Warn,
+            "data outside 'public' in schema 'pghero': restored too",
+        ),
+    ] {
+        r.push(at(
+            2,
+            EngineEvent::Check {
+                step: "preflight".into(),
+                host: host.into(),
+                name: name.into(),
+                status,
+                message: msg.into(),
+            },
+        ));
+    }
+    r.push(at(
+        3,
+        EngineEvent::StepFinished {
+            step: "preflight".into(),
+            outcome: StepOutcome::Succeeded,
+            duration_ms: 2100,
+        },
+    ));
+    r.extend(done(4, "prepare", 40));
+    r
+}
+
+fn running_with_output() -> Vec<Record> {
+    let mut r = preflight_done();
+    r.push(at(
+        5,
+        EngineEvent::StepStarted {
+            step: "presync-media".into(),
+            commands: vec![
+                "old as mastodon: rsync -a /home/mastodon/live/public/system/ -> new".into(),
+            ],
+        },
+    ));
+    r.push(at(
+        6,
+        EngineEvent::Output {
+            step: "presync-media".into(),
+            stream: Stream::Stdout,
+            lines: (1..=40).map(|i| format!("output line {i}")).collect(),
+        },
+    ));
+    r.push(at(
+        7,
+        EngineEvent::Progress {
+            step: "presync-media".into(),
+            bytes: 25 * 1024 * 1024,
+            total: Some(100 * 1024 * 1024),
+        },
+    ));
+    r
+}
+
+fn awaiting_confirmation() -> Vec<Record> {
+    let mut r = preflight_done();
+    r.extend(done(5, "presync-media", 900));
+    r.push(at(
+        7,
+        EngineEvent::AwaitingConfirm {
+            step: "stop-source".into(),
+            prompt: "Stop mastodon-web mastodon-sidekiq mastodon-streaming on old. social.example.net is offline from now until the new host answers.".into(),
+        },
+    ));
+    r
+}
+
+fn failed() -> Vec<Record> {
+    let mut r = preflight_done();
+    r.extend(done(5, "presync-media", 900));
+    for (i, s) in ["stop-source", "dump", "move-dump"].iter().enumerate() {
+        r.extend(done(8 + i as i64, s, 300));
+    }
+    r.push(at(
+        12,
+        EngineEvent::StepStarted {
+            step: "restore".into(),
+            commands: vec![],
+        },
+    ));
+    r.push(at(
+        14,
+        EngineEvent::StepFinished {
+            step: "restore".into(),
+            outcome: StepOutcome::Failed {
+                message: "on new: 'pg_restore ...' exited with 1: pg_restore: error: could not execute query: ERROR:  permission denied for schema public".into(),
+                host: Some("new".into()),
+                command: Some("pg_restore -Fc -j 2 -U mastodon -n public --no-owner --role=mastodon -d mastodon_production /x.dump".into()),
+                exit_code: Some(1),
+                first_error: Some("pg_restore: error: could not execute query: ERROR:  permission denied for schema public".into()),
+                stderr_tail: vec!["pg_restore: warning: errors ignored on restore: 212".into()],
+            },
+            duration_ms: 2000,
+        },
+    ));
+    r
+}
+
+fn finished() -> Vec<Record> {
+    let mut r = started();
+    let ids: Vec<String> = match &r[0].event {
+        EngineEvent::RunStarted { steps, .. } => steps.iter().map(|s| s.id.clone()).collect(),
+        _ => Vec::new(),
+    };
+    for (i, id) in ids.iter().enumerate() {
+        if id == "dns" {
+            r.push(at(
+                10 + i as i64,
+                EngineEvent::StepFinished {
+                    step: id.clone(),
+                    outcome: StepOutcome::Skipped {
+                        reason: "DNS propagation check not implemented yet".into(),
+                    },
+                    duration_ms: 0,
+                },
+            ));
+        } else {
+            r.extend(done(10 + 2 * i as i64, id, 800));
+        }
+    }
+    r.push(at(
+        60,
+        EngineEvent::RunFinished {
+            outcome: RunOutcome::Succeeded,
+            duration_ms: 50_000,
+        },
+    ));
+    r
+}
+
+fn app_with(records: &[Record], mode: Mode) -> App {
+    let now = jiff::Timestamp::from_second(T0 + 20).expect("time");
+    let mut app = App::new(mode, now);
+    for r in records {
+        update(&mut app, Msg::Record(Box::new(r.clone())));
+    }
+    app.now = now;
+    app
+}
+
+fn key(code: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn screen(app: &App, width: u16, height: u16) -> String {
+    let mut t = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
+    t.draw(|f| view::draw(f, app, Theme { color: false }))
+        .expect("draw");
+    t.backend().to_string()
+}
+
+#[rstest]
+#[case::before_start("before_start", started())]
+#[case::running_with_output("running_with_output", running_with_output())]
+#[case::awaiting_confirmation("awaiting_confirmation", awaiting_confirmation())]
+#[case::failed("failed", failed())]
+#[case::finished("finished", finished())]
+fn screens(#[case] name: &str, #[case] records: Vec<Record>) {
+    let app = app_with(&records, Mode::Live);
+    insta::assert_snapshot!(format!("{name}_80x24"), screen(&app, 80, 24));
+    insta::assert_snapshot!(format!("{name}_120x40"), screen(&app, 120, 40));
+}
+
+#[test]
+fn review_screen_and_help() {
+    let mut app = App::review(
+        crate::run_state::RunState::from_records(&finished()),
+        jiff::Timestamp::from_second(T0 + 60).expect("time"),
+    );
+    insta::assert_snapshot!("review_80x24", screen(&app, 80, 24));
+    update(&mut app, key(KeyCode::Char('?')));
+    insta::assert_snapshot!("help_80x24", screen(&app, 80, 24));
+}
+
+#[test]
+fn full_log_shows_the_newest_lines_and_scrolls() {
+    let mut app = app_with(&running_with_output(), Mode::Live);
+    update(&mut app, key(KeyCode::Char('l')));
+    let s = screen(&app, 80, 24);
+    assert!(s.contains("output line 40"), "{s}");
+    update(&mut app, key(KeyCode::PageUp));
+    let s = screen(&app, 80, 24);
+    assert!(
+        s.contains("output line 30") && !s.contains("output line 40"),
+        "{s}"
+    );
+}
+
+/// (records so far, key) -> (commands for the engine, what must hold after).
+#[rstest]
+#[case::enter_runs_the_next_step(started(), KeyCode::Enter, vec![EngineCommand::Start])]
+#[case::a_starts_auto(started(), KeyCode::Char('a'), vec![EngineCommand::Start])]
+#[case::y_confirms(awaiting_confirmation(), KeyCode::Char('y'), vec![EngineCommand::Confirm])]
+#[case::n_declines_without_skipping(awaiting_confirmation(), KeyCode::Char('n'), vec![])]
+#[case::esc_declines_too(awaiting_confirmation(), KeyCode::Esc, vec![])]
+#[case::r_retries(failed(), KeyCode::Char('r'), vec![EngineCommand::Retry])]
+#[case::s_refuses_a_required_step(failed(), KeyCode::Char('s'), vec![])]
+#[case::x_asks_before_aborting(failed(), KeyCode::Char('x'), vec![])]
+#[case::q_asks_while_running(running_with_output(), KeyCode::Char('q'), vec![])]
+#[case::enter_while_running_does_nothing(running_with_output(), KeyCode::Enter, vec![])]
+#[case::keys_of_other_contexts_do_nothing(failed(), KeyCode::Char('a'), vec![])]
+fn keys_send_exactly_these_commands(
+    #[case] records: Vec<Record>,
+    #[case] code: KeyCode,
+    #[case] expected: Vec<EngineCommand>,
+) {
+    let mut app = app_with(&records, Mode::Live);
+    assert_eq!(update(&mut app, key(code)), expected);
+}
+
+#[test]
+fn auto_mode_starts_each_next_step_until_a_confirmation() {
+    let mut app = app_with(&started(), Mode::Live);
+    assert_eq!(
+        update(&mut app, key(KeyCode::Char('a'))),
+        [EngineCommand::Start]
+    );
+    assert!(app.auto);
+    let mut next = None;
+    for r in done(1, "preflight", 1000) {
+        next = Some(update(&mut app, Msg::Record(Box::new(r))));
+    }
+    assert_eq!(
+        next,
+        Some(vec![EngineCommand::Start]),
+        "auto starts the next step"
+    );
+    let confirm = at(
+        5,
+        EngineEvent::AwaitingConfirm {
+            step: "stop-source".into(),
+            prompt: "Stop".into(),
+        },
+    );
+    assert_eq!(update(&mut app, Msg::Record(Box::new(confirm))), vec![]);
+    assert!(!app.auto, "a confirmation ends auto mode");
+    assert!(app.confirm_dialog_shown());
+}
+
+#[test]
+fn declining_hides_the_dialog_and_enter_brings_it_back() {
+    let mut app = app_with(&awaiting_confirmation(), Mode::Live);
+    update(&mut app, key(KeyCode::Char('n')));
+    assert!(!app.confirm_dialog_shown());
+    assert!(
+        matches!(app.run.waiting(), Waiting::Confirmation(_)),
+        "the step still waits"
+    );
+    assert!(
+        app.notice
+            .as_deref()
+            .is_some_and(|n| n.contains("Enter asks again"))
+    );
+    update(&mut app, key(KeyCode::Enter));
+    assert!(app.confirm_dialog_shown());
+}
+
+#[test]
+fn enter_on_another_step_selects_the_next_one_instead() {
+    let mut app = app_with(&preflight_done(), Mode::Live);
+    update(&mut app, key(KeyCode::Up));
+    update(&mut app, key(KeyCode::Up));
+    assert_eq!(update(&mut app, key(KeyCode::Enter)), vec![]);
+    assert_eq!(app.run.steps[app.selected].info.id, "presync-media");
+    assert!(
+        app.notice
+            .as_deref()
+            .is_some_and(|n| n.contains("steps run in order"))
+    );
+    assert_eq!(
+        update(&mut app, key(KeyCode::Enter)),
+        [EngineCommand::Start]
+    );
+}
+
+#[test]
+fn abort_and_quit_dialogs() {
+    let mut app = app_with(&failed(), Mode::Live);
+    update(&mut app, key(KeyCode::Char('x')));
+    assert_eq!(app.dialog, Some(Dialog::Abort));
+    assert_eq!(
+        update(&mut app, key(KeyCode::Char('y'))),
+        [EngineCommand::Abort]
+    );
+    assert!(!app.quit);
+
+    let mut app = app_with(&running_with_output(), Mode::Live);
+    update(&mut app, key(KeyCode::Char('q')));
+    assert_eq!(app.dialog, Some(Dialog::Quit));
+    assert_eq!(update(&mut app, key(KeyCode::Esc)), vec![]);
+    assert_eq!(app.dialog, None);
+    update(&mut app, key(KeyCode::Char('q')));
+    assert_eq!(
+        update(&mut app, key(KeyCode::Char('y'))),
+        [EngineCommand::Abort]
+    );
+    assert!(app.quitting && !app.quit, "waits for the engine to finish");
+    let end = at(
+        30,
+        EngineEvent::RunFinished {
+            outcome: RunOutcome::Aborted {
+                step: Some("presync-media".into()),
+            },
+            duration_ms: 30_000,
+        },
+    );
+    update(&mut app, Msg::Record(Box::new(end)));
+    assert!(app.quit);
+}
+
+#[test]
+fn optional_failures_can_be_skipped() {
+    let mut records = finished();
+    let cut = records
+        .iter()
+        .position(|r| matches!(&r.event, EngineEvent::StepStarted { step, .. } if step == "search-deploy"))
+        .expect("search-deploy in the fixture");
+    records.truncate(cut);
+    let mut app = app_with(&records, Mode::Live);
+    let fail = at(
+        70,
+        EngineEvent::StepStarted {
+            step: "search-deploy".into(),
+            commands: vec![],
+        },
+    );
+    update(&mut app, Msg::Record(Box::new(fail)));
+    let fail = at(
+        71,
+        EngineEvent::StepFinished {
+            step: "search-deploy".into(),
+            outcome: StepOutcome::failed("Elasticsearch is down"),
+            duration_ms: 500,
+        },
+    );
+    update(&mut app, Msg::Record(Box::new(fail)));
+    assert_eq!(
+        update(&mut app, key(KeyCode::Char('s'))),
+        [EngineCommand::Skip]
+    );
+}
+
+#[test]
+fn ctrl_c_and_sigterm_stop_a_live_run_and_quit_at_once_otherwise() {
+    let mut app = app_with(&running_with_output(), Mode::Live);
+    let ctrl_c = Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+    assert_eq!(update(&mut app, ctrl_c), [EngineCommand::Abort]);
+    assert!(app.quitting);
+
+    let mut app = app_with(&started(), Mode::Live);
+    assert_eq!(update(&mut app, Msg::Terminate), vec![]);
+    assert!(app.quit, "nothing ran yet: quit straight away");
+
+    let mut app = App::review(
+        crate::run_state::RunState::from_records(&finished()),
+        jiff::Timestamp::now(),
+    );
+    assert_eq!(
+        update(&mut app, key(KeyCode::Enter)),
+        vec![],
+        "review is read-only"
+    );
+    update(&mut app, key(KeyCode::Char('q')));
+    assert!(app.quit);
+}
+
+#[test]
+fn ticks_redraw_only_while_something_moves() {
+    let mut app = app_with(&started(), Mode::Live);
+    app.dirty = false;
+    update(&mut app, Msg::Tick(jiff::Timestamp::now()));
+    assert!(!app.dirty, "nothing runs: no redraw");
+    let mut app = app_with(&running_with_output(), Mode::Live);
+    app.dirty = false;
+    update(&mut app, Msg::Tick(jiff::Timestamp::now()));
+    assert!(app.dirty, "a step runs: its spinner and clock move");
+}
