@@ -22,6 +22,15 @@ pub enum Format {
     Json,
 }
 
+/// What a headless run does when it stops while the instance is down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnFailure {
+    /// Undo what can be undone so the old host serves again.
+    Rollback,
+    /// Leave both hosts as they are, to investigate.
+    Stay,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReviewFormat {
     /// The wizard's screen, read-only (Markdown when stdout is not a terminal).
@@ -54,6 +63,10 @@ pub enum Command {
         /// Confirm every step that asks for confirmation.
         #[arg(long)]
         yes: bool,
+        /// Headless: when the run stops after the old host was stopped and before
+        /// the new one is live, bring the old one back, or leave both as they are.
+        #[arg(long, value_enum, default_value = "rollback")]
+        on_failure: OnFailure,
         /// Where to write the journal (default: $XDG_STATE_HOME/hikkoshi/runs/<utc-timestamp>-<domain>.jsonl).
         #[arg(long, value_name = "PATH")]
         journal: Option<PathBuf>,

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use anyhow::Context;
 use clap::Parser;
 
-use hikkoshi::cli::{Cli, Command, Format, ReviewFormat};
+use hikkoshi::cli::{Cli, Command, Format, OnFailure, ReviewFormat};
 use hikkoshi::config::Config;
 use hikkoshi::engine::events::RunOutcome;
 use hikkoshi::engine::{self, RunOptions};
@@ -116,7 +116,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
                 },
                 None,
             );
-            let (state, _) = headless::run(handle, HeadlessOptions { yes: true }).await;
+            let options = HeadlessOptions {
+                yes: true,
+                rollback: false,
+            };
+            let (state, _) = headless::run(handle, options).await;
             if state.outcome == Some(RunOutcome::Succeeded) {
                 println!(
                     "ready: {} can move from {} to {}",
@@ -129,6 +133,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
             config,
             headless: is_headless,
             yes,
+            on_failure,
             journal,
             resume,
         } => {
@@ -172,7 +177,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
                 );
                 (state, None)
             } else {
-                headless::run(handle, HeadlessOptions { yes }).await
+                let rollback = on_failure == OnFailure::Rollback;
+                headless::run(handle, HeadlessOptions { yes, rollback }).await
             };
             println!("journal: {}", path.display());
             if let Some(e) = journal_error {

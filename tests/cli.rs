@@ -106,7 +106,8 @@ fn plan_as_json_lists_steps_in_order() {
             "search-deploy",
             "dns",
             "disable-source",
-            "cleanup"
+            "cleanup",
+            "rollback"
         ]
     );
     assert_eq!(v["steps"][3]["downtime"], "start");

@@ -18,6 +18,9 @@ pub enum EngineCommand {
     Retry,
     /// Stop the run; a running step is cancelled.
     Abort,
+    /// Stop the run, and if the old host was stopped and the new one is not
+    /// live yet, undo what the steps that ran can undo, so the instance comes back.
+    Rollback,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

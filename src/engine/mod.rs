@@ -225,16 +225,109 @@ async fn decision(cmds: &mut UnboundedReceiver<EngineCommand>) -> Option<EngineC
     cmds.recv().await
 }
 
-/// Resolves only when an Abort arrives while a step runs; other commands have
-/// no meaning then.
-async fn abort_requested(cmds: &mut UnboundedReceiver<EngineCommand>) {
+/// Resolves only when a stop (Abort or Rollback) arrives while a step runs;
+/// other commands have no meaning then. True when a rollback was asked for.
+async fn stop_requested(cmds: &mut UnboundedReceiver<EngineCommand>) -> bool {
     loop {
         match cmds.recv().await {
-            Some(EngineCommand::Abort) => return,
+            Some(EngineCommand::Abort) => return false,
+            Some(EngineCommand::Rollback) => return true,
             Some(_) => continue,
             None => std::future::pending::<()>().await,
         }
     }
+}
+
+/// The rollback step: undoes, newest first, what the steps that ran can undo,
+/// but only while the instance is down (old stopped, new not live).
+async fn roll_back(
+    ctx: &RunCtx,
+    tx: &UnboundedSender<EngineEvent>,
+    requested: bool,
+    window: &Downtime<'_>,
+) {
+    let Some(info) = ctx.plan.rollback_info(&ctx.vars) else {
+        return;
+    };
+    let finish = |outcome: StepOutcome, ms: u64| {
+        emit(
+            tx,
+            EngineEvent::StepFinished {
+                step: info.id.clone(),
+                outcome,
+                duration_ms: ms,
+            },
+        )
+    };
+    let reason = if !requested {
+        Some("not needed")
+    } else if !window.started {
+        Some("nothing to undo: the old host's services were not stopped")
+    } else if window.ended {
+        Some("the new host is live: nothing is undone after that")
+    } else if window.undoable.is_empty() {
+        Some("no step that ran has anything to undo")
+    } else {
+        None
+    };
+    if let Some(reason) = reason {
+        finish(
+            StepOutcome::Skipped {
+                reason: reason.into(),
+            },
+            0,
+        );
+        return;
+    }
+    let started = Instant::now();
+    let commands = window
+        .undoable
+        .iter()
+        .rev()
+        .flat_map(|s| crate::steps::command::describe_undo(s, &ctx.plan, &ctx.vars))
+        .collect();
+    emit(
+        tx,
+        EngineEvent::StepStarted {
+            step: info.id.clone(),
+            commands,
+        },
+    );
+    let io = StepIo {
+        step: info.id.clone(),
+        tx: tx.clone(),
+    };
+    let mut problems = Vec::new();
+    for step in window.undoable.iter().rev() {
+        problems.extend(crate::steps::command::undo(step, ctx, &io).await);
+    }
+    let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    if problems.is_empty() {
+        finish(StepOutcome::Succeeded, ms);
+    } else {
+        finish(
+            StepOutcome::Failed {
+                message: format!(
+                    "the old host could not be fully brought back: {}; finish by hand",
+                    problems.join("; ")
+                ),
+                host: Some(ctx.plan.source.clone()),
+                command: None,
+                exit_code: None,
+                first_error: problems.first().cloned(),
+                stderr_tail: problems,
+            },
+            ms,
+        );
+    }
+}
+
+/// The instance is down from the step marked `downtime = "start"` until the
+/// one marked `"end"` succeeds; only inside that window does a rollback apply.
+struct Downtime<'a> {
+    started: bool,
+    ended: bool,
+    undoable: Vec<&'a StepSpec>,
 }
 
 fn conditions_hold(step: &StepSpec, vars: &Vars) -> Result<Option<String>, String> {
@@ -269,6 +362,12 @@ async fn run(
     let steps = ctx.plan.steps.clone();
     let mut failed_optional = Vec::new();
     let mut outcome = RunOutcome::Succeeded;
+    let mut rollback = false;
+    let mut window = Downtime {
+        started: false,
+        ended: false,
+        undoable: Vec::new(),
+    };
     'steps: for step in &steps {
         let io = StepIo {
             step: step.id.clone(),
@@ -302,7 +401,14 @@ async fn run(
             loop {
                 match decision(&mut cmds).await {
                     Some(EngineCommand::Start) => break,
-                    Some(EngineCommand::Abort) | None => {
+                    Some(c @ (EngineCommand::Abort | EngineCommand::Rollback)) => {
+                        rollback = c == EngineCommand::Rollback;
+                        outcome = RunOutcome::Aborted {
+                            step: Some(step.id.clone()),
+                        };
+                        break 'steps;
+                    }
+                    None => {
                         outcome = RunOutcome::Aborted {
                             step: Some(step.id.clone()),
                         };
@@ -333,7 +439,14 @@ async fn run(
                         continue 'steps;
                     }
                     Some(EngineCommand::Retry | EngineCommand::Start) => continue,
-                    Some(EngineCommand::Abort) | None => {
+                    Some(c @ (EngineCommand::Abort | EngineCommand::Rollback)) => {
+                        rollback = c == EngineCommand::Rollback;
+                        outcome = RunOutcome::Aborted {
+                            step: Some(step.id.clone()),
+                        };
+                        break 'steps;
+                    }
+                    None => {
                         outcome = RunOutcome::Aborted {
                             step: Some(step.id.clone()),
                         };
@@ -341,6 +454,13 @@ async fn run(
                     }
                 }
             }
+        }
+        if step.downtime == Some(crate::plan::profile::DowntimeMark::Start) {
+            window.started = true;
+        }
+        // Pushed before it runs: a step that fails halfway is undone too.
+        if step.undo.is_some() {
+            window.undoable.push(step);
         }
         loop {
             let started = Instant::now();
@@ -355,13 +475,17 @@ async fn run(
             let mut aborted = false;
             let result = tokio::select! {
                 o = crate::steps::execute(step, &mut ctx, &io) => o,
-                () = abort_requested(&mut cmds) => {
+                wants_rollback = stop_requested(&mut cmds) => {
                     aborted = true;
-                    StepOutcome::failed("aborted by the operator while the step was running")
+                    rollback = wants_rollback;
+                    StepOutcome::failed("stopped by the operator while the step was running")
                 }
             };
             let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             let ok = !matches!(result, StepOutcome::Failed { .. });
+            if ok && step.downtime == Some(crate::plan::profile::DowntimeMark::End) {
+                window.ended = true;
+            }
             finish(result, ms);
             if ok {
                 break;
@@ -392,7 +516,14 @@ async fn run(
                             format!("step '{}' is not optional: retry it or abort", step.id),
                         );
                     }
-                    Some(EngineCommand::Abort) | None => {
+                    Some(c @ (EngineCommand::Abort | EngineCommand::Rollback)) => {
+                        rollback = c == EngineCommand::Rollback;
+                        outcome = RunOutcome::Failed {
+                            step: step.id.clone(),
+                        };
+                        break 'steps;
+                    }
+                    None => {
                         outcome = RunOutcome::Failed {
                             step: step.id.clone(),
                         };
@@ -402,6 +533,7 @@ async fn run(
             }
         }
     }
+    roll_back(&ctx, &tx, rollback, &window).await;
     if outcome == RunOutcome::Succeeded && !failed_optional.is_empty() {
         outcome = RunOutcome::Incomplete {
             failed: failed_optional,

@@ -48,6 +48,9 @@ pub struct StepInfo {
     pub commands: Vec<String>,
 }
 
+/// The id of the rollback step in events and journals.
+pub const ROLLBACK: &str = "rollback";
+
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error(transparent)]
@@ -144,10 +147,46 @@ impl Plan {
     }
 
     pub fn infos(&self) -> Vec<StepInfo> {
-        self.steps
+        self.infos_with(&self.vars)
+    }
+
+    pub fn infos_with(&self, vars: &Vars) -> Vec<StepInfo> {
+        let mut infos: Vec<StepInfo> = self.steps.iter().map(|s| self.step_info(s, vars)).collect();
+        infos.extend(self.rollback_info(vars));
+        infos
+    }
+
+    /// The rollback, as a step of its own at the end: it runs only when a run
+    /// stops while the instance is down, and says so either way.
+    pub fn rollback_info(&self, vars: &Vars) -> Option<StepInfo> {
+        let commands: Vec<String> = self
+            .steps
             .iter()
-            .map(|s| self.step_info(s, &self.vars))
-            .collect()
+            .rev()
+            .filter(|s| s.undo.is_some())
+            .flat_map(|s| crate::steps::command::describe_undo(s, self, vars))
+            .collect();
+        if commands.is_empty() {
+            return None;
+        }
+        Some(StepInfo {
+            id: ROLLBACK.into(),
+            phase: ROLLBACK.into(),
+            phase_title: "Rollback".into(),
+            title: format!("Bring {} back", self.source),
+            why: format!(
+                "Only when a run stops after the services on {} were stopped and before {} went live: undoes, in reverse, what the steps that ran can undo, so the instance comes back.",
+                self.source, self.target
+            ),
+            kind: StepKind::Command,
+            hosts: self.host_names(Some(HostSel::Both)),
+            user: None,
+            confirm: None,
+            downtime: None,
+            optional: false,
+            when: Vec::new(),
+            commands,
+        })
     }
 
     pub fn render_text(&self) -> String {

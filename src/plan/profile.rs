@@ -127,6 +127,9 @@ pub struct StepSpec {
     pub title: String,
     #[serde(default)]
     pub why: String,
+    /// What brings the old host back if the run stops after this step began
+    /// and before the new host went live.
+    pub undo: Option<UndoSpec>,
     #[serde(default)]
     pub kind: StepKind,
     pub host: Option<HostSel>,
@@ -197,8 +200,22 @@ impl StepSpec {
         t.extend(self.env.values().map(String::as_str));
         t.extend(self.paths.iter().map(String::as_str));
         t.extend(self.media.iter().map(String::as_str));
+        if let Some(u) = &self.undo {
+            t.extend(u.user.iter().map(String::as_str));
+            for c in &u.commands {
+                t.extend(c.argv().iter().map(String::as_str));
+            }
+        }
         t
     }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UndoSpec {
+    pub host: HostSel,
+    pub user: Option<String>,
+    pub commands: Vec<CommandSpec>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -8,8 +8,8 @@ use crate::plan::profile::{CommandSpec, HostSel, StepSpec};
 use crate::plan::template::{TemplateError, Vars};
 use crate::remote::{RemoteCommand, Role};
 
-fn roles(step: &StepSpec) -> Vec<Role> {
-    match step.host {
+fn roles_of(host: Option<HostSel>) -> Vec<Role> {
+    match host {
         Some(HostSel::Source) => vec![Role::Source],
         Some(HostSel::Target) => vec![Role::Target],
         Some(HostSel::Both) | None => vec![Role::Source, Role::Target],
@@ -31,7 +31,7 @@ fn build(step: &StepSpec, c: &CommandSpec, vars: &Vars) -> Result<RemoteCommand,
 pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     ctx.connect().await?;
     let hosts = ctx.connected()?;
-    for role in roles(step) {
+    for role in roles_of(step.host) {
         let host = hosts.get(role);
         for c in &step.commands {
             if let Some(w) = c.when()
@@ -60,7 +60,7 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
 
 pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars, user: &str) -> Vec<String> {
     let mut lines = Vec::new();
-    for role in roles(step) {
+    for role in roles_of(step.host) {
         let host = match role {
             Role::Source => &plan.source,
             Role::Target => &plan.target,
@@ -85,4 +85,79 @@ pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars, user: &str) -> Vec<St
         }
     }
     lines
+}
+
+/// The undo commands of a step, as the rollback step lists them.
+pub fn describe_undo(step: &StepSpec, plan: &Plan, vars: &Vars) -> Vec<String> {
+    let Some(undo) = &step.undo else {
+        return Vec::new();
+    };
+    let user = undo
+        .user
+        .as_deref()
+        .map_or_else(|| "login user".into(), |u| vars.render_lenient(u));
+    let mut lines = Vec::new();
+    for role in roles_of(Some(undo.host)) {
+        let host = match role {
+            Role::Source => &plan.source,
+            Role::Target => &plan.target,
+        };
+        for c in &undo.commands {
+            let cmd = RemoteCommand::new(
+                crate::remote::RunAs::Login,
+                vars.render_argv_lenient(c.argv()),
+            );
+            lines.push(format!(
+                "{host} as {user}: {}   (undoes '{}')",
+                cmd.display(),
+                step.id
+            ));
+        }
+    }
+    lines
+}
+
+/// Runs a step's undo commands; keeps going past failures, since each one
+/// brings back a part of the old host, and returns what failed.
+pub async fn undo(step: &StepSpec, ctx: &RunCtx, io: &StepIo) -> Vec<String> {
+    let Some(undo) = &step.undo else {
+        return Vec::new();
+    };
+    let Ok(hosts) = ctx.connected() else {
+        return vec!["not connected to the hosts: nothing could be undone".into()];
+    };
+    let mut problems = Vec::new();
+    let run_as = match undo.user.as_ref().map(|u| ctx.vars.render(u)).transpose() {
+        Ok(u) => u.map_or(crate::remote::RunAs::Login, |u| {
+            crate::remote::RunAs::from_profile(&u)
+        }),
+        Err(e) => return vec![e.to_string()],
+    };
+    for role in roles_of(Some(undo.host)) {
+        let host = hosts.get(role);
+        for c in &undo.commands {
+            let argv = match ctx.vars.render_argv(c.argv()) {
+                Ok(a) => a,
+                Err(e) => {
+                    problems.push(format!("undoing '{}': {e}", step.id));
+                    continue;
+                }
+            };
+            let cmd = RemoteCommand::new(run_as.clone(), argv);
+            io.output(
+                Stream::Stdout,
+                format!(
+                    "{}$ {}   (undoes '{}')",
+                    host.name(),
+                    cmd.display(),
+                    step.id
+                ),
+            );
+            match run_checked(host, &cmd, io).await {
+                Ok(_) => {}
+                Err(f) => problems.push(f.message),
+            }
+        }
+    }
+    problems
 }

@@ -17,6 +17,8 @@ use crate::steps::preflight::human_bytes;
 pub struct HeadlessOptions {
     /// Confirm every step that asks, without asking.
     pub yes: bool,
+    /// Stopping while the instance is down brings the old host back.
+    pub rollback: bool,
 }
 
 struct Printer {
@@ -144,6 +146,11 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
         last_tenth: None,
     };
     let interactive = std::io::stdin().is_terminal();
+    let stop = if opts.rollback {
+        EngineCommand::Rollback
+    } else {
+        EngineCommand::Abort
+    };
     let commands = handle.commands.clone();
     let interrupt = tokio::spawn(async move {
         let mut term =
@@ -161,7 +168,7 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
             () = term => {}
         }
         eprintln!("hikkoshi: interrupted; stopping the running step and ending the run");
-        let _ = commands.send(EngineCommand::Abort);
+        let _ = commands.send(stop);
     });
 
     while let Some(record) = handle.records.recv().await {
@@ -232,13 +239,13 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
                         EngineCommand::Confirm
                     } else {
                         p.line("  declined");
-                        EngineCommand::Abort
+                        stop
                     }
                 } else {
                     p.error(&format!(
                         "hikkoshi: step '{step}' needs confirmation ({prompt}) and there is no terminal to ask; pass --yes to confirm every step"
                     ));
-                    EngineCommand::Abort
+                    stop
                 };
                 let _ = handle.commands.send(decision);
             }
@@ -295,7 +302,7 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
                         let decision = if optional && opts.yes {
                             EngineCommand::Skip
                         } else {
-                            EngineCommand::Abort
+                            stop
                         };
                         if optional && opts.yes {
                             p.line(&format!("    {step} is optional: going on without it"));

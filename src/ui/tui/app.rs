@@ -101,6 +101,12 @@ impl App {
         }
     }
 
+    /// The old host is stopped and the new one not live: stopping now leaves
+    /// the instance down unless the old host is brought back.
+    pub fn instance_down(&self) -> bool {
+        self.run.downtime_started.is_some() && self.run.downtime_ended.is_none()
+    }
+
     pub fn confirm_dialog_shown(&self) -> bool {
         self.mode == Mode::Live && self.run.awaiting.is_some() && !self.confirm_hidden
     }
@@ -214,6 +220,18 @@ fn on_key(app: &mut App, key: &KeyEvent) -> Vec<EngineCommand> {
             }
             Some(Dialog::Abort) => vec![EngineCommand::Abort],
             None => vec![EngineCommand::Confirm],
+        },
+        (Context::Dialog, Action::BringBack) => match app.dialog {
+            Some(d) if app.instance_down() => {
+                app.dialog = None;
+                app.quitting = d == Dialog::Quit;
+                app.notice = Some(format!(
+                    "stopping the run and bringing {} back...",
+                    app.run.source
+                ));
+                vec![EngineCommand::Rollback]
+            }
+            _ => Vec::new(),
         },
         (Context::Dialog, Action::No) => {
             if app.dialog.take().is_none() {

@@ -36,11 +36,7 @@ fn started() -> Vec<Record> {
     let plan = Plan::build(&config).expect("plan");
     let mut vars = plan.vars.clone();
     vars.set("run_id", "20261121T150000Z-abcd");
-    let steps = plan
-        .steps
-        .iter()
-        .map(|s| plan.step_info(s, &vars))
-        .collect();
+    let steps = plan.infos_with(&vars);
     vec![at(
         0,
         EngineEvent::RunStarted {
@@ -198,13 +194,17 @@ fn finished() -> Vec<Record> {
         _ => Vec::new(),
     };
     for (i, id) in ids.iter().enumerate() {
-        if id == "dns" {
+        if id == "dns" || id == "rollback" {
             r.push(at(
                 10 + i as i64,
                 EngineEvent::StepFinished {
                     step: id.clone(),
                     outcome: StepOutcome::Skipped {
-                        reason: "DNS propagation check not implemented yet".into(),
+                        reason: if id == "dns" {
+                            "DNS propagation check not implemented yet".into()
+                        } else {
+                            "not needed".into()
+                        },
                     },
                     duration_ms: 0,
                 },
@@ -401,6 +401,38 @@ fn abort_and_quit_dialogs() {
     );
     update(&mut app, Msg::Record(Box::new(end)));
     assert!(app.quit);
+}
+
+#[test]
+fn stopping_while_down_offers_to_bring_the_old_host_back() {
+    let mut app = app_with(&failed(), Mode::Live);
+    assert!(app.instance_down(), "stop-source ran, health did not");
+    update(&mut app, key(KeyCode::Char('x')));
+    assert!(screen(&app, 100, 30).contains("b stop and bring old back"));
+    assert_eq!(
+        update(&mut app, key(KeyCode::Char('b'))),
+        [EngineCommand::Rollback]
+    );
+    assert!(
+        !app.quitting,
+        "abort keeps the wizard open to show the rollback"
+    );
+
+    let mut app = app_with(&failed(), Mode::Live);
+    update(&mut app, key(KeyCode::Char('q')));
+    assert_eq!(
+        update(&mut app, key(KeyCode::Char('b'))),
+        [EngineCommand::Rollback]
+    );
+    assert!(app.quitting);
+
+    let mut app = app_with(&preflight_done(), Mode::Live);
+    update(&mut app, key(KeyCode::Char('x')));
+    assert!(
+        !screen(&app, 100, 30).contains("bring old back"),
+        "nothing is down yet"
+    );
+    assert_eq!(update(&mut app, key(KeyCode::Char('b'))), vec![]);
 }
 
 #[test]

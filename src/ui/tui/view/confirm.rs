@@ -37,7 +37,7 @@ pub fn draw_step(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
 }
 
 pub fn draw_question(frame: &mut Frame, area: Rect, app: &App, dialog: Dialog, theme: Theme) {
-    let down = app.run.downtime_started.is_some() && app.run.downtime_ended.is_none();
+    let down = app.instance_down();
     let (title, question) = match dialog {
         Dialog::Quit => ("Quit", "The run is in progress. Stop it and quit?"),
         Dialog::Abort => ("Abort", "Stop the run here?"),
@@ -46,17 +46,30 @@ pub fn draw_question(frame: &mut Frame, area: Rect, app: &App, dialog: Dialog, t
     if down {
         lines.push(Line::from(Span::styled(
             format!(
-                "{} is DOWN: the services on {} are stopped and {} is not live yet. After stopping, start them on {} again or run once more.",
-                app.run.domain, app.run.source, app.run.target, app.run.source
+                "{} is DOWN: the services on {} are stopped and {} is not live yet.",
+                app.run.domain, app.run.source, app.run.target
             ),
             theme.fail(),
         )));
     }
     lines.push(Line::from("The journal keeps everything that happened."));
     lines.push(Line::from(""));
+    if down {
+        lines.push(Line::from(vec![
+            Span::styled("b", theme.bold()),
+            Span::raw(format!(
+                " stop and bring {} back (start its services again)",
+                app.run.source
+            )),
+        ]));
+    }
     lines.push(Line::from(vec![
         Span::styled("y", theme.bold()),
-        Span::raw(" stop the run    "),
+        Span::raw(if down {
+            " stop, leave both as they are    "
+        } else {
+            " stop the run    "
+        }),
         Span::styled("n", theme.bold()),
         Span::raw("/"),
         Span::styled("Esc", theme.bold()),
