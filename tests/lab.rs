@@ -32,6 +32,7 @@ struct Lab {
     ssh_config: PathBuf,
     old_addr: String,
     new_addr: String,
+    domain: String,
 }
 
 fn lab() -> Lab {
@@ -60,6 +61,7 @@ fn lab() -> Lab {
         ssh_config: get("HIKKOSHI_LAB_SSH_CONFIG"),
         old_addr: get("HIKKOSHI_LAB_OLD_ADDR").display().to_string(),
         new_addr: get("HIKKOSHI_LAB_NEW_ADDR").display().to_string(),
+        domain: get("HIKKOSHI_LAB_DOMAIN").display().to_string(),
     }
 }
 
@@ -325,49 +327,58 @@ fn called(calls: &[serde_json::Value], tool: &str, argv: &[&str]) -> Option<serd
         .cloned()
 }
 
-#[test]
-#[ignore = "needs root and the lab: tests/lab/up"]
-fn headless_run_migrates_the_lab_with_zero_differences() {
-    let _guard = lock();
-    let lab = lab();
-    reset();
+/// The source as it was before a run: what the target must equal afterwards.
+struct Before {
+    db: BTreeMap<String, String>,
+    sequences: String,
+    media_src: PathBuf,
+    media: BTreeMap<PathBuf, Entry>,
+    env_src: PathBuf,
+    env_bytes: Vec<u8>,
+    redis: BTreeMap<String, String>,
+}
 
-    let db_before = database_digest("old");
-    let seq_before = sequences("old");
-    let media_src = host_path(&lab, "old", "home-mastodon", "live/public/system");
-    let media_before = tree(&media_src);
-    let env_src = host_path(&lab, "old", "home-mastodon", "live/.env.production");
+/// Snapshots the freshly reset source, and checks it holds enough for the
+/// comparisons after a run to mean something.
+fn snapshot_source(lab: &Lab) -> Before {
+    let db = database_digest("old");
+    let seq = sequences("old");
+    let media_src = host_path(lab, "old", "home-mastodon", "live/public/system");
+    let media = tree(&media_src);
+    let env_src = host_path(lab, "old", "home-mastodon", "live/.env.production");
     let env_bytes = std::fs::read(&env_src).expect("source .env");
-    let redis_before = redis_content("old");
+    let redis = redis_content("old");
     assert!(
-        db_before.len() > 100,
+        db.len() > 100,
         "the lab's source database looks unseeded: {} tables",
-        db_before.len()
+        db.len()
     );
     assert!(
-        db_before.keys().any(|t| t.starts_with("pghero.")),
+        db.keys().any(|t| t.starts_with("pghero.")),
         "the lab should hold a schema outside public"
     );
-    assert!(media_before.len() > 50, "the lab's media looks unseeded");
-    assert!(redis_before.len() > 3, "the lab's Redis looks unseeded");
+    assert!(media.len() > 50, "the lab's media looks unseeded");
+    assert!(redis.len() > 3, "the lab's Redis looks unseeded");
 
-    let journal_dir = tempfile::tempdir().expect("tempdir");
-    let journal = journal_dir.path().join("run.jsonl");
-    let run = hikkoshi(&[
-        "run",
-        "--config",
-        lab.config.to_str().expect("utf-8"),
-        "--headless",
-        "--yes",
-        "--journal",
-        journal.to_str().expect("utf-8"),
-    ]);
-    assert_eq!(run.code, Some(0), "{}", run.show());
+    Before {
+        db,
+        sequences: seq,
+        media_src,
+        media,
+        env_src,
+        env_bytes,
+        redis,
+    }
+}
 
+/// Everything a successful migration of the lab must leave, checked the same
+/// way whichever front end drove the run. `printed` is what the operator saw
+/// (stdout and stderr, or the wizard's screens): no secret may be in it.
+fn assert_migrated(lab: &Lab, before: &Before, journal: &Path, printed: &[&str]) {
     // Database: every table of every schema, by content; sequences; ownership.
     let db_after = database_digest("new");
-    assert_eq!(db_before, db_after, "tables differ between old and new");
-    assert_eq!(seq_before, sequences("new"), "sequences differ");
+    assert_eq!(before.db, db_after, "tables differ between old and new");
+    assert_eq!(before.sequences, sequences("new"), "sequences differ");
     let foreign_owned = psql(
         "new",
         "mastodon_production",
@@ -392,29 +403,39 @@ fn headless_run_migrates_the_lab_with_zero_differences() {
 
     // The source database was not touched.
     assert_eq!(
-        db_before,
+        before.db,
         database_digest("old"),
         "the source database changed"
     );
 
     // Media: names, kinds, modes, owners, sizes and content.
-    let media_dst = host_path(&lab, "new", "home-mastodon", "live/public/system");
+    let media_dst = host_path(lab, "new", "home-mastodon", "live/public/system");
     assert_eq!(
-        media_before,
+        before.media,
         tree(&media_dst),
         "media differ between old and new"
     );
-    assert_eq!(media_before, tree(&media_src), "the source media changed");
+    assert_eq!(
+        before.media,
+        tree(&before.media_src),
+        "the source media changed"
+    );
 
     // .env.production: byte for byte, 0600, owned by mastodon.
-    let env_dst = host_path(&lab, "new", "home-mastodon", "live/.env.production");
-    assert_eq!(std::fs::read(&env_dst).expect("target .env"), env_bytes);
+    let env_dst = host_path(lab, "new", "home-mastodon", "live/.env.production");
+    assert_eq!(
+        std::fs::read(&env_dst).expect("target .env"),
+        before.env_bytes
+    );
     let meta = std::fs::metadata(&env_dst).expect("meta");
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-    assert_eq!(meta.uid(), std::fs::metadata(&env_src).expect("meta").uid());
+    assert_eq!(
+        meta.uid(),
+        std::fs::metadata(&before.env_src).expect("meta").uid()
+    );
 
     // Redis: the Sidekiq queues and everything else.
-    assert_eq!(redis_before, redis_content("new"), "Redis content differs");
+    assert_eq!(before.redis, redis_content("new"), "Redis content differs");
 
     // Services: live on the new host, stopped and disabled on the old one.
     for unit in SERVICES {
@@ -443,7 +464,7 @@ fn headless_run_migrates_the_lab_with_zero_differences() {
     assert_eq!(health.trim(), "OK");
 
     // The app's own steps ran on the new host, as the app user, in production.
-    let new_calls = calls(&lab, "new");
+    let new_calls = calls(lab, "new");
     let precompile = called(
         &new_calls,
         "bundle",
@@ -461,13 +482,13 @@ fn headless_run_migrates_the_lab_with_zero_differences() {
         "search deploy ran (ES_ENABLED=true)"
     );
     assert!(
-        called(&calls(&lab, "old"), "tootctl", &["feeds", "build"]).is_none(),
+        called(&calls(lab, "old"), "tootctl", &["feeds", "build"]).is_none(),
         "nothing app-level ran on the old host"
     );
 
     // Secrets: none of the .env's secret values reached the journal or the screen.
-    let journal_text = std::fs::read_to_string(&journal).expect("journal");
-    let env_text = String::from_utf8_lossy(&env_bytes).into_owned();
+    let journal_text = std::fs::read_to_string(journal).expect("journal");
+    let env_text = String::from_utf8_lossy(&before.env_bytes).into_owned();
     let mut secrets: Vec<(String, String)> = Vec::new();
     for (key, value) in hikkoshi::steps::preflight::parse_env(&env_text) {
         for secret in hikkoshi::redact::secrets_in(&key, &value) {
@@ -491,13 +512,13 @@ fn headless_run_migrates_the_lab_with_zero_differences() {
             "{key}'s value is in the journal"
         );
         assert!(
-            !run.stdout.contains(value.as_str()) && !run.stderr.contains(value.as_str()),
+            !printed.iter().any(|p| p.contains(value.as_str())),
             "{key}'s value was printed"
         );
     }
 
     // The journal reads back and says the same.
-    let records = Journal::read(&journal).expect("journal reads back");
+    let records = Journal::read(journal).expect("journal reads back");
     assert!(matches!(
         records.last().map(|r| &r.event),
         Some(EngineEvent::RunFinished {
@@ -515,16 +536,16 @@ fn headless_run_migrates_the_lab_with_zero_differences() {
     // Nothing left behind: no dump, no relay key, no injected command ran.
     for host in ["old", "new"] {
         assert!(
-            !host_path(&lab, host, "home-mastodon", "hikkoshi-work").exists(),
+            !host_path(lab, host, "home-mastodon", "hikkoshi-work").exists(),
             "work dir left on {host}"
         );
         assert!(
-            !host_path(&lab, host, "tmp", "hikkoshi-pwned").exists(),
+            !host_path(lab, host, "tmp", "hikkoshi-pwned").exists(),
             "a file name ran as a command on {host}"
         );
     }
     let keys = std::fs::read_to_string(host_path(
-        &lab,
+        lab,
         "new",
         "home-mastodon",
         ".ssh/authorized_keys",
@@ -534,7 +555,459 @@ fn headless_run_migrates_the_lab_with_zero_differences() {
         !keys.contains("hikkoshi-relay"),
         "the relay key is still authorised on new"
     );
+}
+
+#[test]
+#[ignore = "needs root and the lab: tests/lab/up"]
+fn headless_run_migrates_the_lab_with_zero_differences() {
+    let _guard = lock();
+    let lab = lab();
+    reset();
+    let before = snapshot_source(&lab);
+
+    let journal_dir = tempfile::tempdir().expect("tempdir");
+    let journal = journal_dir.path().join("run.jsonl");
+    let run = hikkoshi(&[
+        "run",
+        "--config",
+        lab.config.to_str().expect("utf-8"),
+        "--headless",
+        "--yes",
+        "--journal",
+        journal.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.show());
+    assert_migrated(&lab, &before, &journal, &[&run.stdout, &run.stderr]);
     drop(run.state);
+}
+
+/// The new host cannot precompile its assets: a failure inside the downtime
+/// window, after the old services, Redis and the target database were touched.
+fn break_precompile_on_new(lab: &Lab) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let bundle = host_path(lab, "new", "usr-local-bin", "bundle");
+    // It is a link to the shared stand-in: replace the link, never write through it.
+    std::fs::remove_file(&bundle).expect("remove the bundle stand-in");
+    std::fs::write(
+        &bundle,
+        "#!/bin/sh\necho 'rails: assets:precompile failed' >&2\nexit 1\n",
+    )
+    .expect("write the failing bundle");
+    std::fs::set_permissions(&bundle, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+fn run_until_precompile_fails(lab: &Lab, extra: &[&str]) -> (Run, Vec<hikkoshi::journal::Record>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = dir.path().join("run.jsonl");
+    let mut args = vec![
+        "run",
+        "--config",
+        lab.config.to_str().expect("utf-8"),
+        "--headless",
+        "--yes",
+        "--journal",
+        journal.to_str().expect("utf-8"),
+    ];
+    args.extend_from_slice(extra);
+    let run = hikkoshi(&args);
+    assert_eq!(run.code, Some(1), "{}", run.show());
+    assert!(
+        run.stderr.contains("step 'precompile' failed"),
+        "{}",
+        run.show()
+    );
+    assert!(
+        run.stderr.contains("rails: assets:precompile failed"),
+        "the cause is shown:\n{}",
+        run.show()
+    );
+    (run, Journal::read(&journal).expect("journal"))
+}
+
+fn rollback_outcome(
+    records: &[hikkoshi::journal::Record],
+) -> Option<hikkoshi::engine::events::StepOutcome> {
+    records.iter().rev().find_map(|r| match &r.event {
+        EngineEvent::StepFinished { step, outcome, .. } if step == "rollback" => {
+            Some(outcome.clone())
+        }
+        _ => None,
+    })
+}
+
+#[test]
+#[ignore = "needs root and the lab: tests/lab/up"]
+fn a_failure_while_down_brings_the_old_host_back_unless_told_to_stay() {
+    let _guard = lock();
+    let lab = lab();
+    reset();
+    let db_before = database_digest("old");
+    let media_src = host_path(&lab, "old", "home-mastodon", "live/public/system");
+    let media_before = tree(&media_src);
+
+    break_precompile_on_new(&lab);
+    let (run, records) = run_until_precompile_fails(&lab, &[]);
+    assert!(
+        matches!(
+            rollback_outcome(&records),
+            Some(hikkoshi::engine::events::StepOutcome::Succeeded)
+        ),
+        "the rollback step ran and succeeded:\n{}",
+        run.show()
+    );
+    for unit in SERVICES {
+        assert_eq!(
+            unit_state("old", "is-active", unit),
+            "active",
+            "{unit} is back on old"
+        );
+        assert_eq!(
+            unit_state("old", "is-enabled", unit),
+            "enabled",
+            "{unit} on old"
+        );
+        assert_eq!(
+            unit_state("new", "is-active", unit),
+            "inactive",
+            "{unit} on new"
+        );
+        assert_eq!(
+            unit_state("new", "is-enabled", unit),
+            "disabled",
+            "{unit} on new"
+        );
+    }
+    assert_eq!(unit_state("old", "is-active", "redis-server"), "active");
+    assert_eq!(
+        exec_ok("old", &["curl", "-fsS", "http://127.0.0.1:3000/health"]).trim(),
+        "OK"
+    );
+    assert_eq!(
+        db_before,
+        database_digest("old"),
+        "the source database changed"
+    );
+    assert_eq!(media_before, tree(&media_src), "the source media changed");
+
+    // --on-failure stay: both hosts are left as they are, and the journal says why.
+    reset();
+    break_precompile_on_new(&lab);
+    let (run, records) = run_until_precompile_fails(&lab, &["--on-failure", "stay"]);
+    assert!(
+        matches!(
+            rollback_outcome(&records),
+            Some(hikkoshi::engine::events::StepOutcome::Skipped { .. })
+        ),
+        "{}",
+        run.show()
+    );
+    assert!(
+        run.stderr.contains("is DOWN"),
+        "the admin is told the instance is down:\n{}",
+        run.show()
+    );
+    assert_eq!(unit_state("old", "is-active", "mastodon-web"), "inactive");
+    assert_eq!(
+        db_before,
+        database_digest("old"),
+        "the source database changed"
+    );
+    reset();
+}
+
+/// A tmux server of the test's own (private socket, no user config) holding
+/// one session: the wizard needs a real terminal. Killed on drop, so a failing
+/// test leaves no wizard behind.
+struct Tmux {
+    socket: PathBuf,
+}
+
+const TMUX_SESSION: &str = "hikkoshi-wizard";
+
+impl Tmux {
+    fn command(&self) -> Command {
+        let mut cmd = Command::new("tmux");
+        cmd.arg("-S").arg(&self.socket).args(["-f", "/dev/null"]);
+        cmd
+    }
+
+    fn tmux(&self, args: &[&str]) -> String {
+        let out = self
+            .command()
+            .args(args)
+            .output()
+            .expect("run tmux (tests/lab/install-deps installs it)");
+        assert!(
+            out.status.success(),
+            "tmux {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Starts `argv` in a 120x40 terminal with `env` set; when it exits, its
+    /// status is written to `status` (complete once the file exists) and the
+    /// pane stays open so its last output can still be read.
+    fn start(socket: PathBuf, env: &[(&str, &Path)], status: &Path, argv: &[&str]) -> Tmux {
+        // Paths are arguments of a fixed script, never spliced into it.
+        const WRAPPER: &str = r#"status=$1; shift; "$@"; echo $? >"$status.tmp" && mv "$status.tmp" "$status"; exec sleep 600"#;
+        let tmux = Tmux { socket };
+        let mut cmd = tmux.command();
+        cmd.args([
+            "new-session",
+            "-d",
+            "-s",
+            TMUX_SESSION,
+            "-x",
+            "120",
+            "-y",
+            "40",
+        ]);
+        for (key, value) in env {
+            cmd.arg("-e").arg(format!("{key}={}", value.display()));
+        }
+        // More than one argument: tmux executes them directly, without a shell.
+        cmd.args(["sh", "-c", WRAPPER, "sh"]).arg(status).args(argv);
+        let out = cmd
+            .output()
+            .expect("run tmux (tests/lab/install-deps installs it)");
+        assert!(
+            out.status.success(),
+            "tmux new-session failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tmux
+    }
+
+    fn screen(&self) -> String {
+        self.tmux(&["capture-pane", "-p", "-t", TMUX_SESSION])
+    }
+
+    fn send(&self, key: &str) {
+        self.tmux(&["send-keys", "-t", TMUX_SESSION, "-l", key]);
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        // Also ends the wizard if the test failed while it still ran.
+        let _ = self.command().arg("kill-server").output();
+    }
+}
+
+/// The step title in the wizard's "Confirm" dialog, if one is shown: the
+/// first line inside the box. The footer, drawn last, must offer the dialog's
+/// keys too: tmux may hold half a frame when the screen is captured.
+fn confirm_dialog(screen: &str) -> Option<String> {
+    if !wizard_footer(screen).starts_with("y yes") {
+        return None;
+    }
+    let lines: Vec<&str> = screen.lines().collect();
+    let (row, line) = lines
+        .iter()
+        .enumerate()
+        .find(|(_, l)| l.contains("┌ Confirm ─"))?;
+    let column = line.split("┌ Confirm ─").next()?.chars().count();
+    let title: String = lines
+        .get(row + 1)?
+        .chars()
+        .skip(column + 1)
+        .take_while(|&c| c != '│')
+        .collect();
+    Some(title.trim().to_string())
+}
+
+/// A screen to fail with, plus the journal's report so far: the screen shows
+/// only the end of a failed step's output, the report its whole failure.
+fn wizard_failure(screen: &str, journal: &Path) -> String {
+    let report = hikkoshi(&[
+        "review",
+        journal.to_str().expect("utf-8"),
+        "--format",
+        "markdown",
+    ]);
+    format!("{screen}\n--- the journal so far\n{}", report.show())
+}
+
+/// The header's second line: downtime, elapsed time and the run's mode.
+fn wizard_status(screen: &str) -> &str {
+    screen.lines().nth(1).unwrap_or_default()
+}
+
+/// The bottom line: the keys that apply now.
+fn wizard_footer(screen: &str) -> &str {
+    screen
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default()
+}
+
+const WIZARD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(180);
+const POLL: std::time::Duration = std::time::Duration::from_millis(300);
+
+#[test]
+#[ignore = "needs root and the lab: tests/lab/up"]
+fn wizard_run_in_a_terminal_migrates_the_lab_with_zero_differences() {
+    use std::time::{Duration, Instant};
+
+    let _guard = lock();
+    let lab = lab();
+    reset();
+    let before = snapshot_source(&lab);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = dir.path().join("run.jsonl");
+    let status = dir.path().join("status");
+    let tmux = Tmux::start(
+        dir.path().join("tmux.sock"),
+        &[
+            ("HOME", dir.path()),
+            ("XDG_STATE_HOME", &dir.path().join("state")),
+        ],
+        &status,
+        &[
+            env!("CARGO_BIN_EXE_hikkoshi"),
+            "run",
+            "--config",
+            lab.config.to_str().expect("utf-8"),
+            "--journal",
+            journal.to_str().expect("utf-8"),
+        ],
+    );
+
+    // Drive the wizard as an operator would: auto mode, confirming each
+    // dialog, until the header says the run is over; then quit.
+    let started = Instant::now();
+    let mut screens: Vec<String> = Vec::new();
+    // One entry per dialog, named by the title it showed first.
+    let mut confirmed: Vec<String> = Vec::new();
+    let mut last_yes: Option<Instant> = None;
+    let mut dialog_up = false;
+    loop {
+        let screen = tmux.screen();
+        if screens.last() != Some(&screen) {
+            screens.push(screen.clone());
+        }
+        assert!(
+            !status.exists(),
+            "the wizard exited before the run finished:\n{}",
+            wizard_failure(&screen, &journal)
+        );
+        assert!(
+            started.elapsed() < WIZARD_DEADLINE,
+            "the run did not finish within {WIZARD_DEADLINE:?}; last screen:\n{}",
+            wizard_failure(&screen, &journal)
+        );
+        let header = wizard_status(&screen);
+        let footer = wizard_footer(&screen);
+        let dialog = confirm_dialog(&screen);
+        let new_dialog = dialog.is_some() && !dialog_up;
+        dialog_up = dialog.is_some();
+        if let Some(title) = dialog {
+            // The dialog stays up until the engine's next event redraws the
+            // screen: answer it once, and again only if it lingers. Auto mode
+            // is off after every confirmation, so two dialogs are always
+            // apart by a screen without one.
+            if new_dialog {
+                confirmed.push(title);
+            }
+            if new_dialog || last_yes.is_some_and(|t| t.elapsed() > Duration::from_secs(3)) {
+                tmux.send("y");
+                last_yes = Some(Instant::now());
+            }
+        } else if header.contains("finished: all steps succeeded") {
+            tmux.send("q");
+            break;
+        } else if header.contains("finished") || footer.contains("r retry  s skip") {
+            panic!(
+                "the run did not succeed:\n{}",
+                wizard_failure(&screen, &journal)
+            );
+        } else if header.trim_end().ends_with("step by step") {
+            // Idle, or running a step just confirmed: auto mode goes on.
+            tmux.send("a");
+        }
+        std::thread::sleep(POLL);
+    }
+
+    // The wizard quits at once on a finished run and prints the result.
+    let quit_at = Instant::now();
+    while !status.exists() {
+        assert!(
+            quit_at.elapsed() < Duration::from_secs(30),
+            "the wizard did not exit after q:\n{}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let code = std::fs::read_to_string(&status).expect("exit status");
+    // tmux may not have drawn the last output yet when the status appears.
+    let result_line = format!("{}: every step succeeded", lab.domain);
+    let mut last = tmux.screen();
+    while !last.contains(&result_line) && quit_at.elapsed() < Duration::from_secs(35) {
+        std::thread::sleep(Duration::from_millis(100));
+        last = tmux.screen();
+    }
+    assert_eq!(
+        code.trim(),
+        "0",
+        "the wizard's exit status; screen:\n{last}"
+    );
+    assert!(
+        last.contains(&result_line),
+        "the wizard's last words; screen:\n{last}"
+    );
+    screens.push(last);
+    drop(tmux);
+
+    // Each step that asked was answered in its own dialog.
+    let records = Journal::read(&journal).expect("journal reads back");
+    let asked = records
+        .iter()
+        .filter(|r| matches!(r.event, EngineEvent::AwaitingConfirm { .. }))
+        .count();
+    assert!(asked > 0, "no step asked for confirmation");
+    assert_eq!(confirmed.len(), asked, "dialogs answered: {confirmed:?}");
+
+    let printed: Vec<&str> = screens.iter().map(String::as_str).collect();
+    assert_migrated(&lab, &before, &journal, &printed);
+
+    // The journal reads back as a report, without a terminal.
+    let journal_arg = journal.to_str().expect("utf-8");
+    let review = hikkoshi(&["review", journal_arg, "--format", "markdown"]);
+    assert_eq!(review.code, Some(0), "{}", review.show());
+    assert!(
+        review.stdout.contains("every step succeeded"),
+        "{}",
+        review.show()
+    );
+    assert!(
+        review
+            .stdout
+            .lines()
+            .any(|l| l.contains("| restore |") && l.contains("| ok |")),
+        "a row for restore, ok:\n{}",
+        review.show()
+    );
+    assert!(
+        review
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("| downtime | ") && !l.contains("none")),
+        "a downtime row:\n{}",
+        review.show()
+    );
+    let review = hikkoshi(&["review", journal_arg, "--format", "json"]);
+    assert_eq!(review.code, Some(0), "{}", review.show());
+    let json: serde_json::Value =
+        serde_json::from_str(&review.stdout).expect("review --format json is JSON");
+    assert_eq!(
+        json["outcome"],
+        serde_json::json!({ "result": "succeeded" }),
+        "{}",
+        review.show()
+    );
 }
 
 /// The lab's config, but with ssh reading host keys from `known_hosts`.
