@@ -306,6 +306,21 @@ fn unit_state(host: &str, verb: &str, unit: &str) -> String {
 
 const SERVICES: [&str; 3] = ["mastodon-web", "mastodon-sidekiq", "mastodon-streaming"];
 
+fn assert_services(host: &str, active: &str, enabled: &str) {
+    for unit in SERVICES {
+        assert_eq!(
+            unit_state(host, "is-active", unit),
+            active,
+            "{unit} on {host}"
+        );
+        assert_eq!(
+            unit_state(host, "is-enabled", unit),
+            enabled,
+            "{unit} on {host}"
+        );
+    }
+}
+
 fn calls(lab: &Lab, host: &str) -> Vec<serde_json::Value> {
     let text =
         std::fs::read_to_string(host_path(lab, host, "state", "calls.jsonl")).unwrap_or_default();
@@ -438,28 +453,8 @@ fn assert_migrated(lab: &Lab, before: &Before, journal: &Path, printed: &[&str])
     assert_eq!(before.redis, redis_content("new"), "Redis content differs");
 
     // Services: live on the new host, stopped and disabled on the old one.
-    for unit in SERVICES {
-        assert_eq!(
-            unit_state("new", "is-active", unit),
-            "active",
-            "{unit} on new"
-        );
-        assert_eq!(
-            unit_state("new", "is-enabled", unit),
-            "enabled",
-            "{unit} on new"
-        );
-        assert_eq!(
-            unit_state("old", "is-active", unit),
-            "inactive",
-            "{unit} on old"
-        );
-        assert_eq!(
-            unit_state("old", "is-enabled", unit),
-            "disabled",
-            "{unit} on old"
-        );
-    }
+    assert_services("new", "active", "enabled");
+    assert_services("old", "inactive", "disabled");
     let health = exec_ok("new", &["curl", "-fsS", "http://127.0.0.1:3000/health"]);
     assert_eq!(health.trim(), "OK");
 
@@ -655,28 +650,8 @@ fn a_failure_while_down_brings_the_old_host_back_unless_told_to_stay() {
         "the rollback step ran and succeeded:\n{}",
         run.show()
     );
-    for unit in SERVICES {
-        assert_eq!(
-            unit_state("old", "is-active", unit),
-            "active",
-            "{unit} is back on old"
-        );
-        assert_eq!(
-            unit_state("old", "is-enabled", unit),
-            "enabled",
-            "{unit} on old"
-        );
-        assert_eq!(
-            unit_state("new", "is-active", unit),
-            "inactive",
-            "{unit} on new"
-        );
-        assert_eq!(
-            unit_state("new", "is-enabled", unit),
-            "disabled",
-            "{unit} on new"
-        );
-    }
+    assert_services("old", "active", "enabled");
+    assert_services("new", "inactive", "disabled");
     assert_eq!(unit_state("old", "is-active", "redis-server"), "active");
     assert_eq!(
         exec_ok("old", &["curl", "-fsS", "http://127.0.0.1:3000/health"]).trim(),

@@ -225,6 +225,16 @@ async fn decision(cmds: &mut UnboundedReceiver<EngineCommand>) -> Option<EngineC
     cmds.recv().await
 }
 
+/// Whether a decision ends the run, and if so whether it asks for a rollback.
+/// No decision at all (every front end gone) ends it too.
+fn stops(d: Option<EngineCommand>) -> Option<bool> {
+    match d {
+        None | Some(EngineCommand::Abort) => Some(false),
+        Some(EngineCommand::Rollback) => Some(true),
+        Some(_) => None,
+    }
+}
+
 /// Resolves only when a stop (Abort or Rollback) arrives while a step runs;
 /// other commands have no meaning then. True when a rollback was asked for.
 async fn stop_requested(cmds: &mut UnboundedReceiver<EngineCommand>) -> bool {
@@ -399,22 +409,16 @@ async fn run(
         }
         if ctx.opts.gated {
             loop {
-                match decision(&mut cmds).await {
-                    Some(EngineCommand::Start) => break,
-                    Some(c @ (EngineCommand::Abort | EngineCommand::Rollback)) => {
-                        rollback = c == EngineCommand::Rollback;
-                        outcome = RunOutcome::Aborted {
-                            step: Some(step.id.clone()),
-                        };
-                        break 'steps;
-                    }
-                    None => {
-                        outcome = RunOutcome::Aborted {
-                            step: Some(step.id.clone()),
-                        };
-                        break 'steps;
-                    }
-                    Some(_) => continue,
+                let d = decision(&mut cmds).await;
+                if let Some(wants_rollback) = stops(d) {
+                    rollback = wants_rollback;
+                    outcome = RunOutcome::Aborted {
+                        step: Some(step.id.clone()),
+                    };
+                    break 'steps;
+                }
+                if d == Some(EngineCommand::Start) {
+                    break;
                 }
             }
         }
@@ -427,7 +431,15 @@ async fn run(
                 },
             );
             loop {
-                match decision(&mut cmds).await {
+                let d = decision(&mut cmds).await;
+                if let Some(wants_rollback) = stops(d) {
+                    rollback = wants_rollback;
+                    outcome = RunOutcome::Aborted {
+                        step: Some(step.id.clone()),
+                    };
+                    break 'steps;
+                }
+                match d {
                     Some(EngineCommand::Confirm) => break,
                     Some(EngineCommand::Skip) => {
                         finish(
@@ -438,20 +450,7 @@ async fn run(
                         );
                         continue 'steps;
                     }
-                    Some(EngineCommand::Retry | EngineCommand::Start) => continue,
-                    Some(c @ (EngineCommand::Abort | EngineCommand::Rollback)) => {
-                        rollback = c == EngineCommand::Rollback;
-                        outcome = RunOutcome::Aborted {
-                            step: Some(step.id.clone()),
-                        };
-                        break 'steps;
-                    }
-                    None => {
-                        outcome = RunOutcome::Aborted {
-                            step: Some(step.id.clone()),
-                        };
-                        break 'steps;
-                    }
+                    _ => continue,
                 }
             }
         }
@@ -497,7 +496,15 @@ async fn run(
                 break 'steps;
             }
             loop {
-                match decision(&mut cmds).await {
+                let d = decision(&mut cmds).await;
+                if let Some(wants_rollback) = stops(d) {
+                    rollback = wants_rollback;
+                    outcome = RunOutcome::Failed {
+                        step: step.id.clone(),
+                    };
+                    break 'steps;
+                }
+                match d {
                     Some(EngineCommand::Retry) => break,
                     Some(EngineCommand::Skip) if step.optional => {
                         failed_optional.push(step.id.clone());
@@ -516,19 +523,7 @@ async fn run(
                             format!("step '{}' is not optional: retry it or abort", step.id),
                         );
                     }
-                    Some(c @ (EngineCommand::Abort | EngineCommand::Rollback)) => {
-                        rollback = c == EngineCommand::Rollback;
-                        outcome = RunOutcome::Failed {
-                            step: step.id.clone(),
-                        };
-                        break 'steps;
-                    }
-                    None => {
-                        outcome = RunOutcome::Failed {
-                            step: step.id.clone(),
-                        };
-                        break 'steps;
-                    }
+                    _ => {}
                 }
             }
         }
