@@ -74,6 +74,29 @@ pub enum Command {
         #[arg(long)]
         resume: bool,
     },
+    /// Checks DNS for DOMAIN: the zone's own nameservers, then resolvers; exit 0
+    /// when every resolver answers the expected addresses.
+    Dns {
+        #[arg(value_name = "DOMAIN")]
+        domain: String,
+        /// The new host's address(es); repeat for several.
+        #[arg(long, value_name = "IP", required = true)]
+        expect: Vec<String>,
+        /// A resolver to ask, IP or IP:PORT; repeat for several (default: about 20 public resolvers).
+        #[arg(long = "resolver", value_name = "IP[:PORT]")]
+        resolvers: Vec<String>,
+        /// Keep looking (backing off) until every resolver agrees or this much time has passed, e.g. 30m.
+        #[arg(long, value_name = "DURATION")]
+        wait: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// How long to wait for each answer.
+        #[arg(long, value_name = "DURATION", default_value = "3s")]
+        timeout: String,
+        /// The port the zone's nameservers listen on.
+        #[arg(long, value_name = "PORT", default_value_t = 53)]
+        ns_port: u16,
+    },
     /// Shows what happened in a run, from its journal (also of a run that crashed or still goes).
     Review {
         #[arg(value_name = "JOURNAL")]

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod dns;
 pub mod engine;
 pub mod journal;
 pub mod plan;

@@ -85,6 +85,79 @@ fn run_id(now: jiff::Timestamp) -> String {
     format!("{}-{:04x}", now.strftime("%Y%m%dT%H%M%SZ"), r & 0xffff)
 }
 
+async fn dns_command(
+    domain: String,
+    expect: Vec<String>,
+    resolvers: Vec<String>,
+    wait: Option<String>,
+    format: Format,
+    timeout: String,
+    ns_port: u16,
+) -> Result<ExitCode, UsageError> {
+    use hikkoshi::dns;
+    let domain = domain.trim_end_matches('.').to_string();
+    if !hikkoshi::config::is_domain(&domain) {
+        return Err(UsageError(anyhow::anyhow!(
+            "'{domain}' is not a domain name"
+        )));
+    }
+    let expect = expect
+        .iter()
+        .map(|e| {
+            e.parse()
+                .map_err(|_| anyhow::anyhow!("--expect '{e}' is not an IP address"))
+        })
+        .collect::<Result<Vec<std::net::IpAddr>, _>>()?;
+    let servers = if resolvers.is_empty() {
+        dns::public_resolvers()
+    } else {
+        resolvers
+            .iter()
+            .map(|r| {
+                dns::parse_server(r)
+                    .map(|addr| dns::Server {
+                        addr,
+                        provider: "given".into(),
+                        region: "-".into(),
+                    })
+                    .ok_or_else(|| anyhow::anyhow!("--resolver '{r}' is not an IP or IP:PORT"))
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let parse = |flag: &str, text: &str| {
+        hikkoshi::config::parse_duration(text).ok_or_else(|| {
+            UsageError(anyhow::anyhow!(
+                "{flag} '{text}' is not a duration (like 90s, 30m or 1h)"
+            ))
+        })
+    };
+    let opts = dns::Options {
+        timeout: parse("--timeout", &timeout)?,
+        ns_port,
+    };
+    let limit = match &wait {
+        Some(w) => parse("--wait", w)?,
+        None => std::time::Duration::ZERO,
+    };
+    let text = format == Format::Text;
+    let report = dns::wait(&domain, &expect, &servers, &opts, limit, |r, elapsed| {
+        if text && wait.is_some() && !r.complete() {
+            eprintln!("[{:>4}s] {}", elapsed.as_secs(), dns::summary(r));
+        }
+    })
+    .await
+    .map_err(|e| UsageError(anyhow::anyhow!(e)))?;
+    match format {
+        Format::Text => print!("{}", dns::render_text(&report)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(if report.complete() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 fn exit_for(outcome: Option<&RunOutcome>) -> ExitCode {
     match outcome {
         Some(RunOutcome::Succeeded) => ExitCode::SUCCESS,
@@ -186,6 +259,15 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
             }
             Ok(exit_for(state.outcome.as_ref()))
         }
+        Command::Dns {
+            domain,
+            expect,
+            resolvers,
+            wait,
+            format,
+            timeout,
+            ns_port,
+        } => dns_command(domain, expect, resolvers, wait, format, timeout, ns_port).await,
         Command::Review { journal, format } => {
             let records = Journal::read(&journal)?;
             let state = hikkoshi::run_state::RunState::from_records(&records);
