@@ -336,6 +336,37 @@ async fn find_zone(
     ))
 }
 
+async fn ask_nameserver(
+    name: Name,
+    zone: Name,
+    ns: String,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> NameServerAnswer {
+    let serial = async {
+        let c = client(addr, false, timeout).ok()?;
+        query(&c, &zone, RecordType::SOA)
+            .await
+            .ok()?
+            .iter()
+            .find_map(|r| match &r.data {
+                RData::SOA(soa) => Some(soa.serial),
+                _ => None,
+            })
+    };
+    let ((addresses, ttl_s, _, err, _), serial) =
+        tokio::join!(ask(addr, &name, false, timeout), serial);
+    NameServerAnswer {
+        name: ns,
+        addr,
+        addresses,
+        ttl_s,
+        serial,
+        error: err.map(|e| describe_error(Some(&e))),
+    }
+}
+
+/// The zone's nameservers, each asked directly with recursion off, all at once.
 pub async fn authority(
     resolver: SocketAddr,
     domain: &str,
@@ -344,16 +375,20 @@ pub async fn authority(
 ) -> Result<Authority, String> {
     let name = fqdn(domain)?;
     let (zone, ns_names) = find_zone(resolver, &name, opts.timeout).await?;
-    let lookup = client(resolver, true, opts.timeout)?;
     let mut servers = Vec::new();
-    for ns in &ns_names {
-        let (ips, _, _, err, _) = ask(
-            SocketAddr::new(resolver.ip(), resolver.port()),
-            ns,
-            true,
-            opts.timeout,
-        )
-        .await;
+    let mut lookups = tokio::task::JoinSet::new();
+    for ns in ns_names {
+        let timeout = opts.timeout;
+        lookups.spawn(async move {
+            let (ips, _, _, err, _) = ask(resolver, &ns, true, timeout).await;
+            (ns, ips, err)
+        });
+    }
+    let mut asks = tokio::task::JoinSet::new();
+    while let Some(joined) = lookups.join_next().await {
+        let Ok((ns, ips, err)) = joined else {
+            continue;
+        };
         if ips.is_empty() {
             servers.push(NameServerAnswer {
                 name: ns.to_string(),
@@ -366,31 +401,23 @@ pub async fn authority(
                     describe_error(err.as_ref())
                 )),
             });
-            continue;
         }
         for ip in ips {
-            let addr = SocketAddr::new(ip, opts.ns_port);
-            let (addresses, ttl_s, _, err, _) = ask(addr, &name, false, opts.timeout).await;
-            let serial = match client(addr, false, opts.timeout) {
-                Ok(c) => query(&c, &zone, RecordType::SOA).await.ok().and_then(|rs| {
-                    rs.iter().find_map(|r| match &r.data {
-                        RData::SOA(soa) => Some(soa.serial),
-                        _ => None,
-                    })
-                }),
-                Err(_) => None,
-            };
-            servers.push(NameServerAnswer {
-                name: ns.to_string(),
-                addr,
-                addresses,
-                ttl_s,
-                serial,
-                error: err.map(|e| describe_error(Some(&e))),
-            });
+            asks.spawn(ask_nameserver(
+                name.clone(),
+                zone.clone(),
+                ns.to_string(),
+                SocketAddr::new(ip, opts.ns_port),
+                opts.timeout,
+            ));
         }
     }
-    drop(lookup);
+    while let Some(joined) = asks.join_next().await {
+        if let Ok(answer) = joined {
+            servers.push(answer);
+        }
+    }
+    servers.sort_by(|a, b| (&a.name, a.addr).cmp(&(&b.name, b.addr)));
     let first = servers.first().map(|s| s.addresses.clone());
     let agree = !servers.is_empty()
         && servers
@@ -432,11 +459,6 @@ pub async fn check(
         .first()
         .map(|s| s.addr)
         .ok_or("no resolver to ask")?;
-    let (authority, authority_error) = match authority(first, domain, expect, opts).await {
-        Ok(a) => (Some(a), None),
-        Err(e) => (None, Some(e)),
-    };
-    let zone_moved = authority.as_ref().is_some_and(|a| a.serve_expected);
     let expected: BTreeSet<IpAddr> = expect.iter().copied().collect();
     let mut set = tokio::task::JoinSet::new();
     for (i, server) in resolvers.iter().enumerate() {
@@ -445,6 +467,13 @@ pub async fn check(
         let timeout = opts.timeout;
         set.spawn(async move { (i, ask(addr, &name, true, timeout).await) });
     }
+    // The authoritative view runs beside the resolvers: the whole look costs
+    // about one timeout.
+    let (authority, authority_error) = match authority(first, domain, expect, opts).await {
+        Ok(a) => (Some(a), None),
+        Err(e) => (None, Some(e)),
+    };
+    let zone_moved = authority.as_ref().is_some_and(|a| a.serve_expected);
     let mut answers: Vec<Option<ResolverAnswer>> = vec![None; resolvers.len()];
     while let Some(joined) = set.join_next().await {
         let Ok((i, (addresses, ttl_s, cname_chain, err, elapsed))) = joined else {

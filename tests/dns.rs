@@ -382,3 +382,80 @@ async fn the_command_exits_0_1_and_2() {
         s.abort();
     }
 }
+
+#[tokio::test]
+async fn a_run_waits_in_its_cutover_step_until_dns_has_propagated() {
+    let net = Net::new(46);
+    let social = [("social.example.net.", 300, a(NEW))];
+    let cached = net
+        .serve(11, net.zone(1, &[("social.example.net.", 2, a(OLD))]))
+        .await;
+    let swap = {
+        let zone = net.zone(2, &social);
+        let addr = net.addr(11);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            cached.abort();
+            let _ = cached.await;
+            let socket = tokio::net::UdpSocket::bind(addr).await.expect("rebind");
+            let mut server = Server::new(zone);
+            server.register_socket(socket);
+            let _ = server.block_until_done().await;
+        })
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("dns-only.toml"),
+        "name = \"dns-only\"\n[defaults]\nuser = \"u\"\ndir = \"/d\"\ndatabase = \"db\"\ndb_user = \"u\"\n\n[[phases]]\nid = \"cutover\"\ntitle = \"Cutover\"\n\n[[steps]]\nid = \"dns\"\nphase = \"cutover\"\nkind = \"dns\"\ntitle = \"Point DNS at the new host\"\n",
+    )
+    .expect("profile");
+    let config = dir.path().join("migration.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "profile = \"dns-only.toml\"\n[source]\nssh = \"old\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"social.example.net\"\n[dns]\nexpect = [\"{NEW}\"]\nresolvers = [\"{}\"]\nwait = \"30s\"\n",
+            net.addr(11)
+        ),
+    )
+    .expect("config");
+    let journal = dir.path().join("run.jsonl");
+    let (config_arg, journal_arg, home) =
+        (config.clone(), journal.clone(), dir.path().to_path_buf());
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hikkoshi"))
+            .arg("run")
+            .arg("--config")
+            .arg(&config_arg)
+            .args(["--headless", "--yes", "--journal"])
+            .arg(&journal_arg)
+            .env("HOME", &home)
+            .env("XDG_STATE_HOME", home.join("state"))
+            .output()
+            .expect("run hikkoshi")
+    })
+    .await
+    .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("0 of 1 resolvers propagated"),
+        "it saw the old answer first:\n{stdout}"
+    );
+    assert!(stdout.contains("1 of 1 resolvers propagated"), "{stdout}");
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "it ended when propagation was complete"
+    );
+    let records = hikkoshi::journal::Journal::read(&journal).expect("journal");
+    assert!(records.iter().any(|r| matches!(
+        &r.event,
+        hikkoshi::engine::events::EngineEvent::StepFinished { step, outcome: hikkoshi::engine::events::StepOutcome::Succeeded, .. } if step == "dns"
+    )));
+    swap.abort();
+}

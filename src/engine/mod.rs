@@ -23,6 +23,8 @@ pub struct RunOptions {
     /// "run" or "check"; recorded in the journal.
     pub mode: String,
     pub ssh_config: Option<PathBuf>,
+    /// The config's [dns]: what the cutover waits for, and where it asks.
+    pub dns: Option<crate::config::DnsConfig>,
     /// Wait for `Start` before each step: the wizard runs step by step. The wait
     /// leaves no trace in the journal, so a gated run's journal reads like any other.
     pub gated: bool,

@@ -245,6 +245,9 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
             );
         }
     }
+    if let Some(dns) = ctx.opts.dns.clone() {
+        check_dns_ttl(&ctx.plan.domain, &dns, &mut report).await;
+    }
     let media_bytes = check_media(src, dst, &s, &mut report).await?;
     check_disk(src, dst, &s, db_size, media_bytes, &mut report).await?;
     if s.has_rsync {
@@ -1308,6 +1311,38 @@ async fn check_disk(
         }
     }
     Ok(())
+}
+
+/// The record's TTL decides how long resolvers keep sending visitors to the old
+/// host after the switch: the guide says to lower it a day before.
+async fn check_dns_ttl(domain: &str, config: &crate::config::DnsConfig, r: &mut Report<'_>) {
+    let servers = super::dns::servers(config);
+    let Some(first) = servers.first() else {
+        return;
+    };
+    let opts = crate::dns::Options::default();
+    match crate::dns::authority(first.addr, domain, &config.expect, &opts).await {
+        Err(e) => r.note("dns", "dns ttl", Warn, format!("cannot read {domain} from its nameservers: {e}")),
+        Ok(a) => match a.ttl_s {
+            Some(ttl) if ttl > 3600 => r.note(
+                "dns",
+                "dns ttl",
+                Warn,
+                format!(
+                    "{domain} has a TTL of {}: resolvers may send visitors to the old host for that long after the switch. Lower it to 300-3600s at your DNS provider now and start the move after {} have passed",
+                    crate::dns::human_secs(ttl),
+                    crate::dns::human_secs(ttl)
+                ),
+            ),
+            Some(ttl) => r.note(
+                "dns",
+                "dns ttl",
+                Pass,
+                format!("{domain} TTL {}: resolvers follow the switch within that", crate::dns::human_secs(ttl)),
+            ),
+            None => r.note("dns", "dns ttl", Warn, format!("the nameservers of {} give no address for {domain}", a.zone)),
+        },
+    }
 }
 
 /// The media relay reaches the target's sshd on its own loopback; its host keys
