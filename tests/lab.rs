@@ -985,6 +985,82 @@ fn wizard_run_in_a_terminal_migrates_the_lab_with_zero_differences() {
     );
 }
 
+fn dns_set(address: &str, ttl: u32) {
+    let out = Command::new(lab_script("dns-set"))
+        .args([address, &ttl.to_string()])
+        .output()
+        .expect("run tests/lab/dns-set");
+    assert!(
+        out.status.success(),
+        "dns-set failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "needs root and the lab: tests/lab/up"]
+fn dns_ttl_is_checked_and_the_cutover_waits_for_the_switch() {
+    let _guard = lock();
+    let lab = lab();
+    reset();
+
+    // A day-long TTL: preflight says to lower it, and by how much to wait.
+    dns_set(&lab.old_addr, 86400);
+    let run = hikkoshi(&["check", "--config", lab.config.to_str().expect("utf-8")]);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "a TTL is a warning, not a failure:\n{}",
+        run.show()
+    );
+    assert!(
+        run.stdout
+            .contains("[WARN] dns: dns ttl: social.example.net has a TTL of 24h00m"),
+        "{}",
+        run.show()
+    );
+
+    // The record still points at the old host when the cutover begins; the
+    // admin switches it during the step, and the step ends once resolvers follow.
+    dns_set(&lab.old_addr, 5);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = dir.path().join("run.jsonl");
+    let args = [
+        "run".to_string(),
+        "--config".into(),
+        lab.config.display().to_string(),
+        "--headless".into(),
+        "--yes".into(),
+        "--journal".into(),
+        journal.display().to_string(),
+    ];
+    let child = std::thread::spawn(move || {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        hikkoshi(&refs)
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let text = std::fs::read_to_string(&journal).unwrap_or_default();
+        if text.contains("\"step\":\"dns\"") && text.contains("0 of 1 resolvers propagated") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never reached the DNS step:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    dns_set(&lab.new_addr, 300);
+    let run = child.join().expect("the run's thread");
+    assert_eq!(run.code, Some(0), "{}", run.show());
+    assert!(
+        run.stdout.contains("1 of 1 resolvers propagated"),
+        "{}",
+        run.show()
+    );
+    reset();
+}
+
 /// The lab's config, but with ssh reading host keys from `known_hosts`.
 fn lab_config_with(lab: &Lab, dir: &Path, known_hosts: &Path) -> PathBuf {
     let ssh_text: String = std::fs::read_to_string(&lab.ssh_config)
