@@ -1061,36 +1061,30 @@ fn dns_ttl_is_checked_and_the_cutover_waits_for_the_switch() {
     reset();
 }
 
+/// `text` with every line starting with `key` replaced by `line`.
+fn with_line(text: &str, key: &str, line: &str) -> String {
+    text.lines()
+        .map(|l| {
+            if l.trim_start().starts_with(key) {
+                line
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The lab's config, but with ssh reading host keys from `known_hosts`.
 fn lab_config_with(lab: &Lab, dir: &Path, known_hosts: &Path) -> PathBuf {
-    let ssh_text: String = std::fs::read_to_string(&lab.ssh_config)
-        .expect("lab ssh config")
-        .lines()
-        .map(|l| {
-            if l.trim_start().starts_with("UserKnownHostsFile") {
-                format!("  UserKnownHostsFile {}", known_hosts.display())
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
+    let ssh_text = std::fs::read_to_string(&lab.ssh_config).expect("lab ssh config");
     let ssh = dir.join("ssh_config");
-    std::fs::write(&ssh, ssh_text).expect("ssh config");
+    let known = format!("  UserKnownHostsFile {}", known_hosts.display());
+    std::fs::write(&ssh, with_line(&ssh_text, "UserKnownHostsFile", &known)).expect("ssh config");
     let text = std::fs::read_to_string(&lab.config).expect("lab config");
-    let text: String = text
-        .lines()
-        .map(|l| {
-            if l.trim_start().starts_with("config_file") {
-                format!("config_file = \"{}\"", ssh.display())
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
     let config = dir.join("migration.toml");
-    std::fs::write(&config, text).expect("config");
+    let line = format!("config_file = \"{}\"", ssh.display());
+    std::fs::write(&config, with_line(&text, "config_file", &line)).expect("config");
     config
 }
 

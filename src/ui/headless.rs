@@ -13,6 +13,7 @@ use crate::engine::events::{
 };
 use crate::run_state::RunState;
 use crate::steps::preflight::human_bytes;
+use crate::ui::short_duration;
 
 pub struct HeadlessOptions {
     /// Confirm every step that asks, without asking.
@@ -88,17 +89,6 @@ impl Printer {
                 ));
             }
         }
-    }
-}
-
-fn duration(ms: u64) -> String {
-    let secs = ms / 1000;
-    if secs >= 3600 {
-        format!("{}h{:02}m{:02}s", secs / 3600, secs / 60 % 60, secs % 60)
-    } else if secs >= 60 {
-        format!("{}m{:02}s", secs / 60, secs % 60)
-    } else {
-        format!("{:.1}s", ms as f64 / 1000.0)
     }
 }
 
@@ -257,9 +247,10 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
                 p.finish_bar();
                 let optional = state.step(step).is_some_and(|s| s.info.optional);
                 match outcome {
-                    StepOutcome::Succeeded => {
-                        p.line(&format!("    done: {step} ({})", duration(*duration_ms)))
-                    }
+                    StepOutcome::Succeeded => p.line(&format!(
+                        "    done: {step} ({})",
+                        short_duration(*duration_ms)
+                    )),
                     StepOutcome::Skipped { reason } => {
                         p.line(&format!("    skipped: {step}: {reason}"))
                     }
@@ -273,7 +264,7 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
                     } => {
                         let mut text = format!(
                             "hikkoshi: step '{step}' failed after {}",
-                            duration(*duration_ms)
+                            short_duration(*duration_ms)
                         );
                         if let Some(h) = host {
                             text.push_str(&format!(" on {h}"));
@@ -321,7 +312,7 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
                     .map(|d| {
                         format!(
                             ", downtime {}",
-                            duration(u64::try_from(d.as_millis()).unwrap_or(0))
+                            short_duration(u64::try_from(d.as_millis()).unwrap_or(0))
                         )
                     })
                     .unwrap_or_default();
@@ -329,7 +320,7 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
                     0 => String::new(),
                     b => format!(", {} moved", human_bytes(b)),
                 };
-                let total = duration(*duration_ms);
+                let total = short_duration(*duration_ms);
                 match outcome {
                     RunOutcome::Succeeded => p.line(&format!(
                         "finished: every step succeeded in {total}{downtime}{moved}"

@@ -116,19 +116,4 @@ pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
     }
 }
 
-pub fn clock(d: jiff::SignedDuration) -> String {
-    let s = d.as_secs().max(0);
-    if s >= 3600 {
-        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-    } else {
-        format!("{:02}:{:02}", s / 60, s % 60)
-    }
-}
-
-pub fn short_duration(ms: u64) -> String {
-    if ms >= 60_000 {
-        clock(jiff::SignedDuration::from_millis(ms as i64))
-    } else {
-        format!("{:.1}s", ms as f64 / 1000.0)
-    }
-}
+pub use crate::ui::{clock, short_duration};
