@@ -99,65 +99,43 @@ pub fn markdown(run: &RunState) -> String {
             retried
         ));
     }
-    let failures: Vec<_> = run
-        .steps
-        .iter()
-        .flat_map(|s| {
-            s.earlier
-                .iter()
-                .chain(s.outcome.iter())
-                .map(move |o| (s, o))
-        })
-        .filter_map(|(s, o)| match o {
-            StepOutcome::Failed {
+    let mut failures = String::new();
+    for s in &run.steps {
+        for outcome in s.earlier.iter().chain(s.outcome.iter()) {
+            let StepOutcome::Failed {
                 message,
                 host,
                 command,
                 exit_code,
                 first_error,
                 stderr_tail,
-            } => Some((
-                s,
-                message,
-                host,
-                command,
-                exit_code,
-                first_error,
-                stderr_tail,
-            )),
-            _ => None,
-        })
-        .collect();
-    if !failures.is_empty() {
-        out.push_str("\n## Failures\n");
-        for (s, message, host, command, exit_code, first_error, tail) in failures {
-            out.push_str(&format!(
-                "\n### {}{}\n\n{}\n",
-                s.info.id,
-                host.as_ref()
-                    .map(|h| format!(" on {h}"))
-                    .unwrap_or_default(),
-                message
-            ));
+            } = outcome
+            else {
+                continue;
+            };
+            let on = host
+                .as_ref()
+                .map(|h| format!(" on {h}"))
+                .unwrap_or_default();
+            failures.push_str(&format!("\n### {}{on}\n\n{message}\n", s.info.id));
             if let Some(c) = command {
-                out.push_str(&format!("\n- command: `{}`", c.replace('`', "'")));
+                failures.push_str(&format!("\n- command: `{}`", c.replace('`', "'")));
             }
             if let Some(code) = exit_code {
-                out.push_str(&format!("\n- exit code: {code}"));
+                failures.push_str(&format!("\n- exit code: {code}"));
             }
             if let Some(f) = first_error {
-                out.push_str(&format!("\n- first error: {}", f));
+                failures.push_str(&format!("\n- first error: {f}"));
             }
-            if !tail.is_empty() {
-                out.push_str("\n\n```\n");
-                for l in tail {
-                    out.push_str(l);
-                    out.push('\n');
-                }
-                out.push_str("```");
+            if !stderr_tail.is_empty() {
+                failures.push_str(&format!("\n\n```\n{}\n```", stderr_tail.join("\n")));
             }
-            out.push('\n');
+            failures.push('\n');
         }
+    }
+    if !failures.is_empty() {
+        out.push_str("\n## Failures\n");
+        out.push_str(&failures);
     }
     out
 }

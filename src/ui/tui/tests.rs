@@ -502,3 +502,22 @@ fn ticks_redraw_only_while_something_moves() {
     update(&mut app, Msg::Tick(jiff::Timestamp::now()));
     assert!(app.dirty, "a step runs: its spinner and clock move");
 }
+
+#[test]
+fn markdown_report_names_the_failure_and_the_downtime_still_open() {
+    let run = crate::run_state::RunState::from_records(&failed());
+    let md = crate::ui::review::markdown(&run);
+    assert!(md.contains("| Downtime | restore | new |"), "{md}");
+    assert!(md.contains("FAILED (exit 1)"), "{md}");
+    assert!(md.contains("### restore on new"), "{md}");
+    assert!(md.contains("- exit code: 1"), "{md}");
+    assert!(
+        md.contains("```\npg_restore: warning: errors ignored on restore: 212\n```"),
+        "{md}"
+    );
+    assert!(md.contains("not over when the journal ends"), "{md}");
+    assert!(
+        md.contains("not finished (the run crashed or is still going)"),
+        "{md}"
+    );
+}
