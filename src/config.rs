@@ -58,6 +58,9 @@ pub struct DnsConfig {
     pub expect: Vec<IpAddr>,
     pub resolvers: Vec<String>,
     pub wait: Duration,
+    /// A CA certificate (PEM) the pinned HTTPS check trusts instead of the
+    /// system's, for a staging or private certificate.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -101,6 +104,7 @@ struct RawDns {
     expect: Vec<Spanned<String>>,
     resolvers: Option<Vec<Spanned<String>>>,
     wait: Option<Spanned<String>>,
+    ca_file: Option<Spanned<String>>,
 }
 
 struct Source<'a> {
@@ -237,7 +241,7 @@ impl Config {
 
         let dns = match raw.dns {
             None => None,
-            Some(d) => Some(parse_dns(&src, d)?),
+            Some(d) => Some(parse_dns(&src, base, d)?),
         };
 
         Ok(Config {
@@ -260,7 +264,7 @@ impl Config {
     }
 }
 
-fn parse_dns(src: &Source<'_>, d: RawDns) -> Result<DnsConfig, ConfigError> {
+fn parse_dns(src: &Source<'_>, base: &Path, d: RawDns) -> Result<DnsConfig, ConfigError> {
     let mut expect = Vec::new();
     for e in &d.expect {
         let ip: IpAddr = e
@@ -293,10 +297,24 @@ fn parse_dns(src: &Source<'_>, d: RawDns) -> Result<DnsConfig, ConfigError> {
             )
         })?,
     };
+    let ca_file = match &d.ca_file {
+        None => None,
+        Some(f) => {
+            let p = base.join(f.get_ref());
+            if !p.is_file() {
+                return Err(src.error(
+                    f.span(),
+                    format!("CA certificate file '{}' does not exist", p.display()),
+                ));
+            }
+            Some(p)
+        }
+    };
     Ok(DnsConfig {
         expect,
         resolvers,
         wait,
+        ca_file,
     })
 }
 

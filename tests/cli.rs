@@ -102,6 +102,7 @@ fn plan_as_json_lists_steps_in_order() {
             "precompile",
             "start-target",
             "health",
+            "public-health",
             "feeds",
             "search-deploy",
             "dns",

@@ -24,6 +24,10 @@ pub struct Plan {
     /// must still check what the later steps will need.
     pub kinds: Vec<StepKind>,
     pub vars: Vars,
+    /// The config's [dns] expect: where the domain will point after the move.
+    pub dns_expect: Vec<std::net::IpAddr>,
+    /// The URLs the pinned health checks will ask; preflight tries them early.
+    pub pinned_urls: Vec<String>,
 }
 
 /// What a reader of a plan or a journal needs to know about a step.
@@ -101,8 +105,19 @@ impl Plan {
             domain: app.domain.clone(),
             phases: profile.phases,
             kinds: profile.steps.iter().map(|s| s.kind).collect(),
+            pinned_urls: profile
+                .steps
+                .iter()
+                .filter(|s| s.pinned)
+                .filter_map(|s| s.url.clone())
+                .collect(),
             steps: profile.steps,
             vars,
+            dns_expect: config
+                .dns
+                .as_ref()
+                .map(|d| d.expect.clone())
+                .unwrap_or_default(),
         }
     }
 

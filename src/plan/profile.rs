@@ -165,6 +165,10 @@ pub struct StepSpec {
     pub service: Option<String>,
     // health
     pub url: Option<String>,
+    /// Ask from this machine with the URL's host pinned to each [dns] expect
+    /// address (curl --resolve): the new host as visitors will reach it.
+    #[serde(default)]
+    pub pinned: bool,
     // preflight
     pub env_file: Option<String>,
     pub domain_key: Option<String>,
@@ -385,6 +389,7 @@ fn validate_kind(step: &StepSpec) -> Result<(), String> {
         ("exclude", !step.exclude.is_empty()),
         ("service", step.service.is_some()),
         ("url", step.url.is_some()),
+        ("pinned", step.pinned),
         ("env_file", step.env_file.is_some()),
         ("domain_key", step.domain_key.is_some()),
         ("version_file", step.version_file.is_some()),
@@ -404,7 +409,7 @@ fn validate_kind(step: &StepSpec) -> Result<(), String> {
         StepKind::Rsync => (&["paths", "delete", "exclude", "user"], &["paths", "user"]),
         StepKind::Verify | StepKind::Dns => (&[], &[]),
         StepKind::Redis => (&["service"], &["service"]),
-        StepKind::Health => (&["url"], &["url"]),
+        StepKind::Health => (&["url", "pinned"], &["url"]),
     };
     for (key, is_set) in &present {
         if *is_set && !allowed.contains(key) {

@@ -183,6 +183,7 @@ pub fn run_as(step: &StepSpec, vars: &Vars) -> Result<RunAs, TemplateError> {
 pub fn hosts_of(step: &StepSpec, plan: &Plan) -> Vec<String> {
     match step.kind {
         StepKind::Command => plan.host_names(step.host),
+        StepKind::Health if step.pinned => Vec::new(),
         StepKind::Health => plan.host_names(Some(HostSel::Target)),
         StepKind::Dns => Vec::new(),
         _ => plan.host_names(Some(HostSel::Both)),
@@ -215,15 +216,7 @@ pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars) -> Vec<String> {
             vars.render_lenient("{db_user}")
         )],
         StepKind::Redis => redis::describe(step, plan, vars),
-        StepKind::Health => vec![format!(
-            "on {}: curl {} until it answers 200 (up to {})",
-            plan.target,
-            step.url
-                .as_deref()
-                .map(|u| vars.render_lenient(u))
-                .unwrap_or_default(),
-            step.timeout.as_deref().unwrap_or("2m")
-        )],
+        StepKind::Health => health::describe(step, plan, vars),
         StepKind::Dns => dns::describe(plan),
     }
 }

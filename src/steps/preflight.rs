@@ -247,6 +247,10 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     }
     if let Some(dns) = ctx.opts.dns.clone() {
         check_dns_ttl(&ctx.plan.domain, &dns, &mut report).await;
+        for url in ctx.plan.pinned_urls.clone() {
+            let url = ctx.vars.render(&url)?;
+            check_pinned(&url, &dns, &mut report).await;
+        }
     }
     let media_bytes = check_media(src, dst, &s, &mut report).await?;
     check_disk(src, dst, &s, db_size, media_bytes, &mut report).await?;
@@ -1342,6 +1346,45 @@ async fn check_dns_ttl(domain: &str, config: &crate::config::DnsConfig, r: &mut 
             ),
             None => r.note("dns", "dns ttl", Warn, format!("the nameservers of {} give no address for {domain}", a.zone)),
         },
+    }
+}
+
+/// The pinned health check runs during the downtime; a certificate the new
+/// address does not serve correctly is better found the night before.
+async fn check_pinned(url: &str, dns: &crate::config::DnsConfig, r: &mut Report<'_>) {
+    use super::health;
+    let (host, port) = match health::host_port(url) {
+        Ok(hp) => hp,
+        Err(e) => return r.note("this machine", "pinned health", Fail, e),
+    };
+    for addr in &dns.expect {
+        let argv = health::pinned_argv(url, &host, port, *addr, dns.ca_file.as_deref());
+        let name = addr.to_string();
+        match health::curl_local(&argv).await {
+            Err(f) => r.note("this machine", "pinned health", Fail, f.message),
+            Ok(a) if a.answered => r.note(
+                &name,
+                "pinned health",
+                Pass,
+                format!(
+                    "{host}:{port} answers with a certificate that verifies (HTTP {} now{})",
+                    a.status.as_deref().unwrap_or("?"),
+                    if a.ok { "" } else { "; the app starts there during the move" }
+                ),
+            ),
+            Ok(a) if a.hopeless => r.note(
+                &name,
+                "pinned health",
+                Fail,
+                format!("{url} pinned to {addr}: {}. Fix it before the move, or remove [dns] from the config to switch DNS by hand and get the certificate afterwards", a.why),
+            ),
+            Ok(a) => r.note(
+                &name,
+                "pinned health",
+                Warn,
+                format!("{url} pinned to {addr}: {}. The run checks it again before DNS changes and stops if it still fails", a.why),
+            ),
+        }
     }
 }
 

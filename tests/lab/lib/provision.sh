@@ -2,8 +2,9 @@
 # Writing the lab's files into a host's directories; shared by up (build) and reset (restore).
 # Functions work on $LAB_DIR/hosts/<host>/..., the machine-side view of the bind mounts.
 
-UNITS_ENABLED_OLD=(postgresql redis-server mastodon-web mastodon-sidekiq mastodon-streaming)
-UNITS_ENABLED_NEW=(postgresql redis-server)
+# nginx is set up on the new host before the move, as the guide has the admin do.
+UNITS_ENABLED_OLD=(postgresql redis-server nginx mastodon-web mastodon-sidekiq mastodon-streaming)
+UNITS_ENABLED_NEW=(postgresql redis-server nginx)
 MASTODON_UNITS=(mastodon-web mastodon-sidekiq mastodon-streaming)
 
 # install SRC DST OWNER MODE: copy only when the content differs (keeps mtimes stable).
@@ -114,6 +115,7 @@ install_host_files() {
   done
   ln -sfn postgresql.service "$hd/state/units/postgresql@15-main.service"
   install_file "$LAB_SRC/lib/redis.conf" "$hd/state/redis.conf" root:root 0644
+  install_nginx "$h"
   [[ -e $hd/state/calls.jsonl ]] || : >"$hd/state/calls.jsonl"
   chmod 0666 "$hd/state/calls.jsonl"
 
@@ -122,6 +124,60 @@ install_host_files() {
     [[ -e $hd/home-mastodon/$f ]] || install -o mastodon -g mastodon -m 0644 "/etc/skel/$f" "$hd/home-mastodon/$f"
   done
   sync_app "$h"
+}
+
+# A certificate for the domain signed by the lab's own CA (operator/ca.pem), made once.
+make_tls() {
+  local tls=$LAB_STATE/tls
+  [[ -s $tls/cert.pem && -s $LAB_OPERATOR/ca.pem ]] && return 0
+  install -d -m 0700 "$tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+    -subj "/CN=hikkoshi lab CA" -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$LAB_DOMAIN" \
+    -keyout "$tls/key.pem" -out "$tls/req.pem" 2>/dev/null
+  printf 'subjectAltName=DNS:%s\n' "$LAB_DOMAIN" >"$tls/ext.cnf"
+  openssl x509 -req -in "$tls/req.pem" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+    -days 3650 -extfile "$tls/ext.cnf" -out "$tls/cert.pem" 2>/dev/null
+  install -m 0644 "$tls/ca.pem" "$LAB_OPERATOR/ca.pem"
+}
+
+# nginx: TLS for the domain in front of the web service on 127.0.0.1:3000.
+install_nginx() {
+  local h=$1 hd tmp
+  hd=$(host_dir "$h")
+  install -d -o root -g root -m 0755 "$hd/state/nginx" "$hd/state/nginx/tmp"
+  install_file "$LAB_STATE/tls/cert.pem" "$hd/state/nginx/cert.pem" root:root 0644
+  install_file "$LAB_STATE/tls/key.pem" "$hd/state/nginx/key.pem" root:root 0600
+  tmp=$(mktemp)
+  cat >"$tmp" <<EOF
+# hikkoshi lab: nginx of host $h
+user www-data;
+worker_processes 1;
+pid /var/lib/hikkoshi-host/nginx/nginx.pid;
+error_log /var/lib/hikkoshi-host/log/nginx-error.log;
+events { worker_connections 64; }
+http {
+  access_log /var/lib/hikkoshi-host/log/nginx-access.log;
+  client_body_temp_path /var/lib/hikkoshi-host/nginx/tmp/body;
+  proxy_temp_path /var/lib/hikkoshi-host/nginx/tmp/proxy;
+  fastcgi_temp_path /var/lib/hikkoshi-host/nginx/tmp/fastcgi;
+  uwsgi_temp_path /var/lib/hikkoshi-host/nginx/tmp/uwsgi;
+  scgi_temp_path /var/lib/hikkoshi-host/nginx/tmp/scgi;
+  server {
+    listen 443 ssl;
+    server_name $LAB_DOMAIN;
+    ssl_certificate /var/lib/hikkoshi-host/nginx/cert.pem;
+    ssl_certificate_key /var/lib/hikkoshi-host/nginx/key.pem;
+    location / {
+      proxy_pass http://127.0.0.1:3000;
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-Proto https;
+    }
+  }
+}
+EOF
+  install_file "$tmp" "$hd/state/nginx/nginx.conf" root:root 0644
+  rm -f "$tmp"
 }
 
 # Unit enablement of a pristine host; no process is started or stopped here.
