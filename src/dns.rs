@@ -10,7 +10,7 @@ use hickory_resolver::Resolver;
 use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Public resolvers asked when none are given: the big anycast services and a
 /// few regional ones, so a look at propagation is not one provider's opinion.
@@ -37,7 +37,7 @@ pub const PUBLIC_RESOLVERS: &[(&str, &str, &str)] = &[
     ("156.154.70.1", "Neustar UltraDNS", "US"),
 ];
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Server {
     pub addr: SocketAddr,
     pub provider: String,
@@ -66,7 +66,7 @@ pub fn parse_server(text: &str) -> Option<SocketAddr> {
     })
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum State {
     /// Answers exactly the expected addresses.
@@ -86,7 +86,7 @@ pub enum State {
     },
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResolverAnswer {
     #[serde(flatten)]
     pub server: Server,
@@ -98,7 +98,7 @@ pub struct ResolverAnswer {
     pub state: State,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NameServerAnswer {
     pub name: String,
     pub addr: SocketAddr,
@@ -108,7 +108,7 @@ pub struct NameServerAnswer {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Authority {
     pub zone: String,
     pub servers: Vec<NameServerAnswer>,
@@ -120,7 +120,7 @@ pub struct Authority {
     pub ttl_s: Option<u32>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub domain: String,
     pub expect: Vec<IpAddr>,
@@ -131,6 +131,22 @@ pub struct Report {
     pub total: usize,
     /// The largest TTL a stale resolver still holds: how long until all must agree.
     pub worst_case_s: Option<u32>,
+}
+
+impl State {
+    pub fn words(&self) -> String {
+        match self {
+            State::Propagated => "propagated".to_string(),
+            State::Stale { expires_in_s } => {
+                format!("stale, expires in {}", human_secs(*expires_in_s))
+            }
+            State::Wrong => "WRONG".into(),
+            State::Nxdomain => "NXDOMAIN".into(),
+            State::NoAddress => "no address".into(),
+            State::Timeout => "timeout".into(),
+            State::Error { message } => format!("error: {message}"),
+        }
+    }
 }
 
 impl Report {
@@ -524,7 +540,7 @@ pub async fn check(
     })
 }
 
-fn ips(list: &[IpAddr]) -> String {
+pub fn ips(list: &[IpAddr]) -> String {
     if list.is_empty() {
         "-".into()
     } else {
@@ -585,17 +601,7 @@ pub fn render_text(r: &Report) -> String {
     }
     out.push_str("\nresolvers\n");
     for a in &r.resolvers {
-        let state = match &a.state {
-            State::Propagated => "propagated".to_string(),
-            State::Stale { expires_in_s } => {
-                format!("stale, expires in {}", human_secs(*expires_in_s))
-            }
-            State::Wrong => "WRONG".into(),
-            State::Nxdomain => "NXDOMAIN".into(),
-            State::NoAddress => "no address".into(),
-            State::Timeout => "timeout".into(),
-            State::Error { message } => format!("error: {message}"),
-        };
+        let state = a.state.words();
         let via = if a.cname_chain.is_empty() {
             String::new()
         } else {

@@ -65,6 +65,8 @@ pub struct StepState {
     pub earlier: Vec<StepOutcome>,
     pub attempts: u32,
     pub bytes_moved: u64,
+    /// The latest round of a DNS step: seconds into the wait, and the table.
+    pub propagation: Option<(u64, crate::dns::Report)>,
 }
 
 /// What the run waits for, read from the events alone.
@@ -200,6 +202,7 @@ impl RunState {
                             earlier: Vec::new(),
                             attempts: 0,
                             bytes_moved: 0,
+                            propagation: None,
                         })
                         .collect(),
                     ..RunState::default()
@@ -255,6 +258,15 @@ impl RunState {
                         status: *status,
                         message: message.clone(),
                     });
+                }
+            }
+            EngineEvent::Propagation {
+                step,
+                elapsed_s,
+                report,
+            } => {
+                if let Some(s) = self.step_mut(step) {
+                    s.propagation = Some((*elapsed_s, report.clone()));
                 }
             }
             EngineEvent::AwaitingConfirm { step, prompt } => {

@@ -459,3 +459,64 @@ async fn a_run_waits_in_its_cutover_step_until_dns_has_propagated() {
     )));
     swap.abort();
 }
+
+/// In the wizard the operator may stop waiting for the last resolvers: a
+/// Skip while the DNS step waits ends it as skipped, and the run goes on.
+#[tokio::test]
+async fn the_operator_can_move_on_while_resolvers_still_hold_the_old_answer() {
+    use hikkoshi::engine::events::{EngineCommand, EngineEvent, RunOutcome, StepOutcome};
+    let net = Net::new(47);
+    let server = net
+        .serve(11, net.zone(1, &[("social.example.net.", 3600, a(OLD))]))
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("dns-only.toml"),
+        "name = \"dns-only\"\n[defaults]\nuser = \"u\"\ndir = \"/d\"\ndatabase = \"db\"\ndb_user = \"u\"\n\n[[phases]]\nid = \"cutover\"\ntitle = \"Cutover\"\n\n[[steps]]\nid = \"dns\"\nphase = \"cutover\"\nkind = \"dns\"\ntitle = \"Point DNS at the new host\"\n",
+    )
+    .expect("profile");
+    let path = dir.path().join("migration.toml");
+    let text = format!(
+        "profile = \"dns-only.toml\"\n[source]\nssh = \"old\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"social.example.net\"\n[dns]\nexpect = [\"{NEW}\"]\nresolvers = [\"{}\"]\nwait = \"10m\"\n",
+        net.addr(11)
+    );
+    std::fs::write(&path, &text).expect("config");
+    let config = hikkoshi::config::Config::parse(&path, &text).expect("config");
+    let plan = hikkoshi::plan::Plan::build(&config).expect("plan");
+    let opts = hikkoshi::engine::RunOptions {
+        run_id: "test".into(),
+        mode: "run".into(),
+        ssh_config: None,
+        dns: config.dns.clone(),
+        gated: false,
+    };
+    let mut handle = hikkoshi::engine::start(plan, opts, None);
+    let started = Instant::now();
+    let mut asked = false;
+    let mut skipped = None;
+    let mut outcome = None;
+    while let Some(record) = handle.records.recv().await {
+        match record.event {
+            EngineEvent::Propagation { report, .. } if !asked => {
+                assert_eq!((report.propagated, report.total), (0, 1));
+                handle.commands.send(EngineCommand::Skip).expect("send");
+                asked = true;
+            }
+            EngineEvent::StepFinished { step, outcome, .. } if step == "dns" => {
+                skipped = Some(outcome)
+            }
+            EngineEvent::RunFinished { outcome: o, .. } => outcome = Some(o),
+            _ => {}
+        }
+    }
+    assert!(
+        matches!(&skipped, Some(StepOutcome::Skipped { reason }) if reason.contains("moved on")),
+        "{skipped:?}"
+    );
+    assert_eq!(outcome, Some(RunOutcome::Succeeded));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "it did not wait 10m"
+    );
+    server.abort();
+}

@@ -1126,7 +1126,16 @@ fn dns_ttl_is_checked_and_the_cutover_waits_for_the_switch() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
         let text = std::fs::read_to_string(&journal).unwrap_or_default();
-        if text.contains("\"step\":\"dns\"") && text.contains("0 of 1 resolvers propagated") {
+        // The cutover's resolver table, as the journal holds it for every round.
+        let waiting = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|v| {
+                v["event"] == "Propagation"
+                    && v["report"]["propagated"] == 0
+                    && v["report"]["total"] == 1
+            });
+        if waiting {
             break;
         }
         assert!(

@@ -134,6 +134,12 @@ pub enum EngineEvent {
         status: CheckStatus,
         message: String,
     },
+    /// One round of asking resolvers for the domain: the table as it stands.
+    Propagation {
+        step: String,
+        elapsed_s: u64,
+        report: crate::dns::Report,
+    },
     AwaitingConfirm {
         step: String,
         prompt: String,
@@ -156,6 +162,7 @@ impl EngineEvent {
             | EngineEvent::Output { step, .. }
             | EngineEvent::Progress { step, .. }
             | EngineEvent::Check { step, .. }
+            | EngineEvent::Propagation { step, .. }
             | EngineEvent::AwaitingConfirm { step, .. }
             | EngineEvent::StepFinished { step, .. } => Some(step),
             EngineEvent::RunStarted { .. } | EngineEvent::RunFinished { .. } => None,

@@ -4,7 +4,7 @@
 pub mod events;
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle;
@@ -112,6 +112,14 @@ impl StepIo {
             name: name.to_string(),
             status,
             message: message.into(),
+        });
+    }
+
+    pub fn propagation(&self, elapsed: Duration, report: &crate::dns::Report) {
+        let _ = self.tx.send(EngineEvent::Propagation {
+            step: self.step.clone(),
+            elapsed_s: elapsed.as_secs(),
+            report: report.clone(),
         });
     }
 
@@ -237,13 +245,22 @@ fn stops(d: Option<EngineCommand>) -> Option<bool> {
     }
 }
 
-/// Resolves only when a stop (Abort or Rollback) arrives while a step runs;
-/// other commands have no meaning then. True when a rollback was asked for.
-async fn stop_requested(cmds: &mut UnboundedReceiver<EngineCommand>) -> bool {
+/// What may end a running step from outside.
+enum Interruption {
+    /// Abort or Rollback (true).
+    Stop { rollback: bool },
+    /// Skip, for a step that only waits (DNS): the operator moves on.
+    MoveOn,
+}
+
+/// Resolves only when a stop (Abort or Rollback), or a Skip of a step that
+/// only waits, arrives while the step runs; other commands mean nothing then.
+async fn interrupted(cmds: &mut UnboundedReceiver<EngineCommand>, waits: bool) -> Interruption {
     loop {
         match cmds.recv().await {
-            Some(EngineCommand::Abort) => return false,
-            Some(EngineCommand::Rollback) => return true,
+            Some(EngineCommand::Abort) => return Interruption::Stop { rollback: false },
+            Some(EngineCommand::Rollback) => return Interruption::Stop { rollback: true },
+            Some(EngineCommand::Skip) if waits => return Interruption::MoveOn,
             Some(_) => continue,
             None => std::future::pending::<()>().await,
         }
@@ -474,13 +491,19 @@ async fn run(
                 },
             );
             let mut aborted = false;
+            let waits = step.kind == crate::plan::profile::StepKind::Dns;
             let result = tokio::select! {
                 o = crate::steps::execute(step, &mut ctx, &io) => o,
-                wants_rollback = stop_requested(&mut cmds) => {
-                    aborted = true;
-                    rollback = wants_rollback;
-                    StepOutcome::failed("stopped by the operator while the step was running")
-                }
+                why = interrupted(&mut cmds, waits) => match why {
+                    Interruption::Stop { rollback: wants_rollback } => {
+                        aborted = true;
+                        rollback = wants_rollback;
+                        StepOutcome::failed("stopped by the operator while the step was running")
+                    }
+                    Interruption::MoveOn => StepOutcome::Skipped {
+                        reason: "the operator moved on before every resolver answered the new address".into(),
+                    },
+                },
             };
             let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             let ok = !matches!(result, StepOutcome::Failed { .. });

@@ -55,12 +55,7 @@ pub async fn run(_step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult 
         &servers,
         &dns::Options::default(),
         config.wait,
-        |r, elapsed| {
-            io.output(
-                Stream::Stdout,
-                format!("[{:>4}s] {}", elapsed.as_secs(), dns::summary(r)),
-            );
-        },
+        |r, elapsed| io.propagation(elapsed, r),
     )
     .await
     .map_err(|e| StepFailure::new(format!("checking DNS for {domain}: {e}")))?;

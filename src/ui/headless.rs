@@ -219,6 +219,12 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
                 }
             }
             EngineEvent::Progress { step, bytes, total } => p.progress(step, *bytes, *total),
+            EngineEvent::Propagation {
+                elapsed_s, report, ..
+            } => p.line(&format!(
+                "  [{elapsed_s:>4}s] {}",
+                crate::dns::summary(report)
+            )),
             EngineEvent::AwaitingConfirm { step, prompt } => {
                 p.finish_bar();
                 let decision = if opts.yes {

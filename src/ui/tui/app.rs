@@ -96,6 +96,10 @@ impl App {
             Context::Review
         } else if matches!(self.run.waiting(), Waiting::Decision(_)) {
             Context::Failed
+        } else if let Waiting::Running(id) = self.run.waiting()
+            && self.run.step(&id).is_some_and(|s| s.propagation.is_some())
+        {
+            Context::Propagating
         } else {
             Context::Live
         }
@@ -306,6 +310,9 @@ fn on_key(app: &mut App, key: &KeyEvent) -> Vec<EngineCommand> {
                 Vec::new()
             }
         }
+        // Resolvers catch up by themselves as their caches expire; the run
+        // need not wait for the last one.
+        (Context::Propagating, Action::MoveOn) => vec![EngineCommand::Skip],
         (_, Action::Abort) => {
             app.dialog = Some(Dialog::Abort);
             Vec::new()

@@ -9,6 +9,8 @@ pub enum Context {
     Dialog,
     /// A step failed and the engine waits for a decision.
     Failed,
+    /// The DNS step is waiting for resolvers; the operator may move on.
+    Propagating,
     /// Anything else while a run is live.
     Live,
     /// Reading a finished run's journal.
@@ -30,6 +32,7 @@ pub enum Action {
     Auto,
     Retry,
     Skip,
+    MoveOn,
     Abort,
     Quit,
     Interrupt,
@@ -48,7 +51,7 @@ pub struct Binding {
 
 use Context::*;
 
-const NAV: &[Context] = &[Failed, Live, Review];
+const NAV: &[Context] = &[Failed, Propagating, Live, Review];
 
 const fn bind(
     context: &'static [Context],
@@ -65,7 +68,7 @@ const fn bind(
     }
 }
 
-const ALL: &[Context] = &[Dialog, Failed, Live, Review, Help];
+const ALL: &[Context] = &[Dialog, Failed, Propagating, Live, Review, Help];
 
 pub const KEYS: &[Binding] = &[
     bind(&[Dialog], KeyCode::Char('y'), Action::Yes, "y yes"),
@@ -77,7 +80,13 @@ pub const KEYS: &[Binding] = &[
     bind(&[Failed], KeyCode::Char('r'), Action::Retry, "r retry"),
     bind(&[Failed], KeyCode::Char('s'), Action::Skip, "s skip"),
     bind(
-        &[Failed, Live],
+        &[Propagating],
+        KeyCode::Char('m'),
+        Action::MoveOn,
+        "m move on",
+    ),
+    bind(
+        &[Failed, Propagating, Live],
         KeyCode::Char('x'),
         Action::Abort,
         "x abort",

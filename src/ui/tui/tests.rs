@@ -201,7 +201,7 @@ fn finished() -> Vec<Record> {
                     step: id.clone(),
                     outcome: StepOutcome::Skipped {
                         reason: if id == "dns" {
-                            "DNS propagation check not implemented yet".into()
+                            "no [dns] in the config; social.example.net was not checked".into()
                         } else {
                             "not needed".into()
                         },
@@ -218,6 +218,92 @@ fn finished() -> Vec<Record> {
         EngineEvent::RunFinished {
             outcome: RunOutcome::Succeeded,
             duration_ms: 50_000,
+        },
+    ));
+    r
+}
+
+/// The cutover waits for DNS: two resolvers follow, one still holds the old
+/// answer, one says the name does not exist, one does not answer.
+fn dns_waiting() -> Vec<Record> {
+    use crate::dns::{Report, ResolverAnswer, Server, State};
+    let mut r = started();
+    let ids: Vec<String> = match &r[0].event {
+        EngineEvent::RunStarted { steps, .. } => steps.iter().map(|s| s.id.clone()).collect(),
+        _ => Vec::new(),
+    };
+    for (i, id) in ids.iter().take_while(|id| *id != "dns").enumerate() {
+        r.extend(done(i as i64 / 2, id, 500));
+    }
+    r.push(at(
+        10,
+        EngineEvent::StepStarted {
+            step: "dns".into(),
+            commands: vec![],
+        },
+    ));
+    let new: std::net::IpAddr = "203.0.113.20".parse().expect("ip");
+    let old: std::net::IpAddr = "203.0.113.10".parse().expect("ip");
+    let answer = |ip: &str,
+                  provider: &str,
+                  region: &str,
+                  addresses: Vec<std::net::IpAddr>,
+                  ttl: Option<u32>,
+                  state: State| ResolverAnswer {
+        server: Server {
+            addr: std::net::SocketAddr::new(ip.parse().expect("ip"), 53),
+            provider: provider.into(),
+            region: region.into(),
+        },
+        addresses,
+        cname_chain: Vec::new(),
+        ttl_s: ttl,
+        latency_ms: 20,
+        state,
+    };
+    let resolvers = vec![
+        answer(
+            "8.8.8.8",
+            "Google",
+            "global",
+            vec![new],
+            Some(300),
+            State::Propagated,
+        ),
+        answer(
+            "1.1.1.1",
+            "Cloudflare",
+            "global",
+            vec![new],
+            Some(298),
+            State::Propagated,
+        ),
+        answer(
+            "9.9.9.9",
+            "Quad9",
+            "global",
+            vec![old],
+            Some(1500),
+            State::Stale { expires_in_s: 1500 },
+        ),
+        answer("77.88.8.8", "Yandex", "RU", vec![], None, State::Nxdomain),
+        answer("223.5.5.5", "AliDNS", "CN", vec![], None, State::Timeout),
+    ];
+    r.push(at(
+        18,
+        EngineEvent::Propagation {
+            step: "dns".into(),
+            elapsed_s: 8,
+            report: Report {
+                domain: "social.example.net".into(),
+                expect: vec![new],
+                authority: None,
+                authority_error: None,
+                resolvers,
+                propagated: 2,
+                total: 5,
+                worst_case_s: Some(1500),
+            },
         },
     ));
     r
@@ -250,6 +336,7 @@ fn screen(app: &App, width: u16, height: u16) -> String {
 #[case::awaiting_confirmation("awaiting_confirmation", awaiting_confirmation())]
 #[case::failed("failed", failed())]
 #[case::finished("finished", finished())]
+#[case::dns_waiting("dns_waiting", dns_waiting())]
 fn screens(#[case] name: &str, #[case] records: Vec<Record>) {
     let app = app_with(&records, Mode::Live);
     insta::assert_snapshot!(format!("{name}_80x24"), screen(&app, 80, 24));
@@ -293,6 +380,8 @@ fn full_log_shows_the_newest_lines_and_scrolls() {
 #[case::x_asks_before_aborting(failed(), KeyCode::Char('x'), vec![])]
 #[case::q_asks_while_running(running_with_output(), KeyCode::Char('q'), vec![])]
 #[case::enter_while_running_does_nothing(running_with_output(), KeyCode::Enter, vec![])]
+#[case::m_moves_on_from_the_dns_wait(dns_waiting(), KeyCode::Char('m'), vec![EngineCommand::Skip])]
+#[case::m_means_nothing_in_other_steps(running_with_output(), KeyCode::Char('m'), vec![])]
 #[case::keys_of_other_contexts_do_nothing(failed(), KeyCode::Char('a'), vec![])]
 fn keys_send_exactly_these_commands(
     #[case] records: Vec<Record>,
@@ -520,4 +609,13 @@ fn markdown_report_names_the_failure_and_the_downtime_still_open() {
         md.contains("not finished (the run crashed or is still going)"),
         "{md}"
     );
+}
+
+#[test]
+fn a_resolver_table_reads_back_from_the_journal_as_written() {
+    let records = dns_waiting();
+    let last = records.last().expect("a record");
+    let line = serde_json::to_string(last).expect("serialize");
+    let back: Record = serde_json::from_str(&line).expect("deserialize");
+    assert_eq!(&back, last, "{line}");
 }

@@ -128,7 +128,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     frame.render_widget(block, area);
     let about = about(s, app, theme);
     let has_output = !s.output.lines.is_empty() || !s.checks.is_empty();
-    let cap = if has_output {
+    let cap = if has_output || s.propagation.is_some() {
         (inner.height / 2).max(3)
     } else {
         inner.height
@@ -148,6 +148,22 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     if let Some((bytes, total)) = s.progress {
         draw_gauge(frame, gauge, app, s, bytes, total, theme);
     }
+    let rest = match &s.propagation {
+        Some((elapsed, report)) if rest.height > 0 => {
+            // The table gets what it needs, but leaves the output a few lines.
+            let want = super::propagation::height(report);
+            let h = if has_output {
+                want.min(rest.height.saturating_sub(4).max(rest.height / 2))
+            } else {
+                want.min(rest.height)
+            };
+            let [table, below] =
+                Layout::vertical([Constraint::Length(h), Constraint::Min(0)]).areas(rest);
+            super::propagation::draw(frame, table, *elapsed, report, theme);
+            below
+        }
+        _ => rest,
+    };
     if rest.height > 0 && has_output {
         draw_output(frame, rest, app, theme, false);
     }

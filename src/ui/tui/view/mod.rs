@@ -6,6 +6,7 @@ pub mod detail;
 pub mod footer;
 pub mod header;
 pub mod help;
+pub mod propagation;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
