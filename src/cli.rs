@@ -70,9 +70,21 @@ pub enum Command {
         /// Where to write the journal (default: $XDG_STATE_HOME/hikkoshi/runs/<utc-timestamp>-<domain>.jsonl).
         #[arg(long, value_name = "PATH")]
         journal: Option<PathBuf>,
-        /// Continue a failed or interrupted run from its journal (not available yet).
+        /// Continue a failed or interrupted run at its first unfinished step: the
+        /// journal given with --journal, else the newest one for this domain.
         #[arg(long)]
         resume: bool,
+        /// Drop the target database an earlier hikkoshi run created and left
+        /// (recognised by the marker hikkoshi puts on it, never by name alone).
+        #[arg(long)]
+        reset_target: bool,
+        /// Keep the dump files on both hosts after a failed run (they hold every
+        /// private message; by default they are removed whatever happens).
+        #[arg(long)]
+        keep_dump: bool,
+        /// Clear the lock another run left on the old host, once you know that run is gone.
+        #[arg(long)]
+        break_lock: bool,
     },
     /// Checks DNS for DOMAIN: the zone's own nameservers, then resolvers; exit 0
     /// when every resolver answers the expected addresses.

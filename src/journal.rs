@@ -49,12 +49,24 @@ impl Journal {
                 .create(dir)
                 .map_err(io)?;
         }
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .create(true)
             .append(true)
+            .read(true)
             .mode(0o600)
             .open(path)
             .map_err(io)?;
+        // A resumed run appends: a line a crash cut short must not swallow the next one.
+        let len = file.metadata().map_err(io)?.len();
+        if len > 0 {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut last = [0u8; 1];
+            file.seek(SeekFrom::Start(len - 1)).map_err(io)?;
+            file.read_exact(&mut last).map_err(io)?;
+            if last[0] != b'\n' {
+                file.write_all(b"\n").map_err(io)?;
+            }
+        }
         Ok(Journal {
             file,
             path: path.to_path_buf(),
@@ -96,6 +108,8 @@ impl Journal {
             match serde_json::from_str::<Record>(line) {
                 Ok(r) => records.push(r),
                 Err(_) if n + 1 == last => break,
+                // Cut short by a crash, then a resumed run went on after it.
+                Err(_) if !line.trim_end().ends_with('}') => continue,
                 Err(e) => {
                     return Err(JournalError::Parse {
                         path: path.display().to_string(),
@@ -110,6 +124,27 @@ impl Journal {
 }
 
 /// `$XDG_STATE_HOME/hikkoshi/runs/<utc-timestamp>-<domain>.jsonl`.
+/// The newest journal in the default place for `domain`: what `--resume` continues.
+pub fn newest(domain: &str) -> Option<PathBuf> {
+    let dir = default_path(domain, jiff::Timestamp::now())
+        .parent()?
+        .to_path_buf();
+    let suffix = format!("-{domain}.jsonl");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(&suffix))
+        })
+        .collect();
+    // The names start with a UTC timestamp, so they sort by time.
+    found.sort();
+    found.pop()
+}
+
 pub fn default_path(domain: &str, now: jiff::Timestamp) -> PathBuf {
     let state = std::env::var_os("XDG_STATE_HOME")
         .filter(|s| !s.is_empty())

@@ -1,4 +1,4 @@
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use std::io::IsTerminal;
@@ -158,6 +158,35 @@ async fn dns_command(
     })
 }
 
+/// The earlier attempts of the run in `path` must be of this config's move.
+fn resume_from(path: &Path, plan: &Plan) -> Result<hikkoshi::run_state::ResumePoint, UsageError> {
+    let records = Journal::read(path)?;
+    let state = hikkoshi::run_state::RunState::from_records(&records);
+    if state.mode != "run" && !state.mode.is_empty() {
+        return Err(UsageError(anyhow::anyhow!(
+            "--resume: '{}' is the journal of a '{}', not of a run",
+            path.display(),
+            state.mode
+        )));
+    }
+    let same =
+        (&state.domain, &state.source, &state.target) == (&plan.domain, &plan.source, &plan.target);
+    if !state.run_id.is_empty() && !same {
+        return Err(UsageError(anyhow::anyhow!(
+            "--resume: '{}' is the journal of moving {} from {} to {}, but the config moves {} from {} to {}",
+            path.display(),
+            state.domain,
+            state.source,
+            state.target,
+            plan.domain,
+            plan.source,
+            plan.target
+        )));
+    }
+    hikkoshi::run_state::resume_point(&state, &plan.steps)
+        .map_err(|e| UsageError(anyhow::anyhow!("--resume: '{}': {e}", path.display())))
+}
+
 fn exit_for(outcome: Option<&RunOutcome>) -> ExitCode {
     match outcome {
         Some(RunOutcome::Succeeded) => ExitCode::SUCCESS,
@@ -187,6 +216,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
                     ssh_config: config.ssh_config.clone(),
                     dns: config.dns.clone(),
                     gated: false,
+                    ..RunOptions::default()
                 },
                 None,
             );
@@ -210,13 +240,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
             on_failure,
             journal,
             resume,
+            reset_target,
+            keep_dump,
+            break_lock,
         } => {
             let (config, plan) = load(&config)?;
-            if resume {
-                return Err(UsageError(anyhow::anyhow!(
-                    "--resume is not available yet: a failed run must be started again from the beginning (preflight refuses to restore over a partly restored database; drop it first)"
-                )));
-            }
             let wizard = !is_headless;
             if wizard && !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
                 return Err(UsageError(anyhow::anyhow!(
@@ -225,19 +253,45 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
             }
             init_log(&config.app.domain);
             let now = jiff::Timestamp::now();
-            let path: PathBuf =
-                journal.unwrap_or_else(|| journal::default_path(&config.app.domain, now));
+            let (path, id, resume_done) = if resume {
+                let path = match journal {
+                    Some(p) => p,
+                    None => journal::newest(&config.app.domain).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--resume: no journal of an earlier run for '{}' in the default place; give it with --journal PATH",
+                            config.app.domain
+                        )
+                    })?,
+                };
+                let point = resume_from(&path, &plan)?;
+                println!(
+                    "resuming run {} at step '{}' ({} step{} done earlier are not repeated)",
+                    point.run_id,
+                    point.first,
+                    point.done.len(),
+                    if point.done.len() == 1 { "" } else { "s" }
+                );
+                (path, point.run_id, point.done)
+            } else {
+                let path =
+                    journal.unwrap_or_else(|| journal::default_path(&config.app.domain, now));
+                (path, run_id(now), Default::default())
+            };
             let journal =
                 Journal::create(&path).with_context(|| "cannot open the journal".to_string())?;
             println!("journal: {}", path.display());
             let handle = engine::start(
                 plan,
                 RunOptions {
-                    run_id: run_id(now),
+                    run_id: id,
                     mode: "run".into(),
                     ssh_config: config.ssh_config.clone(),
                     dns: config.dns.clone(),
                     gated: wizard,
+                    break_lock,
+                    keep_dump,
+                    reset_target,
+                    resume_done,
                 },
                 Some(journal),
             );

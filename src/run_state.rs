@@ -100,6 +100,8 @@ pub struct RunState {
     pub awaiting: Option<(String, String)>,
     pub downtime_started: Option<jiff::Timestamp>,
     pub downtime_ended: Option<jiff::Timestamp>,
+    /// How many times the run was resumed (same run id, same journal).
+    pub resumes: u32,
 }
 
 impl RunState {
@@ -177,7 +179,19 @@ impl RunState {
                 source,
                 target,
                 steps,
+                resumed,
             } => {
+                // A resumed run goes on in the same journal: what earlier
+                // attempts finished stays as they left it.
+                let earlier = if *run_id == self.run_id {
+                    std::mem::take(&mut self.steps)
+                } else {
+                    Vec::new()
+                };
+                let (downtime_started, downtime_ended) =
+                    (self.downtime_started, self.downtime_ended);
+                let first_started = self.started_at;
+                let prior_resumes = self.resumes;
                 *self = RunState {
                     run_id: run_id.clone(),
                     mode: mode.clone(),
@@ -207,6 +221,31 @@ impl RunState {
                         .collect(),
                     ..RunState::default()
                 };
+                if !earlier.is_empty() {
+                    self.resumes = prior_resumes + 1;
+                    self.started_at = first_started;
+                    for old in earlier {
+                        let Some(s) = self.step_mut(&old.info.id) else {
+                            continue;
+                        };
+                        if resumed.contains(&old.info.id) {
+                            *s = old;
+                        } else {
+                            // Attempts that did not finish stay on record.
+                            s.earlier = old.earlier;
+                            s.earlier.extend(old.outcome);
+                            s.attempts = old.attempts;
+                        }
+                    }
+                    let kept_start = resumed.iter().any(|id| {
+                        self.step(id)
+                            .is_some_and(|s| s.info.downtime == Some(DowntimeMark::Start))
+                    });
+                    if kept_start {
+                        self.downtime_started = downtime_started;
+                        self.downtime_ended = downtime_ended;
+                    }
+                }
             }
             EngineEvent::StepStarted { step, commands } => {
                 self.awaiting = None;
@@ -368,6 +407,7 @@ mod tests {
                         info("move", None),
                         info("health", Some(DowntimeMark::End)),
                     ],
+                    resumed: Vec::new(),
                 },
             ),
             at(
@@ -454,4 +494,165 @@ mod tests {
         assert_eq!(log.dropped, 5);
         assert_eq!(log.lines.front().map(|l| l.1.as_str()), Some("5"));
     }
+
+    /// The Mastodon checklist, failed at 'restore', then (maybe) rolled back
+    /// and cleaned up: where a resume picks up.
+    fn failed_at_restore(
+        rolled_back: bool,
+        cleaned_up: bool,
+    ) -> (RunState, Vec<crate::plan::profile::StepSpec>) {
+        let config = crate::config::Config::parse(
+            std::path::Path::new("/x/migration.toml"),
+            "[source]\nssh = \"old\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"a.example\"\n",
+        )
+        .expect("config");
+        let plan = crate::plan::Plan::build(&config).expect("plan");
+        let mut records = vec![at(
+            0,
+            EngineEvent::RunStarted {
+                run_id: "r1".into(),
+                mode: "run".into(),
+                profile: "mastodon".into(),
+                domain: "a.example".into(),
+                source: "old".into(),
+                target: "new".into(),
+                steps: plan.infos(),
+                resumed: Vec::new(),
+            },
+        )];
+        let mut finish = |step: &str, outcome: StepOutcome| {
+            records.push(at(
+                1,
+                EngineEvent::StepStarted {
+                    step: step.into(),
+                    commands: vec![],
+                },
+            ));
+            records.push(at(
+                2,
+                EngineEvent::StepFinished {
+                    step: step.into(),
+                    outcome,
+                    duration_ms: 5,
+                },
+            ));
+        };
+        for s in [
+            "preflight",
+            "prepare",
+            "presync-media",
+            "stop-source",
+            "dump",
+            "move-dump",
+        ] {
+            finish(s, StepOutcome::Succeeded);
+        }
+        finish("restore", StepOutcome::failed("pg_restore was killed"));
+        if rolled_back {
+            finish(crate::plan::ROLLBACK, StepOutcome::Succeeded);
+        }
+        if cleaned_up {
+            finish("cleanup", StepOutcome::Succeeded);
+        }
+        (RunState::from_records(&records), plan.steps)
+    }
+
+    #[test]
+    fn resume_picks_up_where_the_data_still_is() {
+        // Left as it was (--on-failure stay --keep-dump): the restore again.
+        let (state, steps) = failed_at_restore(false, false);
+        let p = resume_point(&state, &steps).expect("resumable");
+        assert_eq!((p.run_id.as_str(), p.first.as_str()), ("r1", "restore"));
+        assert!(p.done.contains("dump") && !p.done.contains("preflight"));
+        // The dump was removed: dump and move it again, source still stopped.
+        let (state, steps) = failed_at_restore(false, true);
+        assert_eq!(
+            resume_point(&state, &steps).expect("resumable").first,
+            "prepare"
+        );
+        // The old host served again after the rollback: from the stop on,
+        // everything again; the pre-sync stays done.
+        let (state, steps) = failed_at_restore(true, false);
+        let p = resume_point(&state, &steps).expect("resumable");
+        assert_eq!(p.first, "stop-source");
+        assert!(p.done.contains("presync-media") && !p.done.contains("dump"));
+    }
+}
+
+/// Where a resumed run picks up, read from the earlier attempts' journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumePoint {
+    pub run_id: String,
+    /// Steps not run again.
+    pub done: std::collections::BTreeSet<String>,
+    /// The first step that runs (after preflight, which always runs again).
+    pub first: String,
+}
+
+/// Finished steps are not repeated, except: preflight (facts and checks are
+/// needed again), `finally` steps (they belong to the end), everything from the
+/// downtime's start when a rollback brought the old host back (it has served
+/// since, so the data must be moved again), and what a `finally` step removed.
+pub fn resume_point(
+    state: &RunState,
+    steps: &[crate::plan::profile::StepSpec],
+) -> Result<ResumePoint, String> {
+    use crate::plan::profile::StepKind;
+    if state.run_id.is_empty() {
+        return Err("the journal holds no run".into());
+    }
+    if state.outcome == Some(RunOutcome::Succeeded) {
+        return Err(format!(
+            "run '{}' finished successfully; there is nothing to resume",
+            state.run_id
+        ));
+    }
+    let finished = |id: &str| {
+        state
+            .step(id)
+            .is_some_and(|s| matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped))
+    };
+    let mut done: std::collections::BTreeSet<String> = steps
+        .iter()
+        .filter(|s| s.kind != StepKind::Preflight && !s.finally && finished(&s.id))
+        .map(|s| s.id.clone())
+        .collect();
+    let rolled_back = state
+        .step(crate::plan::ROLLBACK)
+        .is_some_and(|s| s.status == StepStatus::Succeeded);
+    if rolled_back
+        && let Some(start) = steps
+            .iter()
+            .position(|s| s.downtime == Some(DowntimeMark::Start))
+    {
+        for s in &steps[start..] {
+            done.remove(&s.id);
+        }
+    }
+    for s in steps.iter().filter(|s| s.finally) {
+        // Even a cleanup that failed halfway may have removed some of it.
+        if state
+            .step(&s.id)
+            .is_some_and(|st| st.status != StepStatus::Pending)
+        {
+            for r in &s.resets {
+                done.remove(r);
+            }
+        }
+    }
+    let first = steps
+        .iter()
+        .find(|s| s.kind != StepKind::Preflight && !done.contains(&s.id))
+        .map(|s| s.id.clone())
+        .ok_or_else(|| {
+            format!(
+                "every step of run '{}' has finished; there is nothing to resume",
+                state.run_id
+            )
+        })?;
+    Ok(ResumePoint {
+        run_id: state.run_id.clone(),
+        done,
+        first,
+    })
 }

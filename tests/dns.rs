@@ -489,6 +489,7 @@ async fn the_operator_can_move_on_while_resolvers_still_hold_the_old_answer() {
         ssh_config: None,
         dns: config.dns.clone(),
         gated: false,
+        ..Default::default()
     };
     let mut handle = hikkoshi::engine::start(plan, opts, None);
     let started = Instant::now();

@@ -1178,7 +1178,12 @@ fn lab_config_with(lab: &Lab, dir: &Path, known_hosts: &Path) -> PathBuf {
     let text = std::fs::read_to_string(&lab.config).expect("lab config");
     let config = dir.join("migration.toml");
     let line = format!("config_file = \"{}\"", ssh.display());
-    std::fs::write(&config, with_line(&text, "config_file", &line)).expect("config");
+    let text = with_line(&text, "config_file", &line);
+    let ca = format!(
+        "ca_file = \"{}\"",
+        lab.config.with_file_name("ca.pem").display()
+    );
+    std::fs::write(&config, with_line(&text, "ca_file", &ca)).expect("config");
     config
 }
 
@@ -1382,4 +1387,398 @@ async fn hostile_arguments(lab: &Lab) {
         !host_path(lab, "old", "tmp", "hikkoshi-pwned").exists(),
         "an argument ran as a command"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Faults: each run below is broken on purpose, must fail with the step, host
+// and cause named, leave the source as it was, and then finish with zero
+// differences when resumed (`run --resume`) once the fault is gone.
+
+/// `hikkoshi run` started in the background, as a person would start it.
+struct Background {
+    child: std::process::Child,
+    state: tempfile::TempDir,
+}
+
+fn spawn_run(config: &Path, journal: &Path, extra: &[&str]) -> Background {
+    let state = tempfile::tempdir().expect("tempdir");
+    let child = Command::new(env!("CARGO_BIN_EXE_hikkoshi"))
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .args(["--headless", "--yes", "--journal"])
+        .arg(journal)
+        .args(extra)
+        .env("HOME", state.path())
+        .env("XDG_STATE_HOME", state.path().join("state"))
+        .env("COLUMNS", "100")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start hikkoshi");
+    Background { child, state }
+}
+
+impl Background {
+    fn finish(self) -> Run {
+        let out = self.child.wait_with_output().expect("wait for hikkoshi");
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            state: self.state,
+        }
+    }
+}
+
+/// Polls until `ready` holds (at most a minute), for the moment to strike.
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "never saw: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn journal_has(journal: &Path, event: &str, step: &str) -> bool {
+    std::fs::read_to_string(journal)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .any(|v| v["event"] == event && v["step"] == step)
+}
+
+fn running_on(host: &str, name: &str) -> bool {
+    exec(host, &["pgrep", "-x", name]).status.success()
+}
+
+/// The run failed at `step`, saying so with the host and the cause, and the
+/// source database is as it was.
+fn assert_failed_cleanly(run: &Run, before: &Before, step: &str, host: &str, cause: &str) {
+    assert_eq!(run.code, Some(1), "{}", run.show());
+    let failed = format!("step '{step}' failed");
+    assert!(
+        run.stderr.contains(&failed),
+        "expected {failed}:\n{}",
+        run.show()
+    );
+    let said = &run.stderr[run.stderr.find(&failed).unwrap_or(0)..];
+    assert!(said.contains(host), "the host is named:\n{}", run.show());
+    assert!(
+        said.contains(cause),
+        "the cause '{cause}' is named:\n{}",
+        run.show()
+    );
+    assert_eq!(
+        before.db,
+        database_digest("old"),
+        "the source database changed"
+    );
+    assert_eq!(
+        before.media,
+        tree(&before.media_src),
+        "the source media changed"
+    );
+}
+
+/// Resumes the run of `journal` with the lab's config; it must complete the
+/// migration exactly.
+fn resume_to_the_end(lab: &Lab, before: &Before, journal: &Path) {
+    let run = spawn_run(&lab.config, journal, &["--resume"]).finish();
+    assert_eq!(run.code, Some(0), "the resumed run:\n{}", run.show());
+    assert!(run.stdout.contains("resuming run "), "{}", run.show());
+    assert_migrated(lab, before, journal, &[&run.stdout, &run.stderr]);
+}
+
+/// Replaces a per-host tool with a script (never writing through the shared stand-in).
+fn replace_tool(lab: &Lab, host: &str, name: &str, script: &str) {
+    let path = host_path(lab, host, "usr-local-bin", name);
+    let _ = std::fs::remove_file(&path);
+    std::fs::write(&path, script).expect("write the tool");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+fn remove_tool(lab: &Lab, host: &str, name: &str) {
+    let _ = std::fs::remove_file(host_path(lab, host, "usr-local-bin", name));
+}
+
+fn restore_standin(lab: &Lab, host: &str, name: &str) {
+    let path = host_path(lab, host, "usr-local-bin", name);
+    let _ = std::fs::remove_file(&path);
+    std::os::unix::fs::symlink("hikkoshi-standin", &path).expect("relink the stand-in");
+}
+
+#[test]
+#[ignore = "needs root and the lab: tests/lab/up"]
+fn a_connection_cut_during_the_dump_transfer_is_survived() {
+    let _guard = lock();
+    let lab = lab();
+    reset();
+    let before = snapshot_source(&lab);
+    // The old host's disk reads dumps slowly, so the cut lands mid-transfer.
+    replace_tool(
+        &lab,
+        "old",
+        "cat",
+        "#!/bin/sh\ncase \"$*\" in *.dump) exec python3 -c 'import sys, time\nf = open(sys.argv[1], \"rb\")\nwhile True:\n    b = f.read(65536)\n    if not b: break\n    sys.stdout.buffer.write(b); sys.stdout.buffer.flush(); time.sleep(0.03)' \"$2\";; esac\nexec /bin/cat \"$@\"\n",
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = dir.path().join("run.jsonl");
+    let run = spawn_run(&lab.config, &journal, &[]);
+    let work = host_path(&lab, "new", "home-mastodon", "hikkoshi-work");
+    wait_for("the dump half-way on new", || {
+        std::fs::read_dir(&work)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|run_dir| std::fs::read_dir(run_dir.path()).ok())
+            .flatten()
+            .flatten()
+            .any(|f| {
+                f.file_name().to_string_lossy().ends_with(".hikkoshi-part")
+                    && f.metadata().is_ok_and(|m| m.len() > 2 * 1024 * 1024)
+            })
+    });
+    // The operator's sessions on new die, as when a link drops.
+    exec_ok("new", &["pkill", "-f", "^sshd: root@notty"]);
+    let run = run.finish();
+    remove_tool(&lab, "old", "cat");
+    assert_failed_cleanly(&run, &before, "move-dump", "new", "connection");
+    assert_services("old", "active", "enabled");
+    resume_to_the_end(&lab, &before, &journal);
+    reset();
+}
+
+#[test]
+#[ignore = "needs root and the lab: tests/lab/up"]
+fn a_killed_restore_and_a_stopped_target_database_are_survived() {
+    let _guard = lock();
+    let lab = lab();
+    reset();
+    let before = snapshot_source(&lab);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = dir.path().join("run.jsonl");
+
+    // pg_restore killed on the new host.
+    let run = spawn_run(&lab.config, &journal, &[]);
+    wait_for("pg_restore on new", || running_on("new", "pg_restore"));
+    exec_ok("new", &["pkill", "-KILL", "-x", "pg_restore"]);
+    let run = run.finish();
+    assert_failed_cleanly(&run, &before, "restore", "new", "pg_restore");
+    assert_services("old", "active", "enabled");
+    assert!(
+        !psql("new", "postgres", "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = 'mastodon_production'")
+            .trim()
+            .is_empty(),
+        "the partial restore carries hikkoshi's marker"
+    );
+
+    // Resumed: the partial database is dropped by its marker, and this time
+    // the new host's PostgreSQL stops in the middle of the restore.
+    let run = spawn_run(&lab.config, &journal, &["--resume"]);
+    wait_for("pg_restore on new again", || {
+        running_on("new", "pg_restore")
+    });
+    exec_ok("new", &["systemctl", "stop", "postgresql"]);
+    let run = run.finish();
+    assert!(
+        run.stdout
+            .contains("dropped 'mastodon_production', left by hikkoshi run"),
+        "{}",
+        run.show()
+    );
+    assert_failed_cleanly(&run, &before, "restore", "new", "pg_restore");
+    exec_ok("new", &["systemctl", "start", "postgresql"]);
+
+    resume_to_the_end(&lab, &before, &journal);
+    reset();
+}
+
+#[test]
+#[ignore = "needs root and the lab: tests/lab/up"]
+fn a_full_disk_on_the_new_host_is_survived() {
+    let _guard = lock();
+    let lab = lab();
+    reset();
+    let before = snapshot_source(&lab);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = dir.path().join("run.jsonl");
+    let run = spawn_run(&lab.config, &journal, &[]);
+    wait_for("the work directory made", || {
+        journal_has(&journal, "StepFinished", "prepare")
+    });
+    let work = host_path(&lab, "new", "home-mastodon", "hikkoshi-work");
+    let run_dir = std::fs::read_dir(&work)
+        .expect("work dir on new")
+        .flatten()
+        .next()
+        .expect("the run's directory")
+        .file_name();
+    let target = format!("/home/mastodon/hikkoshi-work/{}", run_dir.to_string_lossy());
+    let owner = format!(
+        "size=2m,mode=0700,uid={},gid={}",
+        std::fs::metadata(&work).expect("meta").uid(),
+        std::fs::metadata(&work).expect("meta").gid()
+    );
+    exec_ok(
+        "new",
+        &[
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            &owner,
+            "hikkoshi-full",
+            &target,
+        ],
+    );
+    let run = run.finish();
+    let _ = exec("new", &["umount", &target]);
+    assert_failed_cleanly(&run, &before, "move-dump", "new", "No space left on device");
+    assert_services("old", "active", "enabled");
+    resume_to_the_end(&lab, &before, &journal);
+    reset();
+}
+
+#[test]
+#[ignore = "needs root and the lab: tests/lab/up"]
+fn services_that_will_not_stop_leave_the_old_host_serving() {
+    let _guard = lock();
+    let lab = lab();
+    reset();
+    let before = snapshot_source(&lab);
+    replace_tool(
+        &lab,
+        "old",
+        "systemctl",
+        "#!/bin/sh\ncase \" $* \" in *\" stop \"*) echo 'Failed to stop mastodon-web.service: Transaction is destructive.' >&2; exit 1;; esac\nexec /usr/local/bin/hikkoshi-standin systemctl \"$@\"\n",
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = dir.path().join("run.jsonl");
+    let run = spawn_run(&lab.config, &journal, &[]).finish();
+    restore_standin(&lab, "old", "systemctl");
+    assert_failed_cleanly(&run, &before, "stop-source", "old", "Failed to stop");
+    assert_services("old", "active", "enabled");
+    assert_eq!(
+        psql(
+            "new",
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname = 'mastodon_production'"
+        )
+        .trim(),
+        "0",
+        "nothing was restored"
+    );
+    resume_to_the_end(&lab, &before, &journal);
+    reset();
+}
+
+#[test]
+#[ignore = "needs root and the lab: tests/lab/up"]
+fn a_step_over_its_timeout_is_stopped_on_the_host_too() {
+    let _guard = lock();
+    let lab = lab();
+    reset();
+    let before = snapshot_source(&lab);
+    // The lab's profile, with a 3 s limit on precompiling; the new host's
+    // precompile hangs.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let profile = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/profiles/mastodon.toml"),
+    )
+    .expect("profile")
+    .replace(
+        "id = \"precompile\"\n",
+        "id = \"precompile\"\ntimeout = \"3s\"\n",
+    );
+    assert!(profile.contains("timeout = \"3s\""));
+    std::fs::write(dir.path().join("slow.toml"), profile).expect("profile");
+    let text = std::fs::read_to_string(&lab.config).expect("lab config");
+    let text = with_line(&text, "profile", "profile = \"slow.toml\"");
+    let text = with_line(
+        &text,
+        "config_file",
+        &format!("config_file = \"{}\"", lab.ssh_config.display()),
+    );
+    let text = with_line(
+        &text,
+        "ca_file",
+        &format!(
+            "ca_file = \"{}\"",
+            lab.config.with_file_name("ca.pem").display()
+        ),
+    );
+    let config = dir.path().join("migration.toml");
+    std::fs::write(&config, text).expect("config");
+    replace_tool(&lab, "new", "bundle", "#!/bin/sh\nexec sleep 600\n");
+
+    let journal = dir.path().join("run.jsonl");
+    let run = spawn_run(&config, &journal, &[]).finish();
+    restore_standin(&lab, "new", "bundle");
+    assert_failed_cleanly(
+        &run,
+        &before,
+        "precompile",
+        "new",
+        "did not finish within 3s",
+    );
+    assert!(
+        run.stdout.contains("on new: stopped 1 process"),
+        "the hanging command was stopped on the host:\n{}",
+        run.show()
+    );
+    assert!(
+        !exec("new", &["pgrep", "-f", "sleep 600"]).status.success(),
+        "the timed-out command still runs on new"
+    );
+    assert_services("old", "active", "enabled");
+    resume_to_the_end(&lab, &before, &journal);
+    reset();
+}
+
+#[test]
+#[ignore = "needs root and the lab: tests/lab/up"]
+fn sigterm_during_a_step_stops_the_run_and_it_resumes() {
+    let _guard = lock();
+    let lab = lab();
+    reset();
+    let before = snapshot_source(&lab);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = dir.path().join("run.jsonl");
+    let run = spawn_run(&lab.config, &journal, &[]);
+    wait_for("pg_restore on new", || running_on("new", "pg_restore"));
+    let pid = run.child.id().to_string();
+    let kill = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let run = run.finish();
+    assert_eq!(run.code, Some(1), "{}", run.show());
+    assert!(run.stderr.contains("interrupted"), "{}", run.show());
+    // Nothing of the stopped step goes on by itself on the new host.
+    wait_for("pg_restore gone from new", || {
+        !running_on("new", "pg_restore")
+    });
+    let records = Journal::read(&journal).expect("the journal reads back");
+    assert!(
+        matches!(
+            records.last().map(|r| &r.event),
+            Some(EngineEvent::RunFinished {
+                outcome: RunOutcome::Aborted { .. },
+                ..
+            })
+        ),
+        "{}",
+        run.show()
+    );
+    assert_eq!(
+        before.db,
+        database_digest("old"),
+        "the source database changed"
+    );
+    assert_services("old", "active", "enabled");
+    resume_to_the_end(&lab, &before, &journal);
+    reset();
 }

@@ -109,6 +109,9 @@ pub enum EngineEvent {
         source: String,
         target: String,
         steps: Vec<StepInfo>,
+        /// A resumed run: the steps earlier attempts finished, not run again.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        resumed: Vec<String>,
     },
     StepStarted {
         step: String,

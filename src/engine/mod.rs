@@ -11,13 +11,13 @@ use tokio::task::JoinHandle;
 
 use crate::journal::{Journal, Record};
 use crate::plan::Plan;
-use crate::plan::profile::StepSpec;
+use crate::plan::profile::{StepKind, StepSpec};
 use crate::plan::template::Vars;
 use crate::redact::Redactor;
 use crate::remote::{Host, RemoteError, Role};
 use events::{CheckStatus, EngineCommand, EngineEvent, RunOutcome, StepOutcome, Stream};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     pub run_id: String,
     /// "run" or "check"; recorded in the journal.
@@ -28,6 +28,14 @@ pub struct RunOptions {
     /// Wait for `Start` before each step: the wizard runs step by step. The wait
     /// leaves no trace in the journal, so a gated run's journal reads like any other.
     pub gated: bool,
+    /// Clear another run's lock on the old host (the admin knows it is stale).
+    pub break_lock: bool,
+    /// Leave the dump files in place when the run does not succeed.
+    pub keep_dump: bool,
+    /// Drop a target database an earlier hikkoshi run created (by its marker).
+    pub reset_target: bool,
+    /// Resuming: the steps the earlier attempts finished, not run again.
+    pub resume_done: std::collections::BTreeSet<String>,
 }
 
 pub struct Hosts {
@@ -53,6 +61,8 @@ pub struct RunCtx {
     pub facts: crate::steps::preflight::Facts,
     pub redactor: Redactor,
     pub opts: RunOptions,
+    /// The work directory (on the old host) whose lock this run holds.
+    pub lock: Option<(String, String)>,
 }
 
 impl RunCtx {
@@ -65,12 +75,81 @@ impl RunCtx {
                 Host::connect(Role::Source, &self.plan.source, cfg),
                 Host::connect(Role::Target, &self.plan.target, cfg),
             );
-            self.hosts = Some(Hosts {
-                source: source?,
-                target: target?,
-            });
+            let (mut source, mut target) = (source?, target?);
+            source.set_tag(&self.opts.run_id);
+            target.set_tag(&self.opts.run_id);
+            self.hosts = Some(Hosts { source, target });
         }
         Ok(())
+    }
+
+    /// After a step failed, timed out or was stopped: ends what it left
+    /// running on either host, and forgets a connection that died so the next
+    /// attempt connects again. Says what it did, as output of `io`'s step.
+    async fn after_failure(&mut self, io: &StepIo) {
+        let Some(hosts) = self.hosts.take() else {
+            return;
+        };
+        let (s, t) = tokio::join!(hosts.source.alive(), hosts.target.alive());
+        if !(s && t) {
+            let dead: Vec<&str> = [(s, hosts.source.name()), (t, hosts.target.name())]
+                .iter()
+                .filter(|(alive, _)| !alive)
+                .map(|(_, n)| *n)
+                .collect();
+            io.output(
+                Stream::Stderr,
+                format!(
+                    "the connection to {} was lost; the next attempt connects again",
+                    dead.join(" and ")
+                ),
+            );
+        }
+        for (alive, host) in [(s, &hosts.source), (t, &hosts.target)] {
+            if !alive {
+                continue;
+            }
+            match host.stop_leftovers().await {
+                Ok(0) => {}
+                Ok(n) => io.output(
+                    Stream::Stderr,
+                    format!(
+                        "on {}: stopped {n} process(es) the step left running",
+                        host.name()
+                    ),
+                ),
+                Err(e) => io.output(
+                    Stream::Stderr,
+                    format!(
+                        "on {}: could not stop what the step left running: {e}",
+                        host.name()
+                    ),
+                ),
+            }
+        }
+        if s && t {
+            self.hosts = Some(hosts);
+        } else {
+            tokio::join!(hosts.source.close(), hosts.target.close());
+            // Connecting again now also ends what the dead connection left
+            // running; if the host stays unreachable, the next attempt tries again.
+            if self.connect().await.is_ok()
+                && let Some(h) = &self.hosts
+            {
+                let again = if s { &h.target } else { &h.source };
+                if let Ok(n) = again.stop_leftovers().await
+                    && n > 0
+                {
+                    io.output(
+                        Stream::Stderr,
+                        format!(
+                            "on {}: stopped {n} process(es) the step left running",
+                            again.name()
+                        ),
+                    );
+                }
+            }
+        }
     }
 
     pub fn connected(&self) -> Result<&Hosts, RemoteError> {
@@ -148,6 +227,7 @@ pub fn start(plan: Plan, opts: RunOptions, journal: Option<Journal>) -> EngineHa
         vars,
         hosts: None,
         facts: Default::default(),
+        lock: None,
         redactor,
         opts,
     };
@@ -245,6 +325,26 @@ fn stops(d: Option<EngineCommand>) -> Option<bool> {
     }
 }
 
+/// How long a step may run before the engine stops it. Health and DNS steps
+/// use their timeout as the window they keep asking in, and end by themselves.
+fn step_limit(step: &StepSpec) -> Option<Duration> {
+    use crate::plan::profile::StepKind;
+    match step.kind {
+        StepKind::Health | StepKind::Dns => None,
+        _ => step
+            .timeout
+            .as_deref()
+            .and_then(crate::config::parse_duration),
+    }
+}
+
+async fn sleep_or_forever(limit: Option<Duration>) {
+    match limit {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// What may end a running step from outside.
 enum Interruption {
     /// Abort or Rollback (true).
@@ -270,7 +370,7 @@ async fn interrupted(cmds: &mut UnboundedReceiver<EngineCommand>, waits: bool) -
 /// The rollback step: undoes, newest first, what the steps that ran can undo,
 /// but only while the instance is down (old stopped, new not live).
 async fn roll_back(
-    ctx: &RunCtx,
+    ctx: &mut RunCtx,
     tx: &UnboundedSender<EngineEvent>,
     requested: bool,
     window: &Downtime<'_>,
@@ -326,6 +426,10 @@ async fn roll_back(
         step: info.id.clone(),
         tx: tx.clone(),
     };
+    // A connection lost in the failure is made again: the old host must come back.
+    if let Err(e) = ctx.connect().await {
+        io.output(Stream::Stderr, format!("connecting again: {e}"));
+    }
     let mut problems = Vec::new();
     for step in window.undoable.iter().rev() {
         problems.extend(crate::steps::command::undo(step, ctx, &io).await);
@@ -386,6 +490,13 @@ async fn run(
             source: ctx.plan.source.clone(),
             target: ctx.plan.target.clone(),
             steps: ctx.plan.infos(),
+            resumed: ctx
+                .plan
+                .steps
+                .iter()
+                .filter(|s| ctx.opts.resume_done.contains(&s.id))
+                .map(|s| s.id.clone())
+                .collect(),
         },
     );
     let steps = ctx.plan.steps.clone();
@@ -397,6 +508,7 @@ async fn run(
         ended: false,
         undoable: Vec::new(),
     };
+    let mut changed_anything = false;
     'steps: for step in &steps {
         let io = StepIo {
             step: step.id.clone(),
@@ -412,6 +524,23 @@ async fn run(
                 },
             )
         };
+        if ctx.opts.resume_done.contains(&step.id) && step.kind != StepKind::Preflight {
+            // Done by an earlier attempt: it still counts for the downtime
+            // window and for what a rollback has to undo.
+            if step.downtime == Some(crate::plan::profile::DowntimeMark::Start) {
+                window.started = true;
+            }
+            if step.downtime == Some(crate::plan::profile::DowntimeMark::End) {
+                window.ended = true;
+            }
+            if step.undo.is_some() {
+                window.undoable.push(step);
+            }
+            continue;
+        }
+        if step.kind != StepKind::Preflight {
+            changed_anything = true;
+        }
         match conditions_hold(step, &ctx.vars) {
             Ok(None) => {}
             Ok(Some(reason)) => {
@@ -492,8 +621,22 @@ async fn run(
             );
             let mut aborted = false;
             let waits = step.kind == crate::plan::profile::StepKind::Dns;
+            let limit = step_limit(step);
+            let where_ = crate::steps::hosts_of(step, &ctx.plan).join(" and ");
             let result = tokio::select! {
                 o = crate::steps::execute(step, &mut ctx, &io) => o,
+                () = sleep_or_forever(limit) => StepOutcome::Failed {
+                    message: format!(
+                        "on {where_}: step '{}' did not finish within {} (its timeout in the profile); what it still ran there is stopped",
+                        step.id,
+                        step.timeout.as_deref().unwrap_or_default()
+                    ),
+                    host: Some(where_.clone()),
+                    command: None,
+                    exit_code: None,
+                    first_error: None,
+                    stderr_tail: Vec::new(),
+                },
                 why = interrupted(&mut cmds, waits) => match why {
                     Interruption::Stop { rollback: wants_rollback } => {
                         aborted = true;
@@ -507,6 +650,9 @@ async fn run(
             };
             let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             let ok = !matches!(result, StepOutcome::Failed { .. });
+            if !ok {
+                ctx.after_failure(&io).await;
+            }
             if ok && step.downtime == Some(crate::plan::profile::DowntimeMark::End) {
                 window.ended = true;
             }
@@ -553,7 +699,10 @@ async fn run(
             }
         }
     }
-    roll_back(&ctx, &tx, rollback, &window).await;
+    roll_back(&mut ctx, &tx, rollback, &window).await;
+    if outcome != RunOutcome::Succeeded && changed_anything && !ctx.opts.keep_dump {
+        run_finally(&mut ctx, &tx, &steps).await;
+    }
     if outcome == RunOutcome::Succeeded && !failed_optional.is_empty() {
         outcome = RunOutcome::Incomplete {
             failed: failed_optional,
@@ -566,8 +715,73 @@ async fn run(
             duration_ms: u64::try_from(run_start.elapsed().as_millis()).unwrap_or(u64::MAX),
         },
     );
+    release_lock(&mut ctx, &tx).await;
     if let Some(h) = ctx.hosts.take() {
         tokio::join!(h.source.close(), h.target.close());
     }
     outcome
+}
+
+/// After a run that stopped early: the steps marked `finally` (removing the
+/// dump, which holds every private message) run anyway, unless --keep-dump.
+async fn run_finally(ctx: &mut RunCtx, tx: &UnboundedSender<EngineEvent>, steps: &[StepSpec]) {
+    for step in steps.iter().filter(|s| s.finally) {
+        let io = StepIo {
+            step: step.id.clone(),
+            tx: tx.clone(),
+        };
+        let started = Instant::now();
+        let info = ctx.plan.step_info(step, &ctx.vars);
+        emit(
+            tx,
+            EngineEvent::StepStarted {
+                step: step.id.clone(),
+                commands: info.commands,
+            },
+        );
+        io.output(
+            Stream::Stdout,
+            "the run stopped early; this step runs anyway (--keep-dump keeps the files)".into(),
+        );
+        let result = crate::steps::execute(step, ctx, &io).await;
+        if matches!(result, StepOutcome::Failed { .. }) {
+            ctx.after_failure(&io).await;
+        }
+        emit(
+            tx,
+            EngineEvent::StepFinished {
+                step: step.id.clone(),
+                outcome: result,
+                duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            },
+        );
+    }
+}
+
+/// The lock goes whatever the outcome: a resumed run takes it again.
+async fn release_lock(ctx: &mut RunCtx, tx: &UnboundedSender<EngineEvent>) {
+    let Some((dir, user)) = ctx.lock.take() else {
+        return;
+    };
+    if ctx.connect().await.is_err() {
+        return;
+    }
+    let Ok(hosts) = ctx.connected() else {
+        return;
+    };
+    if let Err(e) = crate::steps::lock::release(&hosts.source, &dir, &user, &ctx.opts.run_id).await
+    {
+        let io = StepIo {
+            step: "preflight".into(),
+            tx: tx.clone(),
+        };
+        io.output(
+            Stream::Stderr,
+            format!(
+                "could not release the lock {dir}/hikkoshi.lock on {}: {}; the next run will need --break-lock",
+                hosts.source.name(),
+                e.message
+            ),
+        );
+    }
 }

@@ -140,6 +140,12 @@ pub struct StepSpec {
     pub optional: bool,
     pub when: Option<OneOrMany>,
     pub timeout: Option<String>,
+    /// Also runs when a run stops early (like `finally`), unless --keep-dump.
+    #[serde(default)]
+    pub finally: bool,
+    /// Steps whose results this one removes: a resumed run does them again.
+    #[serde(default)]
+    pub resets: Vec<String>,
     // command
     #[serde(default)]
     pub commands: Vec<CommandSpec>,
@@ -346,6 +352,13 @@ impl Profile {
                 && crate::config::parse_duration(t).is_none()
             {
                 return Err(here(format!("timeout '{t}' is not a duration")));
+            }
+            for r in &step.resets {
+                if !raw.steps.iter().any(|s| s.get_ref().id == *r) {
+                    return Err(here(format!(
+                        "resets '{r}', which is no step of this profile"
+                    )));
+                }
             }
         }
 

@@ -166,8 +166,24 @@ pub struct Host {
     pub dest: String,
     pub login: String,
     pub is_root: bool,
+    /// Set in every command's environment (HIKKOSHI_RUN=...), so that what a
+    /// run left running on the host can be found and stopped.
+    tag: Option<String>,
     session: Session,
 }
+
+/// Stops every process whose environment carries HIKKOSHI_RUN=$1, children
+/// included (they inherit it): the only reliable way to end what a dropped
+/// or timed-out command left behind, since closing an ssh channel does not.
+const KILL_TAGGED: &str = r#"tag="HIKKOSHI_RUN=$1"
+for d in /proc/[0-9]*; do
+  p=${d#/proc/}
+  [ "$p" = "$$" ] && continue
+  if tr '\0' '\n' <"$d/environ" 2>/dev/null | grep -qxF -- "$tag"; then
+    kill -TERM "$p" 2>/dev/null && echo "$p"
+  fi
+done
+exit 0"#;
 
 impl Host {
     pub async fn connect(
@@ -191,6 +207,7 @@ impl Host {
             dest: dest.to_string(),
             login: String::new(),
             is_root: false,
+            tag: None,
             session,
         };
         let id = host
@@ -206,7 +223,39 @@ impl Host {
     }
 
     pub fn full_argv(&self, cmd: &RemoteCommand) -> Vec<String> {
-        wrap_argv(&self.login, cmd)
+        wrap_argv(&self.login, cmd, self.tag.as_deref())
+    }
+
+    pub async fn alive(&self) -> bool {
+        self.session.check().await.is_ok()
+    }
+
+    pub fn set_tag(&mut self, tag: &str) {
+        self.tag = Some(tag.to_string());
+    }
+
+    /// Stops what this run still has running on the host (after a timeout,
+    /// an abort or a lost connection); returns how many processes were told to stop.
+    pub async fn stop_leftovers(&self) -> Result<usize, RemoteError> {
+        let Some(tag) = &self.tag else {
+            return Ok(0);
+        };
+        let cmd = RemoteCommand::script(RunAs::Root, KILL_TAGGED, &[tag.as_str()]);
+        // The killer itself must not carry the tag.
+        let argv = wrap_argv(&self.login, &cmd, None);
+        let out = self
+            .session
+            .command(argv[0].as_str())
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| RemoteError::Spawn {
+                host: self.dest.clone(),
+                command: cmd.display(),
+                message: error_chain(&e),
+            })?;
+        Ok(String::from_utf8_lossy(&out.stdout).lines().count())
     }
 
     /// An openssh command with all arguments attached; the caller picks stdio.
@@ -370,7 +419,7 @@ impl Host {
 /// The argv that actually runs on a host where `login` is the ssh user:
 /// privilege change, environment, directory and umask as fixed prefixes, the
 /// command's own arguments untouched.
-pub fn wrap_argv(login: &str, cmd: &RemoteCommand) -> Vec<String> {
+pub fn wrap_argv(login: &str, cmd: &RemoteCommand, tag: Option<&str>) -> Vec<String> {
     let is_root = login == "root";
     let mut argv: Vec<String> = Vec::new();
     match &cmd.run_as {
@@ -390,13 +439,19 @@ pub fn wrap_argv(login: &str, cmd: &RemoteCommand) -> Vec<String> {
         .cwd
         .clone()
         .or_else(|| switched.then(|| "/".to_string()));
-    if cwd.is_some() || !cmd.env.is_empty() {
+    let mut env: Vec<String> = Vec::new();
+    if let Some(c) = cwd {
+        env.push("-C".into());
+        env.push(c);
+    }
+    // After sudo/runuser, which may reset the environment.
+    if let Some(t) = tag {
+        env.push(format!("HIKKOSHI_RUN={t}"));
+    }
+    env.extend(cmd.env.iter().map(|(k, v)| format!("{k}={v}")));
+    if !env.is_empty() {
         argv.push("env".into());
-        if let Some(c) = cwd {
-            argv.push("-C".into());
-            argv.push(c);
-        }
-        argv.extend(cmd.env.iter().map(|(k, v)| format!("{k}={v}")));
+        argv.extend(env);
     }
     if let Some(m) = &cmd.umask {
         argv.extend(["sh".into(), "-c".into(), UMASK_EXEC.into(), m.clone()]);
@@ -577,22 +632,22 @@ mod tests {
     fn privilege_wrappers() {
         let c = RemoteCommand::new(RunAs::User("mastodon".into()), ["pg_dump"]);
         assert_eq!(
-            wrap_argv("root", &c),
+            wrap_argv("root", &c, None),
             [
                 "runuser", "-u", "mastodon", "--", "env", "-C", "/", "pg_dump"
             ]
         );
         assert_eq!(
-            wrap_argv("admin", &c),
+            wrap_argv("admin", &c, None),
             [
                 "sudo", "-n", "-u", "mastodon", "--", "env", "-C", "/", "pg_dump"
             ]
         );
-        assert_eq!(wrap_argv("mastodon", &c), ["pg_dump"]);
+        assert_eq!(wrap_argv("mastodon", &c, None), ["pg_dump"]);
         let root = RemoteCommand::new(RunAs::Root, ["systemctl", "stop", "x"]);
-        assert_eq!(wrap_argv("root", &root), ["systemctl", "stop", "x"]);
+        assert_eq!(wrap_argv("root", &root, None), ["systemctl", "stop", "x"]);
         assert_eq!(
-            wrap_argv("admin", &root),
+            wrap_argv("admin", &root, None),
             [
                 "sudo",
                 "-n",
@@ -617,7 +672,7 @@ mod tests {
         c.cwd = Some("/home/mastodon/live".into());
         c.env = vec![("RAILS_ENV".into(), "production".into())];
         assert_eq!(
-            wrap_argv("root", &c),
+            wrap_argv("root", &c, None),
             [
                 "runuser",
                 "-u",

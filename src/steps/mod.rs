@@ -4,6 +4,7 @@
 pub mod command;
 pub mod dns;
 pub mod health;
+pub mod lock;
 pub mod media;
 pub mod preflight;
 pub mod redis;

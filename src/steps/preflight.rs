@@ -77,6 +77,11 @@ struct Settings {
     redis_service: Option<String>,
     has_rsync: bool,
     has_redis: bool,
+    run_id: String,
+    mode: String,
+    reset_target: bool,
+    /// Resuming, and the earlier attempt verified the restored database.
+    resumed_verified: bool,
 }
 
 pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
@@ -110,6 +115,14 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
         redis_service: v.text("redis_service").ok(),
         has_rsync: ctx.plan.kinds.contains(&StepKind::Rsync),
         has_redis: ctx.plan.kinds.contains(&StepKind::Redis),
+        run_id: ctx.opts.run_id.clone(),
+        mode: ctx.opts.mode.clone(),
+        reset_target: ctx.opts.reset_target,
+        resumed_verified: ctx
+            .plan
+            .steps
+            .iter()
+            .any(|st| st.kind == StepKind::Verify && ctx.opts.resume_done.contains(&st.id)),
     };
 
     let mut report = Report {
@@ -135,7 +148,9 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
             }
         }
         match (src, dst) {
-            (Ok(source), Ok(target)) => {
+            (Ok(mut source), Ok(mut target)) => {
+                source.set_tag(&ctx.opts.run_id);
+                target.set_tag(&ctx.opts.run_id);
                 ctx.hosts = Some(crate::engine::Hosts { source, target });
             }
             (a, b) => {
@@ -300,6 +315,9 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     ctx.facts = facts;
 
     if report.failed.is_empty() {
+        check_lock(ctx, &s, &mut report).await?;
+    }
+    if report.failed.is_empty() {
         Ok(Done::Completed)
     } else {
         Err(StepFailure::new(format!(
@@ -309,6 +327,49 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
             report.failed.join("\n")
         )))
     }
+}
+
+/// A `check` only says whether another run holds the lock; a `run` takes it,
+/// once everything else has passed (a refused run holds nothing).
+async fn check_lock(ctx: &mut RunCtx, s: &Settings, r: &mut Report<'_>) -> Result<(), StepFailure> {
+    let Some(hosts) = ctx.hosts.as_ref() else {
+        return Ok(());
+    };
+    let src = &hosts.source;
+    let dir = &s.work_dir;
+    if ctx.opts.mode == "check" {
+        match super::lock::holder(src, dir, &s.user).await? {
+            None => r.note(src.name(), "lock", Pass, "no other run holds this instance"),
+            Some(h) => r.note(
+                src.name(),
+                "lock",
+                Warn,
+                format!("{dir}/hikkoshi.lock is held by {}; a run will refuse to start unless given --break-lock", h.describe()),
+            ),
+        }
+        return Ok(());
+    }
+    match super::lock::take(src, dir, &s.user, &ctx.opts.run_id, ctx.opts.break_lock).await {
+        Ok(broken) => {
+            if let Some(h) = broken {
+                r.note(
+                    src.name(),
+                    "lock",
+                    Warn,
+                    format!("cleared the lock of {} (--break-lock)", h.describe()),
+                );
+            }
+            r.note(
+                src.name(),
+                "lock",
+                Pass,
+                format!("{dir}/hikkoshi.lock taken for this run"),
+            );
+            ctx.lock = Some((dir.clone(), s.user.clone()));
+        }
+        Err(f) => r.note(src.name(), "lock", Fail, f.message),
+    }
+    Ok(())
 }
 
 async fn check_tools(
@@ -603,7 +664,8 @@ async fn check_source_database(
 }
 
 const TARGET_DB_SQL: &str = r"
-SELECT json_build_array(pg_get_userbyid(datdba)) FROM pg_database WHERE datname = :'db';
+SELECT json_build_array(pg_get_userbyid(datdba), shobj_description(oid, 'pg_database'))
+FROM pg_database WHERE datname = :'db';
 ";
 
 const ROLE_SQL: &str = r"
@@ -630,6 +692,71 @@ WHERE c.relkind IN ('r', 'p', 'S', 'm', 'v') AND n.nspname NOT IN ('pg_catalog',
 ORDER BY n.nspname, c.relname
 LIMIT 20;
 ";
+
+/// What the restore step writes on a database it creates (as the database's
+/// comment, with the run id after it): the only thing that lets hikkoshi drop
+/// a database, never its name alone.
+pub const MARKER: &str = "hikkoshi:";
+
+/// A target database created by a hikkoshi run. Dropped (true: look again)
+/// when it is this run's own unverified restore being resumed, or when the
+/// admin passed --reset-target; kept when this run already verified it.
+async fn leftover(
+    dst: &Host,
+    s: &Settings,
+    run: &str,
+    r: &mut Report<'_>,
+) -> Result<bool, StepFailure> {
+    let ours = run == s.run_id;
+    if ours && s.resumed_verified {
+        r.note(
+            dst.name(),
+            "target database",
+            Pass,
+            format!(
+                "'{}' was restored and verified by this run's earlier attempt; it is kept",
+                s.database
+            ),
+        );
+        return Ok(false);
+    }
+    if !(ours || s.reset_target) || s.mode != "run" {
+        r.note(
+            dst.name(),
+            "target database",
+            Fail,
+            format!(
+                "'{}' was created by hikkoshi run '{run}' and is left from that attempt (a partial or earlier restore). To drop it and restore again, run with --reset-target (it drops only a database carrying that run's marker)",
+                s.database
+            ),
+        );
+        return Ok(false);
+    }
+    let admin = RunAs::User(s.db_admin.clone());
+    query(
+        dst,
+        &admin,
+        "postgres",
+        "DROP DATABASE :\"db\" WITH (FORCE);",
+        &[("db", &s.database)],
+    )
+    .await?;
+    r.note(
+        dst.name(),
+        "target database",
+        Warn,
+        format!(
+            "dropped '{}', left by hikkoshi run '{run}' ({})",
+            s.database,
+            if ours {
+                "this run's unfinished restore, resumed"
+            } else {
+                "--reset-target"
+            }
+        ),
+    );
+    Ok(true)
+}
 
 /// Returns whether the target database exists (empty, owned by the app's role).
 async fn check_target_database(
@@ -678,6 +805,17 @@ async fn check_target_database(
         )
         .await?,
     );
+    let marker = db
+        .first()
+        .and_then(|row| row.get(1))
+        .map(as_text)
+        .and_then(|c| c.strip_prefix(MARKER).map(str::to_string));
+    if let Some(run) = marker {
+        if leftover(dst, s, &run, r).await? {
+            return Box::pin(check_target_database(dst, s, exts, r)).await;
+        }
+        return Ok(true);
+    }
     let Some(owner) = db.first().and_then(|row| row.first()).map(as_text) else {
         if can_create || role.is_empty() {
             r.note(

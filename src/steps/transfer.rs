@@ -120,7 +120,18 @@ pub async fn copy_file(
         )));
     };
     let mut read_err = reader.stderr().take();
+    // The writer's stderr closes when it exits: if that happens while data
+    // still flows (a full disk), nobody reads our end any more and a write
+    // would wait forever, so the copy watches for it.
     let mut write_err = writer.stderr().take();
+    let mut writer_gone = tokio::spawn(async move {
+        let mut text = String::new();
+        if let Some(s) = write_err.as_mut() {
+            let _ = s.read_to_string(&mut text).await;
+        }
+        text
+    });
+    let mut early_msg: Option<String> = None;
 
     let mut hasher = Sha256::new();
     let mut moved: u64 = 0;
@@ -128,7 +139,14 @@ pub async fn copy_file(
     let mut last_report = Instant::now();
     let mut pipe_error = None;
     loop {
-        let n = match from.read(&mut buf).await {
+        let read = tokio::select! {
+            r = from.read(&mut buf) => r,
+            t = &mut writer_gone => {
+                early_msg = Some(t.unwrap_or_default());
+                break;
+            }
+        };
+        let n = match read {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) => {
@@ -137,7 +155,14 @@ pub async fn copy_file(
             }
         };
         hasher.update(&buf[..n]);
-        if let Err(e) = to.write_all(&buf[..n]).await {
+        let written = tokio::select! {
+            w = to.write_all(&buf[..n]) => w,
+            t = &mut writer_gone => {
+                early_msg = Some(t.unwrap_or_default());
+                break;
+            }
+        };
+        if let Err(e) = written {
             pipe_error = Some(format!("writing to {}: {e}", dst.name()));
             break;
         }
@@ -149,6 +174,25 @@ pub async fn copy_file(
     }
     let _ = to.shutdown().await;
     drop(to);
+    // The reader on the source may still have data for us: it stops on a closed pipe.
+    drop(from);
+    let writer_ended_early = early_msg.is_some();
+    if early_msg.is_some() && pipe_error.is_none() {
+        pipe_error = Some(if dst.alive().await {
+            format!(
+                "the writing end on {} stopped before the copy was complete",
+                dst.name()
+            )
+        } else {
+            format!("lost the connection to {} during the copy", dst.name())
+        });
+    }
+    let write_msg = async {
+        match early_msg.take() {
+            Some(text) => text,
+            None => (&mut writer_gone).await.unwrap_or_default(),
+        }
+    };
     let stderr_text = |s: &mut Option<openssh::ChildStderr>| {
         let taken = s.take();
         async move {
@@ -163,7 +207,7 @@ pub async fn copy_file(
         reader.wait(),
         writer.wait(),
         stderr_text(&mut read_err),
-        stderr_text(&mut write_err)
+        write_msg
     );
     io.progress(moved, Some(size));
     let ok =
@@ -171,7 +215,8 @@ pub async fn copy_file(
     if !ok(&read_status) || !ok(&write_status) || pipe_error.is_some() {
         discard(dst, &spec.write_as, &part).await;
     }
-    if !ok(&read_status) {
+    // A reader cut off because the writer stopped (SIGPIPE) is a consequence.
+    if !ok(&read_status) && !writer_ended_early {
         return Err(StepFailure {
             host: Some(src.name().to_string()),
             command: Some(read_cmd.display()),
@@ -189,7 +234,11 @@ pub async fn copy_file(
         });
     }
     if !ok(&write_status) || pipe_error.is_some() {
-        let cause = pipe_error.unwrap_or_else(|| write_msg.trim().to_string());
+        let cause = match (pipe_error, write_msg.trim()) {
+            (Some(p), "") => p,
+            (Some(p), said) => format!("{p}: {said}"),
+            (None, said) => said.to_string(),
+        };
         return Err(StepFailure {
             host: Some(dst.name().to_string()),
             command: Some(write_cmd.display()),

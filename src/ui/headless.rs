@@ -122,7 +122,7 @@ fn down_advice(state: &RunState) -> String {
         })
         .unwrap_or_else(|| format!("services on {} are stopped", state.source));
     format!(
-        "hikkoshi: {} is DOWN: {what}, and {} is not live yet.\n  To bring {} back now, start what that step stopped there.\n  To try again: a database partly restored on {} must be dropped first (preflight refuses to restore over data). The dump stays in the work directory on both hosts until the cleanup step runs; it holds private data.",
+        "hikkoshi: {} is DOWN: {what}, and {} is not live yet.\n  To bring {} back now, start what that step stopped there.\n  To go on from where the run stopped: hikkoshi run --resume (with the same --config; a database this run partly restored on {} is dropped by its marker and restored again).",
         state.domain, state.target, state.source, state.target
     )
 }
@@ -346,7 +346,13 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
                             .unwrap_or_default()
                     )),
                 }
-                if state.downtime_started.is_some() && state.downtime_ended.is_none() {
+                let brought_back = state
+                    .step(crate::plan::ROLLBACK)
+                    .is_some_and(|s| s.status == crate::run_state::StepStatus::Succeeded);
+                if state.downtime_started.is_some()
+                    && state.downtime_ended.is_none()
+                    && !brought_back
+                {
                     p.error(&down_advice(&state));
                 }
             }

@@ -47,6 +47,7 @@ fn started() -> Vec<Record> {
             source: "old".into(),
             target: "new".into(),
             steps,
+            resumed: Vec::new(),
         },
     )]
 }
