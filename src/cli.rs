@@ -86,6 +86,34 @@ pub enum Command {
         #[arg(long)]
         break_lock: bool,
     },
+    /// Restores the instance onto the new host as a staging copy while the old
+    /// one keeps serving: nothing on the old host stops or changes, the copy's
+    /// Sidekiq is masked, DNS is not touched. Reports a predicted downtime.
+    Rehearse {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Plain output instead of the step-by-step wizard.
+        #[arg(long)]
+        headless: bool,
+        /// Confirm every step that asks for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// Also start the copy's web service (never Sidekiq) and check its health.
+        #[arg(long)]
+        start_web: bool,
+        /// Where to write the journal (default: $XDG_STATE_HOME/hikkoshi/runs/<utc-timestamp>-<domain>.jsonl).
+        #[arg(long, value_name = "PATH")]
+        journal: Option<PathBuf>,
+        /// Drop the copy an earlier rehearsal or run left on the new host (by hikkoshi's marker).
+        #[arg(long)]
+        reset_target: bool,
+        /// Keep the dump files when the rehearsal fails.
+        #[arg(long)]
+        keep_dump: bool,
+        /// Clear the lock another run left on the old host, once you know that run is gone.
+        #[arg(long)]
+        break_lock: bool,
+    },
     /// Checks DNS for DOMAIN: the zone's own nameservers, then resolvers; exit 0
     /// when every resolver answers the expected addresses.
     Dns {

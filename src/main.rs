@@ -158,6 +158,40 @@ async fn dns_command(
     })
 }
 
+/// Runs a plan with the wizard (opts.gated) or headless, journal at `path`.
+async fn drive(
+    plan: Plan,
+    opts: RunOptions,
+    path: &Path,
+    headless_opts: HeadlessOptions,
+) -> Result<ExitCode, UsageError> {
+    let wizard = opts.gated;
+    let journal = Journal::create(path).with_context(|| "cannot open the journal".to_string())?;
+    println!("journal: {}", path.display());
+    let handle = engine::start(plan, opts, Some(journal));
+    let (state, journal_error) = if wizard {
+        let state = hikkoshi::ui::tui::run(handle)
+            .await
+            .context("the wizard's terminal failed")?;
+        println!(
+            "{}: {}",
+            state.domain,
+            hikkoshi::ui::review::result_words(&state)
+        );
+        (state, None)
+    } else {
+        headless::run(handle, headless_opts).await
+    };
+    if let Some(p) = state.predicted_downtime() {
+        println!("{}", hikkoshi::ui::review::prediction_words(&p));
+    }
+    println!("journal: {}", path.display());
+    if let Some(e) = journal_error {
+        eprintln!("hikkoshi: the journal could not be written completely: {e}");
+    }
+    Ok(exit_for(state.outcome.as_ref()))
+}
+
 /// The earlier attempts of the run in `path` must be of this config's move.
 fn resume_from(path: &Path, plan: &Plan) -> Result<hikkoshi::run_state::ResumePoint, UsageError> {
     let records = Journal::read(path)?;
@@ -277,43 +311,58 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
                     journal.unwrap_or_else(|| journal::default_path(&config.app.domain, now));
                 (path, run_id(now), Default::default())
             };
-            let journal =
-                Journal::create(&path).with_context(|| "cannot open the journal".to_string())?;
-            println!("journal: {}", path.display());
-            let handle = engine::start(
-                plan,
-                RunOptions {
-                    run_id: id,
-                    mode: "run".into(),
-                    ssh_config: config.ssh_config.clone(),
-                    dns: config.dns.clone(),
-                    gated: wizard,
-                    break_lock,
-                    keep_dump,
-                    reset_target,
-                    resume_done,
-                },
-                Some(journal),
-            );
-            let (state, journal_error) = if wizard {
-                let state = hikkoshi::ui::tui::run(handle)
-                    .await
-                    .context("the wizard's terminal failed")?;
-                println!(
-                    "{}: {}",
-                    state.domain,
-                    hikkoshi::ui::review::result_words(&state)
-                );
-                (state, None)
-            } else {
-                let rollback = on_failure == OnFailure::Rollback;
-                headless::run(handle, HeadlessOptions { yes, rollback }).await
+            let opts = RunOptions {
+                run_id: id,
+                mode: "run".into(),
+                ssh_config: config.ssh_config.clone(),
+                dns: config.dns.clone(),
+                gated: wizard,
+                break_lock,
+                keep_dump,
+                reset_target,
+                resume_done,
             };
-            println!("journal: {}", path.display());
-            if let Some(e) = journal_error {
-                eprintln!("hikkoshi: the journal could not be written completely: {e}");
+            let rollback = on_failure == OnFailure::Rollback;
+            drive(plan, opts, &path, HeadlessOptions { yes, rollback }).await
+        }
+        Command::Rehearse {
+            config,
+            headless: is_headless,
+            yes,
+            start_web,
+            journal,
+            reset_target,
+            keep_dump,
+            break_lock,
+        } => {
+            let (config, plan) = load(&config)?;
+            let wizard = !is_headless;
+            if wizard && !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+                return Err(UsageError(anyhow::anyhow!(
+                    "the wizard needs a terminal; run with --headless (and --yes to confirm every step) from scripts"
+                )));
             }
-            Ok(exit_for(state.outcome.as_ref()))
+            init_log(&config.app.domain);
+            let now = jiff::Timestamp::now();
+            let path = journal.unwrap_or_else(|| journal::default_path(&config.app.domain, now));
+            let opts = RunOptions {
+                run_id: run_id(now),
+                mode: "rehearse".into(),
+                ssh_config: config.ssh_config.clone(),
+                // DNS is never touched, nor waited for, in a rehearsal.
+                dns: None,
+                gated: wizard,
+                break_lock,
+                keep_dump,
+                reset_target,
+                ..RunOptions::default()
+            };
+            // Nothing stops on the old host, so there is nothing to bring back.
+            let options = HeadlessOptions {
+                yes,
+                rollback: false,
+            };
+            drive(plan.for_rehearsal(start_web), opts, &path, options).await
         }
         Command::Dns {
             domain,

@@ -377,6 +377,7 @@ mod tests {
             user: None,
             confirm: None,
             downtime,
+            in_downtime: false,
             optional: false,
             when: vec![],
             commands: vec![],
@@ -576,6 +577,35 @@ mod tests {
         let p = resume_point(&state, &steps).expect("resumable");
         assert_eq!(p.first, "stop-source");
         assert!(p.done.contains("presync-media") && !p.done.contains("dump"));
+    }
+}
+
+/// What a rehearsal predicts for the real night: the measured durations of
+/// the steps that the real run does while the instance is down.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Prediction {
+    pub total_ms: u64,
+    pub parts: Vec<(String, u64)>,
+}
+
+impl RunState {
+    pub fn predicted_downtime(&self) -> Option<Prediction> {
+        if self.mode != "rehearse" {
+            return None;
+        }
+        let parts: Vec<(String, u64)> = self
+            .steps
+            .iter()
+            .filter(|s| s.info.in_downtime && s.status == StepStatus::Succeeded)
+            .filter_map(|s| Some((s.info.id.clone(), s.duration_ms?)))
+            .collect();
+        if parts.is_empty() {
+            return None;
+        }
+        Some(Prediction {
+            total_ms: parts.iter().map(|(_, ms)| ms).sum(),
+            parts,
+        })
     }
 }
 

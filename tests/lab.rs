@@ -1782,3 +1782,100 @@ fn sigterm_during_a_step_stops_the_run_and_it_resumes() {
     resume_to_the_end(&lab, &before, &journal);
     reset();
 }
+
+/// A rehearsal restores a quarantined copy while the old host keeps serving;
+/// the real run afterwards refuses that copy until told --reset-target, then
+/// migrates exactly.
+#[test]
+#[ignore = "needs root and the lab: tests/lab/up"]
+fn a_rehearsal_leaves_the_source_serving_and_the_copy_quarantined() {
+    let _guard = lock();
+    let lab = lab();
+    reset();
+    let before = snapshot_source(&lab);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = dir.path().join("rehearsal.jsonl");
+    let run = hikkoshi(&[
+        "rehearse",
+        "--config",
+        lab.config.to_str().expect("utf-8"),
+        "--headless",
+        "--yes",
+        "--start-web",
+        "--journal",
+        journal.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.show());
+    assert!(
+        run.stdout.contains("predicted downtime for the real run: "),
+        "{}",
+        run.show()
+    );
+    // The old host never stopped, and nothing of it changed.
+    assert_services("old", "active", "enabled");
+    assert!(
+        calls(&lab, "old")
+            .iter()
+            .all(|c| !(c["tool"] == "systemctl" && c["argv"][0] == "stop")),
+        "a service was stopped on old"
+    );
+    assert_eq!(
+        before.db,
+        database_digest("old"),
+        "the source database changed"
+    );
+    assert_eq!(
+        before.media,
+        tree(&before.media_src),
+        "the source media changed"
+    );
+    // The copy: the same data, the web only, Sidekiq masked, DNS untouched.
+    assert_eq!(before.db, database_digest("new"), "the copy differs");
+    assert_eq!(unit_state("new", "is-active", "mastodon-web"), "active");
+    assert_eq!(
+        unit_state("new", "is-active", "mastodon-sidekiq"),
+        "inactive"
+    );
+    assert_eq!(
+        unit_state("new", "is-enabled", "mastodon-sidekiq"),
+        "masked"
+    );
+    let records = Journal::read(&journal).expect("journal");
+    for never in [
+        "stop-source",
+        "redis",
+        "start-target",
+        "dns",
+        "disable-source",
+    ] {
+        assert!(
+            !journal_has(&journal, "StepStarted", never),
+            "a rehearsal ran '{never}'"
+        );
+    }
+    let state = hikkoshi::run_state::RunState::from_records(&records);
+    assert!(state.predicted_downtime().is_some_and(|p| p.total_ms > 0));
+    for host in ["old", "new"] {
+        assert!(
+            !host_path(&lab, host, "home-mastodon", "hikkoshi-work").exists(),
+            "dump or lock left on {host}"
+        );
+    }
+
+    // The copy carries hikkoshi's marker: a real run refuses to restore over
+    // it unless told, and then migrates with zero differences.
+    let real = dir.path().join("run.jsonl");
+    let refused = spawn_run(&lab.config, &real, &[]).finish();
+    assert_eq!(refused.code, Some(1), "{}", refused.show());
+    assert!(
+        refused.stdout.contains("--reset-target"),
+        "{}",
+        refused.show()
+    );
+    assert_services("old", "active", "enabled");
+    let _ = std::fs::remove_file(&real);
+    let run = spawn_run(&lab.config, &real, &["--reset-target"]).finish();
+    assert_eq!(run.code, Some(0), "{}", run.show());
+    assert_migrated(&lab, &before, &real, &[&run.stdout, &run.stderr]);
+    reset();
+}

@@ -28,6 +28,8 @@ pub struct Plan {
     pub dns_expect: Vec<std::net::IpAddr>,
     /// The URLs the pinned health checks will ask; preflight tries them early.
     pub pinned_urls: Vec<String>,
+    /// Every step of the profile, rehearsal-only ones included.
+    pub all_steps: Vec<StepSpec>,
 }
 
 /// What a reader of a plan or a journal needs to know about a step.
@@ -46,6 +48,9 @@ pub struct StepInfo {
     pub confirm: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub downtime: Option<DowntimeMark>,
+    /// Inside the real run's downtime window; a rehearsal measures these.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_downtime: bool,
     pub optional: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub when: Vec<String>,
@@ -111,7 +116,18 @@ impl Plan {
                 .filter(|s| s.pinned)
                 .filter_map(|s| s.url.clone())
                 .collect(),
-            steps: profile.steps,
+            steps: profile
+                .steps
+                .iter()
+                .filter(|s| {
+                    !matches!(
+                        s.rehearsal,
+                        Some(profile::Rehearsal::Only | profile::Rehearsal::OnlyWeb)
+                    )
+                })
+                .cloned()
+                .collect(),
+            all_steps: profile.steps,
             vars,
             dns_expect: config
                 .dns
@@ -119,6 +135,30 @@ impl Plan {
                 .map(|d| d.expect.clone())
                 .unwrap_or_default(),
         }
+    }
+
+    /// The rehearsal: only the steps the profile puts in one (with --start-web
+    /// also those that start and check the web service), and no downtime
+    /// clock, since the old host keeps serving.
+    pub fn for_rehearsal(&self, start_web: bool) -> Plan {
+        use profile::Rehearsal::{Only, OnlyWeb, Run, Web};
+        let mut p = self.clone();
+        p.steps = self
+            .all_steps
+            .iter()
+            .filter(|s| match s.rehearsal {
+                Some(Run | Only) => true,
+                Some(Web | OnlyWeb) => start_web,
+                None => false,
+            })
+            .cloned()
+            .map(|mut s| {
+                s.downtime = None;
+                s.undo = None;
+                s
+            })
+            .collect();
+        p
     }
 
     /// Only the preflight steps: what `hikkoshi check` runs.
@@ -155,6 +195,7 @@ impl Plan {
             user: step.user.as_ref().map(|u| vars.render_lenient(u)),
             confirm: step.confirm.as_ref().map(|c| vars.render_lenient(c)),
             downtime: step.downtime,
+            in_downtime: step.in_downtime,
             optional: step.optional,
             when: step.conditions(),
             commands: crate::steps::describe(step, self, vars),
@@ -198,6 +239,7 @@ impl Plan {
             user: None,
             confirm: None,
             downtime: None,
+            in_downtime: false,
             optional: false,
             when: Vec::new(),
             commands,

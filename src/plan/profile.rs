@@ -70,6 +70,21 @@ pub enum HostSel {
     Both,
 }
 
+/// Whether a step belongs to a rehearsal (`hikkoshi rehearse`), where the old
+/// host keeps serving and the copy on the new one must never act as the instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rehearsal {
+    /// In the real run and in a rehearsal.
+    Run,
+    /// In the real run; in a rehearsal only with --start-web.
+    Web,
+    /// Only in a rehearsal.
+    Only,
+    /// Only in a rehearsal with --start-web.
+    OnlyWeb,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DowntimeMark {
@@ -146,6 +161,13 @@ pub struct StepSpec {
     /// Steps whose results this one removes: a resumed run does them again.
     #[serde(default)]
     pub resets: Vec<String>,
+    /// Left out of a rehearsal unless said otherwise: nothing runs against a
+    /// live instance by default.
+    pub rehearsal: Option<Rehearsal>,
+    /// Between the downtime marks of the real run (set when the profile is
+    /// loaded): what a rehearsal measures to predict the downtime.
+    #[serde(skip)]
+    pub in_downtime: bool,
     // command
     #[serde(default)]
     pub commands: Vec<CommandSpec>,
@@ -369,9 +391,26 @@ impl Profile {
             defaults: raw.defaults,
             vars: raw.vars,
             phases: raw.phases,
-            steps: raw.steps.into_iter().map(Spanned::into_inner).collect(),
+            steps: mark_downtime(raw.steps.into_iter().map(Spanned::into_inner).collect()),
         })
     }
+}
+
+fn mark_downtime(mut steps: Vec<StepSpec>) -> Vec<StepSpec> {
+    let mut inside = false;
+    for s in steps
+        .iter_mut()
+        .filter(|s| !matches!(s.rehearsal, Some(Rehearsal::Only | Rehearsal::OnlyWeb)))
+    {
+        if s.downtime == Some(DowntimeMark::Start) {
+            inside = true;
+        }
+        s.in_downtime = inside;
+        if s.downtime == Some(DowntimeMark::End) {
+            inside = false;
+        }
+    }
+    steps
 }
 
 fn check_placeholders(template: &str, known: &[String]) -> Result<(), String> {

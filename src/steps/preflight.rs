@@ -44,6 +44,8 @@ pub struct Facts {
 struct Report<'a> {
     io: &'a StepIo,
     failed: Vec<String>,
+    /// A target database left by a hikkoshi run, to drop once every check passed.
+    drop_target: Option<String>,
 }
 
 impl Report<'_> {
@@ -128,6 +130,7 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     let mut report = Report {
         io,
         failed: Vec::new(),
+        drop_target: None,
     };
 
     // ssh first: every other check needs both hosts.
@@ -316,6 +319,12 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
 
     if report.failed.is_empty() {
         check_lock(ctx, &s, &mut report).await?;
+    }
+    if report.failed.is_empty()
+        && let Some(run) = report.drop_target.take()
+        && let Some(hosts) = ctx.hosts.as_ref()
+    {
+        drop_leftover(&hosts.target, &s, &run, &mut report).await?;
     }
     if report.failed.is_empty() {
         Ok(Done::Completed)
@@ -698,15 +707,10 @@ LIMIT 20;
 /// a database, never its name alone.
 pub const MARKER: &str = "hikkoshi:";
 
-/// A target database created by a hikkoshi run. Dropped (true: look again)
-/// when it is this run's own unverified restore being resumed, or when the
-/// admin passed --reset-target; kept when this run already verified it.
-async fn leftover(
-    dst: &Host,
-    s: &Settings,
-    run: &str,
-    r: &mut Report<'_>,
-) -> Result<bool, StepFailure> {
+/// A target database created by a hikkoshi run. To be dropped (true) when it
+/// is this run's own unverified restore being resumed, or when the admin
+/// passed --reset-target; kept when this run already verified it.
+fn leftover(dst: &Host, s: &Settings, run: &str, r: &mut Report<'_>) -> bool {
     let ours = run == s.run_id;
     if ours && s.resumed_verified {
         r.note(
@@ -718,9 +722,9 @@ async fn leftover(
                 s.database
             ),
         );
-        return Ok(false);
+        return false;
     }
-    if !(ours || s.reset_target) || s.mode != "run" {
+    if !(ours || s.reset_target) || s.mode == "check" {
         r.note(
             dst.name(),
             "target database",
@@ -730,8 +734,18 @@ async fn leftover(
                 s.database
             ),
         );
-        return Ok(false);
+        return false;
     }
+    true
+}
+
+/// Drops the target database a hikkoshi run left, once every check passed.
+async fn drop_leftover(
+    dst: &Host,
+    s: &Settings,
+    run: &str,
+    r: &mut Report<'_>,
+) -> Result<(), StepFailure> {
     let admin = RunAs::User(s.db_admin.clone());
     query(
         dst,
@@ -746,16 +760,16 @@ async fn leftover(
         "target database",
         Warn,
         format!(
-            "dropped '{}', left by hikkoshi run '{run}' ({})",
+            "dropped '{}', left by hikkoshi run '{run}' ({}); the restore creates it afresh",
             s.database,
-            if ours {
+            if run == s.run_id {
                 "this run's unfinished restore, resumed"
             } else {
                 "--reset-target"
             }
         ),
     );
-    Ok(true)
+    Ok(())
 }
 
 /// Returns whether the target database exists (empty, owned by the app's role).
@@ -811,8 +825,10 @@ async fn check_target_database(
         .map(as_text)
         .and_then(|c| c.strip_prefix(MARKER).map(str::to_string));
     if let Some(run) = marker {
-        if leftover(dst, s, &run, r).await? {
-            return Box::pin(check_target_database(dst, s, exts, r)).await;
+        if leftover(dst, s, &run, r) {
+            // Dropped at the end of preflight, then created afresh by the restore.
+            r.drop_target = Some(run);
+            return Ok(false);
         }
         return Ok(true);
     }
@@ -1163,6 +1179,7 @@ async fn check_units(
     }
     for h in [src, dst] {
         let mut missing = Vec::new();
+        let mut masked = Vec::new();
         for u in &units {
             let out = h
                 .run_quiet(&RemoteCommand::new(
@@ -1177,9 +1194,21 @@ async fn check_units(
                     ],
                 ))
                 .await?;
-            if out.stdout.trim() != "loaded" {
-                missing.push(u.clone());
+            match out.stdout.trim() {
+                "loaded" => {}
+                // A rehearsal masks what must never run on a copy; the real
+                // run unmasks it on the target as it starts the services.
+                "masked" if std::ptr::eq(h, dst) => masked.push(u.clone()),
+                _ => missing.push(u.clone()),
             }
+        }
+        if !masked.is_empty() {
+            r.note(
+                h.name(),
+                "units",
+                Warn,
+                format!("{} masked (a rehearsal's quarantine?); a run unmasks it when it starts the services there", masked.join(", ")),
+            );
         }
         if missing.is_empty() {
             r.note(h.name(), "units", Pass, units.join(", "));

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::Value as Json;
 
 use super::{Done, StepFailure, StepResult};
-use crate::engine::events::CheckStatus::{Fail, Pass};
+use crate::engine::events::CheckStatus::{Fail, Pass, Warn};
 use crate::engine::{RunCtx, StepIo};
 use crate::plan::profile::StepSpec;
 use crate::remote::RunAs;
@@ -138,8 +138,38 @@ pub async fn run(_step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult 
         .values()
         .filter_map(|v| v.parse::<u64>().ok())
         .sum();
-    let row_diffs = differences("table", &src_rows, &dst_rows);
+    // In a rehearsal the old host kept serving after the dump: counts may have
+    // moved on, but every table must be there. Missing tables still fail.
+    let live = ctx.opts.mode == "rehearse";
+    let mut row_diffs = differences("table", &src_rows, &dst_rows);
+    let mut seq_diffs = differences("sequence", &src_seqs, &dst_seqs);
+    let mut warned: Vec<&str> = Vec::new();
+    if live {
+        let same_tables = src_rows.keys().eq(dst_rows.keys());
+        for (name, diffs) in [
+            ("row counts", &mut row_diffs),
+            ("sequences", &mut seq_diffs),
+        ] {
+            if !diffs.is_empty() && same_tables {
+                io.check(
+                    dst.name(),
+                    name,
+                    Warn,
+                    format!(
+                        "{} difference(s) since the dump, as the old host kept serving (a rehearsal): {}",
+                        diffs.len(),
+                        diffs.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+                    ),
+                );
+                diffs.clear();
+                warned.push(name);
+            }
+        }
+    }
     let report = |name: &str, diffs: &[String], ok: String| {
+        if warned.contains(&name) {
+            return;
+        }
         if diffs.is_empty() {
             io.check(dst.name(), name, Pass, ok);
         } else {
@@ -169,7 +199,6 @@ pub async fn run(_step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult 
             src_rows.len()
         ),
     );
-    let seq_diffs = differences("sequence", &src_seqs, &dst_seqs);
     report(
         "sequences",
         &seq_diffs,

@@ -28,10 +28,31 @@ pub fn result_words(run: &RunState) -> String {
     }
 }
 
+/// One line for the end of a rehearsal, and for its report.
+pub fn prediction_words(p: &crate::run_state::Prediction) -> String {
+    let parts: Vec<String> = p
+        .parts
+        .iter()
+        .map(|(id, ms)| format!("{id} {}", short_duration(*ms)))
+        .collect();
+    format!(
+        "predicted downtime for the real run: {} ({}), plus stopping and starting the services and moving Redis, which a rehearsal leaves alone; the final media pass grows with what is uploaded between the pre-sync and the stop",
+        short_duration(p.total_ms),
+        parts.join(", ")
+    )
+}
+
 pub fn markdown(run: &RunState) -> String {
     let mut out = format!(
-        "# Migration of {}: {} -> {}\n\n",
-        run.domain, run.source, run.target
+        "# {} of {}: {} -> {}\n\n",
+        if run.mode == "rehearse" {
+            "Rehearsal"
+        } else {
+            "Migration"
+        },
+        run.domain,
+        run.source,
+        run.target
     );
     let now = run
         .finished_at
@@ -57,6 +78,11 @@ pub fn markdown(run: &RunState) -> String {
         ),
         ("downtime", downtime),
         ("data moved", human_bytes(run.bytes_moved())),
+        (
+            "predicted downtime",
+            run.predicted_downtime()
+                .map_or_else(|| "-".into(), |p| prediction_words(&p)),
+        ),
     ];
     out.push_str("| | |\n|---|---|\n");
     for (k, v) in rows {
