@@ -101,6 +101,10 @@ pub enum Command {
         /// Also start the copy's web service (never Sidekiq) and check its health.
         #[arg(long)]
         start_web: bool,
+        /// Restore this backup on the old host instead of a fresh dump: a restore
+        /// drill (pg_dump custom, tar or directory format, .sql or .sql.gz).
+        #[arg(long, value_name = "PATH")]
+        from_backup: Option<String>,
         /// Where to write the journal (default: $XDG_STATE_HOME/hikkoshi/runs/<utc-timestamp>-<domain>.jsonl).
         #[arg(long, value_name = "PATH")]
         journal: Option<PathBuf>,

@@ -321,6 +321,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
                 keep_dump,
                 reset_target,
                 resume_done,
+                from_backup: None,
             };
             let rollback = on_failure == OnFailure::Rollback;
             drive(plan, opts, &path, HeadlessOptions { yes, rollback }).await
@@ -330,12 +331,20 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
             headless: is_headless,
             yes,
             start_web,
+            from_backup,
             journal,
             reset_target,
             keep_dump,
             break_lock,
         } => {
             let (config, plan) = load(&config)?;
+            if let Some(p) = &from_backup
+                && !hikkoshi::config::is_plain_abs_path(p)
+            {
+                return Err(UsageError(anyhow::anyhow!(
+                    "--from-backup '{p}' is not an absolute path on the old host"
+                )));
+            }
             let wizard = !is_headless;
             if wizard && !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
                 return Err(UsageError(anyhow::anyhow!(
@@ -355,6 +364,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
                 break_lock,
                 keep_dump,
                 reset_target,
+                from_backup,
                 ..RunOptions::default()
             };
             // Nothing stops on the old host, so there is nothing to bring back.

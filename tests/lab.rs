@@ -1879,3 +1879,101 @@ fn a_rehearsal_leaves_the_source_serving_and_the_copy_quarantined() {
     assert_migrated(&lab, &before, &real, &[&run.stdout, &run.stderr]);
     reset();
 }
+
+/// A restore drill: the old host's own backups, in every format pg_dump
+/// writes (and gzip-compressed SQL), restore onto the new host as the app's
+/// role and equal the source. The backups are root's, mode 0600, as nightly
+/// backups usually are, and stay as they were.
+#[test]
+#[ignore = "needs root and the lab: tests/lab/up"]
+fn rehearsals_from_backups_in_every_format_restore_exactly() {
+    let _guard = lock();
+    let lab = lab();
+    reset();
+    let before = snapshot_source(&lab);
+    let make = "set -e; mkdir -p -m 700 /tmp/backups; cd /tmp/backups
+runuser -u postgres -- pg_dump -Fc mastodon_production > nightly.dump
+runuser -u postgres -- pg_dump mastodon_production > nightly.sql
+gzip -c nightly.sql > nightly.sql.gz
+runuser -u postgres -- pg_dump -Fd -f /tmp/pgdir mastodon_production && mv /tmp/pgdir nightly.d
+chmod -R go-rwx /tmp/backups; chown -R root:root /tmp/backups";
+    exec_ok("old", &["sh", "-c", make]);
+    let backups = host_path(&lab, "old", "tmp", "backups");
+    let backups_before = tree(&backups);
+    for (file, kind) in [
+        ("nightly.dump", "a pg_dump archive"),
+        ("nightly.d", "a pg_dump directory"),
+        ("nightly.sql.gz", "gzip-compressed SQL"),
+        ("nightly.sql", "plain SQL"),
+    ] {
+        let path = format!("/tmp/backups/{file}");
+        let run = hikkoshi(&[
+            "rehearse",
+            "--config",
+            lab.config.to_str().expect("utf-8"),
+            "--headless",
+            "--yes",
+            "--reset-target",
+            "--from-backup",
+            &path,
+        ]);
+        assert_eq!(run.code, Some(0), "{file}:\n{}", run.show());
+        assert!(
+            run.stdout.contains(&format!("backup: '{path}' is {kind}")),
+            "{}",
+            run.show()
+        );
+        assert!(
+            run.stdout.contains("skipped: dump"),
+            "no fresh dump:\n{}",
+            run.show()
+        );
+        assert_eq!(
+            before.db,
+            database_digest("new"),
+            "{file} restored differently"
+        );
+        let foreign = psql(
+            "new",
+            "mastodon_production",
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r','S','v','m') AND n.nspname NOT IN ('pg_catalog','information_schema') \
+             AND n.nspname NOT LIKE 'pg\\_toast%' AND pg_get_userbyid(c.relowner) <> 'mastodon'",
+        );
+        assert_eq!(
+            foreign.trim(),
+            "0",
+            "{file}: objects not owned by the app's role"
+        );
+    }
+    assert_eq!(backups_before, tree(&backups), "a backup was changed");
+    assert_eq!(
+        before.db,
+        database_digest("old"),
+        "the source database changed"
+    );
+    assert_services("old", "active", "enabled");
+
+    // Not a backup: refused in preflight, before anything runs.
+    exec_ok(
+        "old",
+        &["sh", "-c", "head -c 600 /dev/urandom > /tmp/backups/junk"],
+    );
+    let run = hikkoshi(&[
+        "rehearse",
+        "--config",
+        lab.config.to_str().expect("utf-8"),
+        "--headless",
+        "--yes",
+        "--reset-target",
+        "--from-backup",
+        "/tmp/backups/junk",
+    ]);
+    assert_eq!(run.code, Some(1), "{}", run.show());
+    assert!(
+        run.stdout.contains("is neither a pg_dump archive"),
+        "{}",
+        run.show()
+    );
+    reset();
+}

@@ -36,6 +36,8 @@ pub struct RunOptions {
     pub reset_target: bool,
     /// Resuming: the steps the earlier attempts finished, not run again.
     pub resume_done: std::collections::BTreeSet<String>,
+    /// A rehearsal restores this backup on the old host instead of a fresh dump.
+    pub from_backup: Option<String>,
 }
 
 pub struct Hosts {
