@@ -52,6 +52,9 @@ pub enum Command {
         config: PathBuf,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// The checklist of `hikkoshi rehearse --start-web` instead.
+        #[arg(long)]
+        rehearse: bool,
     },
     /// Runs the migration.
     Run {

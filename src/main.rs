@@ -230,8 +230,17 @@ fn exit_for(outcome: Option<&RunOutcome>) -> ExitCode {
 
 async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
     match cli.command {
-        Command::Plan { config, format } => {
+        Command::Plan {
+            config,
+            format,
+            rehearse,
+        } => {
             let (_, plan) = load(&config)?;
+            let plan = if rehearse {
+                plan.for_rehearsal(true)
+            } else {
+                plan
+            };
             match format {
                 Format::Text => print!("{}", plan.render_text()),
                 Format::Json => println!("{}", serde_json::to_string_pretty(&plan.render_json())?),

@@ -68,6 +68,54 @@ fn plan_shows_every_step_with_exact_commands() {
     insta::assert_snapshot!(env.run(&["plan", "--config", "migration.toml"]));
 }
 
+/// A rehearsal never stops the old host, moves Redis, starts Sidekiq or
+/// touches DNS; it quarantines the copy instead.
+#[test]
+fn a_rehearsals_plan_leaves_the_source_and_dns_alone() {
+    let env = Env::new();
+    env.write("migration.toml", CONFIG);
+    let out = Command::new(env!("CARGO_BIN_EXE_hikkoshi"))
+        .args([
+            "plan",
+            "--config",
+            "migration.toml",
+            "--format",
+            "json",
+            "--rehearse",
+        ])
+        .current_dir(env.path())
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let ids: Vec<&str> = v["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    for never in [
+        "stop-source",
+        "redis",
+        "start-target",
+        "public-health",
+        "dns",
+        "disable-source",
+        "rollback",
+    ] {
+        assert!(!ids.contains(&never), "a rehearsal has '{never}': {ids:?}");
+    }
+    for step in ["dump", "restore", "verify-db", "quarantine", "cleanup"] {
+        assert!(ids.contains(&step), "a rehearsal lacks '{step}': {ids:?}");
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("systemctl mask mastodon-sidekiq"), "{text}");
+    assert!(
+        !text.contains("systemctl start mastodon-web mastodon-sidekiq"),
+        "{text}"
+    );
+}
+
 #[test]
 fn plan_as_json_lists_steps_in_order() {
     let env = Env::new();
