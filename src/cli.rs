@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,49 +58,23 @@ pub enum Command {
     },
     /// Runs the migration.
     Run {
-        #[arg(long, value_name = "FILE")]
-        config: PathBuf,
-        /// Plain output instead of the step-by-step wizard.
-        #[arg(long)]
-        headless: bool,
-        /// Confirm every step that asks for confirmation.
-        #[arg(long)]
-        yes: bool,
+        #[command(flatten)]
+        run: RunArgs,
         /// Headless: when the run stops after the old host was stopped and before
         /// the new one is live, bring the old one back, or leave both as they are.
         #[arg(long, value_enum, default_value = "rollback")]
         on_failure: OnFailure,
-        /// Where to write the journal (default: $XDG_STATE_HOME/hikkoshi/runs/<utc-timestamp>-<domain>.jsonl).
-        #[arg(long, value_name = "PATH")]
-        journal: Option<PathBuf>,
         /// Continue a failed or interrupted run at its first unfinished step: the
         /// journal given with --journal, else the newest one for this domain.
         #[arg(long)]
         resume: bool,
-        /// Drop the target database an earlier hikkoshi run created and left
-        /// (recognised by the marker hikkoshi puts on it, never by name alone).
-        #[arg(long)]
-        reset_target: bool,
-        /// Keep the dump files on both hosts after a failed run (they hold every
-        /// private message; by default they are removed whatever happens).
-        #[arg(long)]
-        keep_dump: bool,
-        /// Clear the lock another run left on the old host, once you know that run is gone.
-        #[arg(long)]
-        break_lock: bool,
     },
     /// Restores the instance onto the new host as a staging copy while the old
     /// one keeps serving: nothing on the old host stops or changes, the copy's
     /// Sidekiq is masked, DNS is not touched. Reports a predicted downtime.
     Rehearse {
-        #[arg(long, value_name = "FILE")]
-        config: PathBuf,
-        /// Plain output instead of the step-by-step wizard.
-        #[arg(long)]
-        headless: bool,
-        /// Confirm every step that asks for confirmation.
-        #[arg(long)]
-        yes: bool,
+        #[command(flatten)]
+        run: RunArgs,
         /// Also start the copy's web service (never Sidekiq) and check its health.
         #[arg(long)]
         start_web: bool,
@@ -108,18 +82,6 @@ pub enum Command {
         /// drill (pg_dump custom, tar or directory format, .sql or .sql.gz).
         #[arg(long, value_name = "PATH")]
         from_backup: Option<String>,
-        /// Where to write the journal (default: $XDG_STATE_HOME/hikkoshi/runs/<utc-timestamp>-<domain>.jsonl).
-        #[arg(long, value_name = "PATH")]
-        journal: Option<PathBuf>,
-        /// Drop the copy an earlier rehearsal or run left on the new host (by hikkoshi's marker).
-        #[arg(long)]
-        reset_target: bool,
-        /// Keep the dump files when the rehearsal fails.
-        #[arg(long)]
-        keep_dump: bool,
-        /// Clear the lock another run left on the old host, once you know that run is gone.
-        #[arg(long)]
-        break_lock: bool,
     },
     /// Checks DNS for DOMAIN: the zone's own nameservers, then resolvers; exit 0
     /// when every resolver answers the expected addresses.
@@ -151,4 +113,31 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "tui")]
         format: ReviewFormat,
     },
+}
+
+/// What `run` and `rehearse` share.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Plain output instead of the step-by-step wizard.
+    #[arg(long)]
+    pub headless: bool,
+    /// Confirm every step that asks for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Where to write the journal (default: $XDG_STATE_HOME/hikkoshi/runs/<utc-timestamp>-<domain>.jsonl).
+    #[arg(long, value_name = "PATH")]
+    pub journal: Option<PathBuf>,
+    /// Drop the target database an earlier hikkoshi run created and left
+    /// (recognised by the marker hikkoshi puts on it, never by name alone).
+    #[arg(long)]
+    pub reset_target: bool,
+    /// Keep the dump files on both hosts after a failed run (they hold every
+    /// private message; by default they are removed whatever happens).
+    #[arg(long)]
+    pub keep_dump: bool,
+    /// Clear the lock another run left on the old host, once you know that run is gone.
+    #[arg(long)]
+    pub break_lock: bool,
 }

@@ -179,19 +179,11 @@ impl Config {
             ));
         }
 
-        let ssh_config = match raw.ssh.and_then(|s| s.config_file) {
-            None => None,
-            Some(f) => {
-                let p = base.join(f.get_ref());
-                if !p.is_file() {
-                    return Err(src.error(
-                        f.span(),
-                        format!("ssh config file '{}' does not exist", p.display()),
-                    ));
-                }
-                Some(p)
-            }
-        };
+        let ssh_config = raw
+            .ssh
+            .and_then(|s| s.config_file)
+            .map(|f| existing_file(&src, base, &f, "ssh config file"))
+            .transpose()?;
 
         let app = &raw.app;
         let domain = app.domain.get_ref().clone();
@@ -297,25 +289,32 @@ fn parse_dns(src: &Source<'_>, base: &Path, d: RawDns) -> Result<DnsConfig, Conf
             )
         })?,
     };
-    let ca_file = match &d.ca_file {
-        None => None,
-        Some(f) => {
-            let p = base.join(f.get_ref());
-            if !p.is_file() {
-                return Err(src.error(
-                    f.span(),
-                    format!("CA certificate file '{}' does not exist", p.display()),
-                ));
-            }
-            Some(p)
-        }
-    };
+    let ca_file = d
+        .ca_file
+        .as_ref()
+        .map(|f| existing_file(src, base, f, "CA certificate file"))
+        .transpose()?;
     Ok(DnsConfig {
         expect,
         resolvers,
         wait,
         ca_file,
     })
+}
+
+/// A file named relative to the config file, which must exist.
+fn existing_file(
+    src: &Source<'_>,
+    base: &Path,
+    f: &Spanned<String>,
+    what: &str,
+) -> Result<PathBuf, ConfigError> {
+    let p = base.join(f.get_ref());
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(src.error(f.span(), format!("{what} '{}' does not exist", p.display())))
+    }
 }
 
 pub fn parse_duration(text: &str) -> Option<Duration> {

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use anyhow::Context;
 use clap::Parser;
 
-use hikkoshi::cli::{Cli, Command, Format, OnFailure, ReviewFormat};
+use hikkoshi::cli::{Cli, Command, Format, OnFailure, ReviewFormat, RunArgs};
 use hikkoshi::config::Config;
 use hikkoshi::engine::events::RunOutcome;
 use hikkoshi::engine::{self, RunOptions};
@@ -158,6 +158,17 @@ async fn dns_command(
     })
 }
 
+/// The wizard unless --headless; it needs a terminal.
+fn wizard_wanted(headless: bool) -> Result<bool, UsageError> {
+    let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    if !headless && !terminal {
+        return Err(UsageError(anyhow::anyhow!(
+            "the wizard needs a terminal; run with --headless (and --yes to confirm every step) from scripts"
+        )));
+    }
+    Ok(!headless)
+}
+
 /// Runs a plan with the wizard (opts.gated) or headless, journal at `path`.
 async fn drive(
     plan: Plan,
@@ -277,23 +288,21 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
             Ok(exit_for(state.outcome.as_ref()))
         }
         Command::Run {
-            config,
-            headless: is_headless,
-            yes,
+            run:
+                RunArgs {
+                    config,
+                    headless,
+                    yes,
+                    journal,
+                    reset_target,
+                    keep_dump,
+                    break_lock,
+                },
             on_failure,
-            journal,
             resume,
-            reset_target,
-            keep_dump,
-            break_lock,
         } => {
             let (config, plan) = load(&config)?;
-            let wizard = !is_headless;
-            if wizard && !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
-                return Err(UsageError(anyhow::anyhow!(
-                    "the wizard needs a terminal; run with --headless (and --yes to confirm every step) from scripts"
-                )));
-            }
+            let wizard = wizard_wanted(headless)?;
             init_log(&config.app.domain);
             let now = jiff::Timestamp::now();
             let (path, id, resume_done) = if resume {
@@ -336,15 +345,18 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
             drive(plan, opts, &path, HeadlessOptions { yes, rollback }).await
         }
         Command::Rehearse {
-            config,
-            headless: is_headless,
-            yes,
+            run:
+                RunArgs {
+                    config,
+                    headless,
+                    yes,
+                    journal,
+                    reset_target,
+                    keep_dump,
+                    break_lock,
+                },
             start_web,
             from_backup,
-            journal,
-            reset_target,
-            keep_dump,
-            break_lock,
         } => {
             let (config, plan) = load(&config)?;
             if let Some(p) = &from_backup
@@ -354,12 +366,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
                     "--from-backup '{p}' is not an absolute path on the old host"
                 )));
             }
-            let wizard = !is_headless;
-            if wizard && !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
-                return Err(UsageError(anyhow::anyhow!(
-                    "the wizard needs a terminal; run with --headless (and --yes to confirm every step) from scripts"
-                )));
-            }
+            let wizard = wizard_wanted(headless)?;
             init_log(&config.app.domain);
             let now = jiff::Timestamp::now();
             let path = journal.unwrap_or_else(|| journal::default_path(&config.app.domain, now));

@@ -68,32 +68,33 @@ fn plan_shows_every_step_with_exact_commands() {
     insta::assert_snapshot!(env.run(&["plan", "--config", "migration.toml"]));
 }
 
-/// A rehearsal never stops the old host, moves Redis, starts Sidekiq or
-/// touches DNS; it quarantines the copy instead.
-#[test]
-fn a_rehearsals_plan_leaves_the_source_and_dns_alone() {
+/// `plan --format json` with `extra` arguments: the step ids, and the whole text.
+fn plan_step_ids(extra: &[&str]) -> (Vec<String>, String) {
     let env = Env::new();
     env.write("migration.toml", CONFIG);
     let out = Command::new(env!("CARGO_BIN_EXE_hikkoshi"))
-        .args([
-            "plan",
-            "--config",
-            "migration.toml",
-            "--format",
-            "json",
-            "--rehearse",
-        ])
+        .args(["plan", "--config", "migration.toml", "--format", "json"])
+        .args(extra)
         .current_dir(env.path())
         .output()
         .expect("run");
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let ids: Vec<&str> = v["steps"]
+    let ids = v["steps"]
         .as_array()
         .expect("steps")
         .iter()
-        .filter_map(|s| s["id"].as_str())
+        .filter_map(|s| s["id"].as_str().map(String::from))
         .collect();
+    (ids, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A rehearsal never stops the old host, moves Redis, starts Sidekiq or
+/// touches DNS; it quarantines the copy instead.
+#[test]
+fn a_rehearsals_plan_leaves_the_source_and_dns_alone() {
+    let (ids, text) = plan_step_ids(&["--rehearse"]);
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     for never in [
         "stop-source",
         "redis",
@@ -108,7 +109,6 @@ fn a_rehearsals_plan_leaves_the_source_and_dns_alone() {
     for step in ["dump", "restore", "verify-db", "quarantine", "cleanup"] {
         assert!(ids.contains(&step), "a rehearsal lacks '{step}': {ids:?}");
     }
-    let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("systemctl mask mastodon-sidekiq"), "{text}");
     assert!(
         !text.contains("systemctl start mastodon-web mastodon-sidekiq"),
@@ -118,21 +118,8 @@ fn a_rehearsals_plan_leaves_the_source_and_dns_alone() {
 
 #[test]
 fn plan_as_json_lists_steps_in_order() {
-    let env = Env::new();
-    env.write("migration.toml", CONFIG);
-    let out = Command::new(env!("CARGO_BIN_EXE_hikkoshi"))
-        .args(["plan", "--config", "migration.toml", "--format", "json"])
-        .current_dir(env.path())
-        .output()
-        .expect("run");
-    assert!(out.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let ids: Vec<&str> = v["steps"]
-        .as_array()
-        .expect("steps")
-        .iter()
-        .filter_map(|s| s["id"].as_str())
-        .collect();
+    let (ids, text) = plan_step_ids(&[]);
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
     assert_eq!(
         ids,
         [

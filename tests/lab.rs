@@ -555,10 +555,7 @@ fn assert_migrated(lab: &Lab, before: &Before, journal: &Path, printed: &[&str])
 #[test]
 #[ignore = "needs root and the lab: tests/lab/up"]
 fn headless_run_migrates_the_lab_with_zero_differences() {
-    let _guard = lock();
-    let lab = lab();
-    reset();
-    let before = snapshot_source(&lab);
+    let (_guard, lab, before) = fresh_lab();
 
     let journal_dir = tempfile::tempdir().expect("tempdir");
     let journal = journal_dir.path().join("run.jsonl");
@@ -911,10 +908,7 @@ const POLL: std::time::Duration = std::time::Duration::from_millis(300);
 fn wizard_run_in_a_terminal_migrates_the_lab_with_zero_differences() {
     use std::time::{Duration, Instant};
 
-    let _guard = lock();
-    let lab = lab();
-    reset();
-    let before = snapshot_source(&lab);
+    let (_guard, lab, before) = fresh_lab();
 
     let dir = tempfile::tempdir().expect("tempdir");
     let journal = dir.path().join("run.jsonl");
@@ -1394,6 +1388,15 @@ async fn hostile_arguments(lab: &Lab) {
 // and cause named, leave the source as it was, and then finish with zero
 // differences when resumed (`run --resume`) once the fault is gone.
 
+/// The lab to itself, reset, with the source as it was before any run.
+fn fresh_lab() -> (std::sync::MutexGuard<'static, ()>, Lab, Before) {
+    let guard = lock();
+    let lab = lab();
+    reset();
+    let before = snapshot_source(&lab);
+    (guard, lab, before)
+}
+
 /// `hikkoshi run` started in the background, as a person would start it.
 struct Background {
     child: std::process::Child,
@@ -1512,10 +1515,7 @@ fn restore_standin(lab: &Lab, host: &str, name: &str) {
 #[test]
 #[ignore = "needs root and the lab: tests/lab/up"]
 fn a_connection_cut_during_the_dump_transfer_is_survived() {
-    let _guard = lock();
-    let lab = lab();
-    reset();
-    let before = snapshot_source(&lab);
+    let (_guard, lab, before) = fresh_lab();
     // The old host's disk reads dumps slowly, so the cut lands mid-transfer.
     replace_tool(
         &lab,
@@ -1553,10 +1553,7 @@ fn a_connection_cut_during_the_dump_transfer_is_survived() {
 #[test]
 #[ignore = "needs root and the lab: tests/lab/up"]
 fn a_killed_restore_and_a_stopped_target_database_are_survived() {
-    let _guard = lock();
-    let lab = lab();
-    reset();
-    let before = snapshot_source(&lab);
+    let (_guard, lab, before) = fresh_lab();
     let dir = tempfile::tempdir().expect("tempdir");
     let journal = dir.path().join("run.jsonl");
 
@@ -1598,10 +1595,7 @@ fn a_killed_restore_and_a_stopped_target_database_are_survived() {
 #[test]
 #[ignore = "needs root and the lab: tests/lab/up"]
 fn a_full_disk_on_the_new_host_is_survived() {
-    let _guard = lock();
-    let lab = lab();
-    reset();
-    let before = snapshot_source(&lab);
+    let (_guard, lab, before) = fresh_lab();
     let dir = tempfile::tempdir().expect("tempdir");
     let journal = dir.path().join("run.jsonl");
     let run = spawn_run(&lab.config, &journal, &[]);
@@ -1644,10 +1638,7 @@ fn a_full_disk_on_the_new_host_is_survived() {
 #[test]
 #[ignore = "needs root and the lab: tests/lab/up"]
 fn services_that_will_not_stop_leave_the_old_host_serving() {
-    let _guard = lock();
-    let lab = lab();
-    reset();
-    let before = snapshot_source(&lab);
+    let (_guard, lab, before) = fresh_lab();
     replace_tool(
         &lab,
         "old",
@@ -1677,10 +1668,7 @@ fn services_that_will_not_stop_leave_the_old_host_serving() {
 #[test]
 #[ignore = "needs root and the lab: tests/lab/up"]
 fn a_step_over_its_timeout_is_stopped_on_the_host_too() {
-    let _guard = lock();
-    let lab = lab();
-    reset();
-    let before = snapshot_source(&lab);
+    let (_guard, lab, before) = fresh_lab();
     // The lab's profile, with a 3 s limit on precompiling; the new host's
     // precompile hangs.
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1740,10 +1728,7 @@ fn a_step_over_its_timeout_is_stopped_on_the_host_too() {
 #[test]
 #[ignore = "needs root and the lab: tests/lab/up"]
 fn sigterm_during_a_step_stops_the_run_and_it_resumes() {
-    let _guard = lock();
-    let lab = lab();
-    reset();
-    let before = snapshot_source(&lab);
+    let (_guard, lab, before) = fresh_lab();
     let dir = tempfile::tempdir().expect("tempdir");
     let journal = dir.path().join("run.jsonl");
     let run = spawn_run(&lab.config, &journal, &[]);
@@ -1789,10 +1774,7 @@ fn sigterm_during_a_step_stops_the_run_and_it_resumes() {
 #[test]
 #[ignore = "needs root and the lab: tests/lab/up"]
 fn a_rehearsal_leaves_the_source_serving_and_the_copy_quarantined() {
-    let _guard = lock();
-    let lab = lab();
-    reset();
-    let before = snapshot_source(&lab);
+    let (_guard, lab, before) = fresh_lab();
     let dir = tempfile::tempdir().expect("tempdir");
     let journal = dir.path().join("rehearsal.jsonl");
     let run = hikkoshi(&[
@@ -1887,10 +1869,7 @@ fn a_rehearsal_leaves_the_source_serving_and_the_copy_quarantined() {
 #[test]
 #[ignore = "needs root and the lab: tests/lab/up"]
 fn rehearsals_from_backups_in_every_format_restore_exactly() {
-    let _guard = lock();
-    let lab = lab();
-    reset();
-    let before = snapshot_source(&lab);
+    let (_guard, lab, before) = fresh_lab();
     let make = "set -e; mkdir -p -m 700 /tmp/backups; cd /tmp/backups
 runuser -u postgres -- pg_dump -Fc mastodon_production > nightly.dump
 runuser -u postgres -- pg_dump mastodon_production > nightly.sql
