@@ -1452,8 +1452,13 @@ fn journal_has(journal: &Path, event: &str, step: &str) -> bool {
         .any(|v| v["event"] == event && v["step"] == step)
 }
 
-fn running_on(host: &str, name: &str) -> bool {
-    exec(host, &["pgrep", "-x", name]).status.success()
+/// The restore itself, not preflight's `pg_restore --version`.
+const RESTORE_PATTERN: &str = "pg_restore .*--role=";
+
+fn restoring_on_new() -> bool {
+    exec("new", &["pgrep", "-f", RESTORE_PATTERN])
+        .status
+        .success()
 }
 
 /// The run failed at `step`, saying so with the host and the cause, and the
@@ -1504,6 +1509,17 @@ fn replace_tool(lab: &Lab, host: &str, name: &str, script: &str) {
 
 fn remove_tool(lab: &Lab, host: &str, name: &str) {
     let _ = std::fs::remove_file(host_path(lab, host, "usr-local-bin", name));
+}
+
+/// pg_restore on the new host waits 2 s before it starts, so a test can strike
+/// while it is surely running; `--version` (preflight) answers at once.
+fn slow_restore(lab: &Lab) {
+    replace_tool(
+        lab,
+        "new",
+        "pg_restore",
+        "#!/bin/sh\ncase \"$1\" in --version) ;; *) sleep 2 ;; esac\nexec /usr/bin/pg_restore \"$@\"\n",
+    );
 }
 
 fn restore_standin(lab: &Lab, host: &str, name: &str) {
@@ -1558,9 +1574,10 @@ fn a_killed_restore_and_a_stopped_target_database_are_survived() {
     let journal = dir.path().join("run.jsonl");
 
     // pg_restore killed on the new host.
+    slow_restore(&lab);
     let run = spawn_run(&lab.config, &journal, &[]);
-    wait_for("pg_restore on new", || running_on("new", "pg_restore"));
-    exec_ok("new", &["pkill", "-KILL", "-x", "pg_restore"]);
+    wait_for("pg_restore on new", || restoring_on_new());
+    exec_ok("new", &["pkill", "-KILL", "-f", RESTORE_PATTERN]);
     let run = run.finish();
     assert_failed_cleanly(&run, &before, "restore", "new", "pg_restore");
     assert_services("old", "active", "enabled");
@@ -1574,9 +1591,7 @@ fn a_killed_restore_and_a_stopped_target_database_are_survived() {
     // Resumed: the partial database is dropped by its marker, and this time
     // the new host's PostgreSQL stops in the middle of the restore.
     let run = spawn_run(&lab.config, &journal, &["--resume"]);
-    wait_for("pg_restore on new again", || {
-        running_on("new", "pg_restore")
-    });
+    wait_for("pg_restore on new again", || restoring_on_new());
     exec_ok("new", &["systemctl", "stop", "postgresql"]);
     let run = run.finish();
     assert!(
@@ -1586,7 +1601,17 @@ fn a_killed_restore_and_a_stopped_target_database_are_survived() {
         run.show()
     );
     assert_failed_cleanly(&run, &before, "restore", "new", "pg_restore");
-    exec_ok("new", &["systemctl", "start", "postgresql"]);
+    // A stop may still be finishing when the run has failed.
+    wait_for("PostgreSQL up again on new", || {
+        let _ = exec("new", &["systemctl", "start", "postgresql"]);
+        exec(
+            "new",
+            &["runuser", "-u", "postgres", "--", "pg_isready", "-q"],
+        )
+        .status
+        .success()
+    });
+    remove_tool(&lab, "new", "pg_restore");
 
     resume_to_the_end(&lab, &before, &journal);
     reset();
@@ -1731,8 +1756,9 @@ fn sigterm_during_a_step_stops_the_run_and_it_resumes() {
     let (_guard, lab, before) = fresh_lab();
     let dir = tempfile::tempdir().expect("tempdir");
     let journal = dir.path().join("run.jsonl");
+    slow_restore(&lab);
     let run = spawn_run(&lab.config, &journal, &[]);
-    wait_for("pg_restore on new", || running_on("new", "pg_restore"));
+    wait_for("pg_restore on new", || restoring_on_new());
     let pid = run.child.id().to_string();
     let kill = Command::new("kill")
         .args(["-TERM", &pid])
@@ -1743,9 +1769,7 @@ fn sigterm_during_a_step_stops_the_run_and_it_resumes() {
     assert_eq!(run.code, Some(1), "{}", run.show());
     assert!(run.stderr.contains("interrupted"), "{}", run.show());
     // Nothing of the stopped step goes on by itself on the new host.
-    wait_for("pg_restore gone from new", || {
-        !running_on("new", "pg_restore")
-    });
+    wait_for("pg_restore gone from new", || !restoring_on_new());
     let records = Journal::read(&journal).expect("the journal reads back");
     assert!(
         matches!(
@@ -1764,6 +1788,7 @@ fn sigterm_during_a_step_stops_the_run_and_it_resumes() {
         "the source database changed"
     );
     assert_services("old", "active", "enabled");
+    remove_tool(&lab, "new", "pg_restore");
     resume_to_the_end(&lab, &before, &journal);
     reset();
 }
