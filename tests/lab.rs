@@ -1576,7 +1576,7 @@ fn a_killed_restore_and_a_stopped_target_database_are_survived() {
     // pg_restore killed on the new host.
     slow_restore(&lab);
     let run = spawn_run(&lab.config, &journal, &[]);
-    wait_for("pg_restore on new", || restoring_on_new());
+    wait_for("pg_restore on new", restoring_on_new);
     exec_ok("new", &["pkill", "-KILL", "-f", RESTORE_PATTERN]);
     let run = run.finish();
     assert_failed_cleanly(&run, &before, "restore", "new", "pg_restore");
@@ -1591,7 +1591,7 @@ fn a_killed_restore_and_a_stopped_target_database_are_survived() {
     // Resumed: the partial database is dropped by its marker, and this time
     // the new host's PostgreSQL stops in the middle of the restore.
     let run = spawn_run(&lab.config, &journal, &["--resume"]);
-    wait_for("pg_restore on new again", || restoring_on_new());
+    wait_for("pg_restore on new again", restoring_on_new);
     exec_ok("new", &["systemctl", "stop", "postgresql"]);
     let run = run.finish();
     assert!(
@@ -1758,7 +1758,7 @@ fn sigterm_during_a_step_stops_the_run_and_it_resumes() {
     let journal = dir.path().join("run.jsonl");
     slow_restore(&lab);
     let run = spawn_run(&lab.config, &journal, &[]);
-    wait_for("pg_restore on new", || restoring_on_new());
+    wait_for("pg_restore on new", restoring_on_new);
     let pid = run.child.id().to_string();
     let kill = Command::new("kill")
         .args(["-TERM", &pid])
