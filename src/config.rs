@@ -154,7 +154,7 @@ impl Config {
             Some(p) => {
                 let value = p.get_ref();
                 if value.contains('/') || value.ends_with(".toml") {
-                    ProfileRef::File(base.join(value))
+                    ProfileRef::File(existing_file(&src, base, &p, "profile file")?)
                 } else if crate::plan::profile::builtin(value).is_some() {
                     ProfileRef::Builtin(value.clone())
                 } else {
