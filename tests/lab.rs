@@ -1580,6 +1580,11 @@ fn a_killed_restore_and_a_stopped_target_database_are_survived() {
     exec_ok("new", &["pkill", "-KILL", "-f", RESTORE_PATTERN]);
     let run = run.finish();
     assert_failed_cleanly(&run, &before, "restore", "new", "pg_restore");
+    assert!(
+        run.stderr.contains("stays there if it got that far"),
+        "the partial database is named in the report:\n{}",
+        run.show()
+    );
     assert_services("old", "active", "enabled");
     assert!(
         !psql("new", "postgres", "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = 'mastodon_production'")

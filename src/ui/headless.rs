@@ -127,6 +127,28 @@ fn down_advice(state: &RunState) -> String {
     )
 }
 
+/// A run that stopped after it began creating the target database leaves it
+/// in place (with hikkoshi's marker): say so, and how to go on.
+fn partial_database(state: &RunState) -> Option<String> {
+    if matches!(state.outcome, Some(RunOutcome::Succeeded) | None) {
+        return None;
+    }
+    let restore = state.steps.iter().find(|s| {
+        s.status != crate::run_state::StepStatus::Pending
+            && s.commands.iter().any(|c| c.contains("createdb "))
+    })?;
+    let verified = state.steps.iter().any(|s| {
+        s.info.kind == crate::plan::profile::StepKind::Verify
+            && s.status == crate::run_state::StepStatus::Succeeded
+    });
+    (!verified).then(|| {
+        format!(
+            "hikkoshi: the database that step '{}' creates on {} stays there if it got that far, unverified and marked with this run's id: 'hikkoshi run --resume' drops it and restores again; a new run or rehearsal refuses it unless given --reset-target",
+            restore.info.id, state.target
+        )
+    })
+}
+
 /// Runs the engine to the end and returns what happened.
 pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, Option<String>) {
     let mut state = RunState::default();
@@ -354,6 +376,9 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
                     && !brought_back
                 {
                     p.error(&down_advice(&state));
+                }
+                if let Some(note) = partial_database(&state) {
+                    p.error(&note);
                 }
             }
         }
