@@ -94,14 +94,14 @@ struct RawApp {
     dir: Option<Spanned<String>>,
     database: Option<Spanned<String>>,
     db_user: Option<Spanned<String>>,
-    services: Option<Vec<Spanned<String>>>,
+    services: Option<Spanned<Vec<Spanned<String>>>>,
     work_dir: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDns {
-    expect: Vec<Spanned<String>>,
+    expect: Spanned<Vec<Spanned<String>>>,
     resolvers: Option<Vec<Spanned<String>>>,
     wait: Option<Spanned<String>>,
     ca_file: Option<Spanned<String>>,
@@ -121,6 +121,20 @@ impl Source<'_> {
             column,
             message: message.into(),
         }
+    }
+}
+
+/// serde quotes names and values in backticks, and a string it did not expect
+/// in double quotes; every other message here uses single quotes, and one
+/// style is easier to read and to search for.
+fn single_quoted(message: &str) -> String {
+    let m = message.trim_end().replace('`', "'");
+    match m
+        .strip_prefix("invalid type: string \"")
+        .and_then(|rest| rest.rsplit_once("\", expected "))
+    {
+        Some((value, expected)) => format!("invalid type: string '{value}', expected {expected}"),
+        None => m,
     }
 }
 
@@ -146,7 +160,7 @@ impl Config {
             text,
         };
         let raw: RawConfig = toml::from_str(text)
-            .map_err(|e| src.error(e.span().unwrap_or(0..0), e.message().trim_end().to_string()))?;
+            .map_err(|e| src.error(e.span().unwrap_or(0..0), single_quoted(e.message())))?;
         let base = path.parent().unwrap_or(Path::new("."));
 
         let profile = match raw.profile {
@@ -161,7 +175,8 @@ impl Config {
                     return Err(src.error(
                         p.span(),
                         format!(
-                            "unknown profile '{value}'; built-in profiles: {}; or give a path to a profile file",
+                            "unknown profile '{}'; built-in profiles: {}; or give a path to a profile file",
+                            value.escape_debug(),
                             crate::plan::profile::builtin_names().join(", ")
                         ),
                     ));
@@ -190,7 +205,10 @@ impl Config {
         if !is_domain(&domain) {
             return Err(src.error(
                 app.domain.span(),
-                format!("'{domain}' is not a domain name (letters, digits, '-' and '.', like social.example.net)"),
+                format!(
+                    "'{}' is not a domain name (letters, digits, '-' and '.', like social.example.net)",
+                    domain.escape_debug()
+                ),
             ));
         }
         let user = check_opt(&src, &app.user, is_unix_user, "a unix user name")?;
@@ -206,23 +224,38 @@ impl Config {
             is_pg_name,
             "a PostgreSQL database name (letters, digits, '_')",
         )?;
-        let dir = check_opt(&src, &app.dir, is_plain_abs_path, "an absolute path")?;
+        let dir = check_opt(
+            &src,
+            &app.dir,
+            is_plain_abs_path,
+            "an absolute path (other than '/', with no trailing '/' or control characters)",
+        )?;
         // work_dir ends up inside rsync's -e option, which rsync splits on blanks.
         let work_dir = check_opt(
             &src,
             &app.work_dir,
             is_simple_abs_path,
-            "an absolute path of letters, digits and . _ - / only",
+            "an absolute path of letters, digits and . _ - / only, without '..'",
         )?;
         let services = match &app.services {
             None => None,
+            // The steps would run `systemctl stop` with no unit at all.
+            Some(list) if list.get_ref().is_empty() => {
+                return Err(src.error(
+                    list.span(),
+                    "[app] 'services' is empty: name the app's units, or leave it out for the profile's",
+                ));
+            }
             Some(list) => {
                 let mut out = Vec::new();
-                for s in list {
+                for s in list.get_ref() {
                     if !is_unit_name(s.get_ref()) {
                         return Err(src.error(
                             s.span(),
-                            format!("'{}' is not a systemd unit name", s.get_ref()),
+                            format!(
+                                "'{}' is not a systemd unit name",
+                                s.get_ref().escape_debug()
+                            ),
                         ));
                     }
                     out.push(s.get_ref().clone());
@@ -258,15 +291,20 @@ impl Config {
 
 fn parse_dns(src: &Source<'_>, base: &Path, d: RawDns) -> Result<DnsConfig, ConfigError> {
     let mut expect = Vec::new();
-    for e in &d.expect {
-        let ip: IpAddr = e
-            .get_ref()
-            .parse()
-            .map_err(|_| src.error(e.span(), format!("'{}' is not an IP address", e.get_ref())))?;
+    for e in d.expect.get_ref() {
+        let ip: IpAddr = e.get_ref().parse().map_err(|_| {
+            src.error(
+                e.span(),
+                format!("'{}' is not an IP address", e.get_ref().escape_debug()),
+            )
+        })?;
         expect.push(ip);
     }
     if expect.is_empty() {
-        return Err(src.error(0..0, "[dns] expect needs at least one address"));
+        return Err(src.error(
+            d.expect.span(),
+            "[dns] 'expect' is empty: it needs the new host's public address(es)",
+        ));
     }
     let mut resolvers = Vec::new();
     for r in d.resolvers.iter().flatten() {
@@ -275,7 +313,10 @@ fn parse_dns(src: &Source<'_>, base: &Path, d: RawDns) -> Result<DnsConfig, Conf
         if !ok {
             return Err(src.error(
                 r.span(),
-                format!("'{value}' is not a resolver address (IP or IP:PORT)"),
+                format!(
+                    "'{}' is not a resolver address (IP or IP:PORT)",
+                    value.escape_debug()
+                ),
             ));
         }
         resolvers.push(value.clone());
@@ -285,7 +326,10 @@ fn parse_dns(src: &Source<'_>, base: &Path, d: RawDns) -> Result<DnsConfig, Conf
         Some(w) => parse_duration(w.get_ref()).ok_or_else(|| {
             src.error(
                 w.span(),
-                format!("'{}' is not a duration (like 90s, 30m or 1h)", w.get_ref()),
+                format!(
+                    "'{}' is not a duration (like 90s, 30m or 1h)",
+                    w.get_ref().escape_debug()
+                ),
             )
         })?,
     };
@@ -313,7 +357,13 @@ fn existing_file(
     if p.is_file() {
         Ok(p)
     } else {
-        Err(src.error(f.span(), format!("{what} '{}' does not exist", p.display())))
+        Err(src.error(
+            f.span(),
+            format!(
+                "{what} '{}' does not exist",
+                p.display().to_string().escape_debug()
+            ),
+        ))
     }
 }
 
@@ -325,16 +375,36 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 
 fn check_ssh_destination(src: &Source<'_>, dest: Spanned<String>) -> Result<String, ConfigError> {
     let value = dest.get_ref();
-    let ok = !value.is_empty()
-        && !value.starts_with('-')
-        && !value.chars().any(|c| c.is_whitespace() || c.is_control());
-    if !ok {
+    if !is_ssh_destination(value) {
         return Err(src.error(
             dest.span(),
-            format!("'{value}' is not an ssh destination (a Host alias or [user@]host, no spaces, not starting with '-')"),
+            format!(
+                "'{}' is not an ssh destination (a Host alias, [user@]host or ssh://[user@]host[:port]; no spaces, none of {}, no part starting with '-')",
+                value.escape_debug(),
+                SHELL_CHARS.chars().map(String::from).collect::<Vec<_>>().join(" ")
+            ),
         ));
     }
     Ok(value.clone())
+}
+
+/// What OpenSSH 9.6 and later refuse in a host or user name given on the
+/// command line, because `%h` and `%r` in ProxyCommand or Match exec hand them
+/// to a shell; older versions pass them on.
+const SHELL_CHARS: &str = "'`\"$\\;&<>|(){}";
+
+/// ssh takes an argument starting with '-' as an option, and the openssh crate
+/// turns ssh://[user@]host[:port] into `-p port -l user host`: so neither the
+/// value (after the scheme) nor the host after the user may start with '-'.
+pub fn is_ssh_destination(s: &str) -> bool {
+    let rest = s.strip_prefix("ssh://").unwrap_or(s);
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    !host.is_empty()
+        && !rest.starts_with('-')
+        && !host.starts_with('-')
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || SHELL_CHARS.contains(c))
 }
 
 fn check_opt(
@@ -434,19 +504,19 @@ domain = "social.example.net"
     #[rstest]
     #[case::unknown_top_key(
         "profile = \"mastodon\"\nflavour = 1\n[source]\nssh = \"old\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"a.example\"\n",
-        "/etc/migration.toml:2:1: unknown field `flavour`"
+        "/etc/migration.toml:2:1: unknown field 'flavour'"
     )]
     #[case::unknown_app_key(
         "[source]\nssh = \"old\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"a.example\"\ndatabse = \"x\"\n",
-        "/etc/migration.toml:7:1: unknown field `databse`"
+        "/etc/migration.toml:7:1: unknown field 'databse'"
     )]
     #[case::missing_target(
         "[source]\nssh = \"old\"\n[app]\ndomain = \"a.example\"\n",
-        "/etc/migration.toml:1:1: missing field `target`"
+        "/etc/migration.toml:1:1: missing field 'target'"
     )]
     #[case::wrong_type(
         "[source]\nssh = 5\n[target]\nssh = \"new\"\n[app]\ndomain = \"a.example\"\n",
-        "/etc/migration.toml:2:7: invalid type: integer `5`, expected a string"
+        "/etc/migration.toml:2:7: invalid type: integer '5', expected a string"
     )]
     #[case::bad_domain(
         "[source]\nssh = \"old\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"a b;c\"\n",
@@ -494,6 +564,26 @@ domain = "social.example.net"
         assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("1h 30m"), Some(Duration::from_secs(5400)));
         assert_eq!(parse_duration("soon"), None);
+    }
+
+    #[rstest]
+    #[case("old", true)]
+    #[case("root@old.example", true)]
+    #[case("ssh://root@old.example:2222", true)]
+    #[case("old!#*?~%", true)]
+    #[case("-oProxyCommand=x", false)]
+    #[case("ssh://-oProxyCommand=x", false)]
+    #[case("ssh://root@-oProxyCommand=x", false)]
+    #[case("root@-oProxyCommand=x", false)]
+    #[case("root@", false)]
+    #[case("old$(x)", false)]
+    #[case("old`x`", false)]
+    #[case("old;x", false)]
+    #[case("old x", false)]
+    #[case("old\nx", false)]
+    #[case("", false)]
+    fn ssh_destinations(#[case] dest: &str, #[case] ok: bool) {
+        assert_eq!(is_ssh_destination(dest), ok);
     }
 
     #[rstest]

@@ -8,7 +8,7 @@ use clap::Parser;
 
 use hikkoshi::cli::{Cli, Command, Format, OnFailure, ReviewFormat, RunArgs};
 use hikkoshi::config::Config;
-use hikkoshi::engine::events::RunOutcome;
+use hikkoshi::engine::events::{CheckStatus, RunOutcome};
 use hikkoshi::engine::{self, RunOptions};
 use hikkoshi::journal::{self, Journal};
 use hikkoshi::plan::Plan;
@@ -98,14 +98,16 @@ async fn dns_command(
     let domain = domain.trim_end_matches('.').to_string();
     if !hikkoshi::config::is_domain(&domain) {
         return Err(UsageError(anyhow::anyhow!(
-            "'{domain}' is not a domain name"
+            "'{}' is not a domain name",
+            domain.escape_debug()
         )));
     }
     let expect = expect
         .iter()
         .map(|e| {
-            e.parse()
-                .map_err(|_| anyhow::anyhow!("--expect '{e}' is not an IP address"))
+            e.parse().map_err(|_| {
+                anyhow::anyhow!("--expect '{}' is not an IP address", e.escape_debug())
+            })
         })
         .collect::<Result<Vec<std::net::IpAddr>, _>>()?;
     let servers = if resolvers.is_empty() {
@@ -120,14 +122,17 @@ async fn dns_command(
                         provider: "given".into(),
                         region: "-".into(),
                     })
-                    .ok_or_else(|| anyhow::anyhow!("--resolver '{r}' is not an IP or IP:PORT"))
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("--resolver '{}' is not an IP or IP:PORT", r.escape_debug())
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?
     };
     let parse = |flag: &str, text: &str| {
         hikkoshi::config::parse_duration(text).ok_or_else(|| {
             UsageError(anyhow::anyhow!(
-                "{flag} '{text}' is not a duration (like 90s, 30m or 1h)"
+                "{flag} '{}' is not a duration (like 90s, 30m or 1h)",
+                text.escape_debug()
             ))
         })
     };
@@ -156,6 +161,45 @@ async fn dns_command(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// What to do about hosts preflight could not log in to: ssh's own words
+/// (host down, wrong HostName or Port, no key, an unknown host key) come from
+/// the same ssh command, run by hand.
+fn ssh_advice(state: &hikkoshi::run_state::RunState, ssh_config: Option<&Path>) -> Option<String> {
+    let hosts: Vec<&str> = state
+        .steps
+        .iter()
+        .flat_map(|s| &s.checks)
+        .filter(|c| c.name == "ssh" && c.status == CheckStatus::Fail)
+        .map(|c| c.host.as_str())
+        .collect();
+    if hosts.is_empty() {
+        return None;
+    }
+    let commands: Vec<String> = hosts
+        .iter()
+        .map(|host| {
+            let mut argv: Vec<String> = [
+                "ssh",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=yes",
+            ]
+            .map(String::from)
+            .to_vec();
+            if let Some(f) = ssh_config {
+                argv.extend(["-F".into(), f.display().to_string()]);
+            }
+            argv.extend([host.to_string(), "true".into()]);
+            format!("  {}", hikkoshi::plan::shell_join(&argv))
+        })
+        .collect();
+    Some(format!(
+        "hikkoshi: nothing was changed. To see why, log in the way hikkoshi does (no prompts, host keys checked), fix what ssh says, and run check again:\n{}",
+        commands.join("\n")
+    ))
 }
 
 /// The wizard unless --headless; it needs a terminal.
@@ -285,6 +329,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
                     plan.domain, plan.source, plan.target
                 );
             }
+            if let Some(advice) = ssh_advice(&state, config.ssh_config.as_deref()) {
+                eprintln!("{advice}");
+            }
             Ok(exit_for(state.outcome.as_ref()))
         }
         Command::Run {
@@ -363,7 +410,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
                 && !hikkoshi::config::is_plain_abs_path(p)
             {
                 return Err(UsageError(anyhow::anyhow!(
-                    "--from-backup '{p}' is not an absolute path on the old host"
+                    "--from-backup '{}' is not an absolute path on the old host",
+                    p.escape_debug()
                 )));
             }
             let wizard = wizard_wanted(headless)?;
