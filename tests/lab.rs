@@ -575,6 +575,15 @@ fn headless_run_migrates_the_lab_with_zero_differences() {
         lab.new_addr, lab.domain, lab.new_addr
     );
     assert!(run.stdout.contains(&pinned), "{}", run.show());
+    // The seed leaves 'instances' out of date (see seed.sql): the restore
+    // recomputes it, which is a warning, not a difference in the data.
+    assert!(
+        run.stdout.contains("[WARN] ")
+            && run.stdout.contains("'public.instances' ")
+            && run.stdout.contains("recomputed them"),
+        "{}",
+        run.show()
+    );
     drop(run.state);
 }
 
