@@ -221,3 +221,23 @@ pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars) -> Vec<String> {
         StepKind::Dns => dns::describe(plan),
     }
 }
+
+/// Free bytes and mount point of the filesystem holding `path` (or its nearest existing parent).
+pub async fn free_space(
+    h: &Host,
+    run_as: RunAs,
+    path: &str,
+) -> Result<Option<(u64, String)>, StepFailure> {
+    let out = h
+        .run_quiet(&RemoteCommand::script(
+            run_as,
+            "d=$1; while [ ! -e \"$d\" ]; do d=$(dirname -- \"$d\"); done; df -P -B1 --output=avail,target -- \"$d\" | tail -n 1",
+            &[path],
+        ))
+        .await?;
+    let line = out.stdout.trim();
+    let mut parts = line.splitn(2, char::is_whitespace);
+    let avail = parts.next().and_then(|a| a.parse::<u64>().ok());
+    let target = parts.next().map(|t| t.trim().to_string());
+    Ok(avail.zip(target))
+}

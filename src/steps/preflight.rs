@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value as Json;
 
-use super::{Done, StepFailure, StepResult};
+use super::{Done, StepFailure, StepResult, free_space};
 use crate::engine::events::CheckStatus::{self, Fail, Pass, Warn};
 use crate::engine::{RunCtx, StepIo};
 use crate::plan::profile::{StepKind, StepSpec};
@@ -1482,26 +1482,6 @@ async fn check_media(
         }
     }
     Ok(total)
-}
-
-/// Free bytes and mount point of the filesystem holding `path` (or its nearest existing parent).
-async fn free_space(
-    h: &Host,
-    run_as: RunAs,
-    path: &str,
-) -> Result<Option<(u64, String)>, StepFailure> {
-    let out = h
-        .run_quiet(&RemoteCommand::script(
-            run_as,
-            "d=$1; while [ ! -e \"$d\" ]; do d=$(dirname -- \"$d\"); done; df -P -B1 --output=avail,target -- \"$d\" | tail -n 1",
-            &[path],
-        ))
-        .await?;
-    let line = out.stdout.trim();
-    let mut parts = line.splitn(2, char::is_whitespace);
-    let avail = parts.next().and_then(|a| a.parse::<u64>().ok());
-    let target = parts.next().map(|t| t.trim().to_string());
-    Ok(avail.zip(target))
 }
 
 async fn check_disk(

@@ -8,7 +8,8 @@ use openssh::Stdio;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{Done, StepFailure, StepResult, run_quiet_checked};
+use super::preflight::human_bytes;
+use super::{Done, StepFailure, StepResult, free_space, run_quiet_checked};
 use crate::engine::events::Stream;
 use crate::engine::{RunCtx, StepIo};
 use crate::plan::Plan;
@@ -67,6 +68,8 @@ async fn size_and_hash(
 }
 
 const CHUNK: usize = 256 * 1024;
+/// Less free space than this after a failed write: the disk filled up.
+const FULL: u64 = 1024 * 1024;
 
 pub async fn copy_file(
     src: &Host,
@@ -212,6 +215,19 @@ pub async fn copy_file(
     io.progress(moved, Some(size));
     let ok =
         |s: &Result<std::process::ExitStatus, openssh::Error>| matches!(s, Ok(st) if st.success());
+    // What the writer said can be lost with its connection; a full disk is the
+    // usual cause, so look before the partial copy is removed.
+    let mut full = None;
+    if (!ok(&write_status) || pipe_error.is_some())
+        && let Ok(Some((avail, mount))) = free_space(dst, spec.write_as.clone(), &part).await
+        && avail < FULL
+    {
+        full = Some(format!(
+            "No space left on device: '{mount}' on {} has {} free",
+            dst.name(),
+            human_bytes(avail)
+        ));
+    }
     if !ok(&read_status) || !ok(&write_status) || pipe_error.is_some() {
         discard(dst, &spec.write_as, &part).await;
     }
@@ -234,11 +250,28 @@ pub async fn copy_file(
         });
     }
     if !ok(&write_status) || pipe_error.is_some() {
-        let cause = match (pipe_error, write_msg.trim()) {
+        let mut cause = match (pipe_error, write_msg.trim()) {
             (Some(p), "") => p,
             (Some(p), said) => format!("{p}: {said}"),
             (None, said) => said.to_string(),
         };
+        if let Some(full) = full.filter(|_| !cause.contains("No space left on device")) {
+            cause = if cause.is_empty() {
+                full
+            } else {
+                format!("{cause}; {full}")
+            };
+        }
+        if cause.is_empty() {
+            cause = format!(
+                "it exited with {} and said nothing",
+                write_status
+                    .as_ref()
+                    .ok()
+                    .and_then(|s| s.code())
+                    .map_or("a signal".to_string(), |c| c.to_string())
+            );
+        }
         return Err(StepFailure {
             host: Some(dst.name().to_string()),
             command: Some(write_cmd.display()),
