@@ -39,6 +39,52 @@ pub struct Config {
     pub ssh_config: Option<PathBuf>,
     pub app: AppConfig,
     pub dns: Option<DnsConfig>,
+    pub moving: MoveConfig,
+}
+
+/// How the data moves: `[move]` in the config.
+#[derive(Debug, Clone, Default)]
+pub struct MoveConfig {
+    pub database: DbMove,
+    pub media_cache: MediaCache,
+    /// pg_dump's -Z level instead of the one chosen from the measured link.
+    pub compress: Option<u8>,
+}
+
+/// How the database moves; `auto` lets preflight choose from the database's
+/// size, the hosts' cores and the link it measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DbMove {
+    #[default]
+    Auto,
+    /// pg_dump -Fc to a file, moved and checked with sha256, pg_restore -j N.
+    File,
+    /// pg_dump straight into pg_restore through this machine: no file anywhere.
+    Stream,
+    /// pg_dump -Fd -j N, the directory moved, pg_restore -j N.
+    Parallel,
+}
+
+impl DbMove {
+    pub fn name(self) -> &'static str {
+        match self {
+            DbMove::Auto => "auto",
+            DbMove::File => "file",
+            DbMove::Stream => "stream",
+            DbMove::Parallel => "parallel",
+        }
+    }
+}
+
+/// Whether the media copy includes the cache of remote media (Mastodon's
+/// public/system/cache), which the instance can fetch again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaCache {
+    #[default]
+    Copy,
+    Skip,
 }
 
 /// Settings the profile has defaults for; `None` means "the profile decides".
@@ -72,6 +118,16 @@ struct RawConfig {
     ssh: Option<RawSsh>,
     app: RawApp,
     dns: Option<RawDns>,
+    #[serde(rename = "move")]
+    moving: Option<RawMove>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMove {
+    database: Option<DbMove>,
+    media_cache: Option<MediaCache>,
+    compress: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -285,6 +341,35 @@ impl Config {
                 work_dir,
             },
             dns,
+            moving: MoveConfig {
+                compress: match raw.moving.as_ref().and_then(|m| m.compress.as_ref()) {
+                    None => None,
+                    Some(z) => Some(
+                        u8::try_from(*z.get_ref())
+                            .ok()
+                            .filter(|z| *z <= 9)
+                            .ok_or_else(|| {
+                                src.error(
+                                    z.span(),
+                                    format!(
+                                        "[move] compress '{}' is not a pg_dump compression level (0 to 9)",
+                                        z.get_ref()
+                                    ),
+                                )
+                            })?,
+                    ),
+                },
+                database: raw
+                    .moving
+                    .as_ref()
+                    .and_then(|m| m.database)
+                    .unwrap_or_default(),
+                media_cache: raw
+                    .moving
+                    .as_ref()
+                    .and_then(|m| m.media_cache)
+                    .unwrap_or_default(),
+            },
         })
     }
 }

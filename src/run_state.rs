@@ -126,16 +126,20 @@ impl RunState {
         if let Some(s) = self.steps.iter().find(|s| s.status == StepStatus::Running) {
             return Waiting::Running(s.info.id.clone());
         }
-        // The engine stops at a failure, so a failed step with nothing started
-        // after it is the one awaiting a decision.
-        if let Some(last) = self
-            .steps
-            .iter()
-            .rev()
-            .find(|s| s.status != StepStatus::Pending)
-            && last.status == StepStatus::Failed
-        {
-            return Waiting::Decision(last.info.id.clone());
+        // The engine stops at a failure once it reaches the failed step's
+        // place: every step before it has run, and none after it started
+        // since it failed. (A step that ran beside another can fail early,
+        // while the steps before its place go on.)
+        if let Some(i) = self.steps.iter().enumerate().position(|(i, f)| {
+            f.status == StepStatus::Failed
+                && self.steps[..i]
+                    .iter()
+                    .all(|s| s.status != StepStatus::Pending)
+                && !self.steps[i + 1..]
+                    .iter()
+                    .any(|s| s.started_at.is_some() && s.started_at > f.finished_at)
+        }) {
+            return Waiting::Decision(self.steps[i].info.id.clone());
         }
         match self.steps.iter().find(|s| s.status == StepStatus::Pending) {
             Some(s) => Waiting::Next(s.info.id.clone()),
@@ -545,6 +549,7 @@ mod tests {
             "stop-source",
             "dump",
             "move-dump",
+            "move-dump-dir",
         ] {
             finish(s, StepOutcome::Succeeded);
         }
@@ -556,6 +561,36 @@ mod tests {
             finish("cleanup", StepOutcome::Succeeded);
         }
         (RunState::from_records(&records), plan.steps)
+    }
+
+    /// final-media runs beside the dump and fails early; the run goes on with
+    /// the restore and only stops for a decision when it reaches final-media.
+    #[test]
+    fn a_step_beside_another_awaits_a_decision_only_at_its_place() {
+        let (mut state, _) = failed_at_restore(false, false);
+        let event = |secs: i64, event: EngineEvent| at(secs, event);
+        let started = |step: &str| EngineEvent::StepStarted {
+            step: step.into(),
+            commands: vec![],
+        };
+        let finished = |step: &str, outcome: StepOutcome| EngineEvent::StepFinished {
+            step: step.into(),
+            outcome,
+            duration_ms: 5,
+        };
+        for r in [
+            event(10, started("restore")),
+            event(10, started("final-media")),
+            event(11, finished("final-media", StepOutcome::failed("cut"))),
+        ] {
+            state.apply(&r);
+        }
+        assert_eq!(state.waiting(), Waiting::Running("restore".into()));
+        state.apply(&event(12, finished("restore", StepOutcome::Succeeded)));
+        state.apply(&event(13, started("verify-db")));
+        assert_eq!(state.waiting(), Waiting::Running("verify-db".into()));
+        state.apply(&event(14, finished("verify-db", StepOutcome::Succeeded)));
+        assert_eq!(state.waiting(), Waiting::Decision("final-media".into()));
     }
 
     #[test]

@@ -129,6 +129,7 @@ fn plan_as_json_lists_steps_in_order() {
             "stop-source",
             "dump",
             "move-dump",
+            "move-dump-dir",
             "restore",
             "verify-db",
             "final-media",

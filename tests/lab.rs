@@ -204,7 +204,7 @@ fn sequences(host: &str) -> String {
     )
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
     kind: char,
     mode: u32,
@@ -585,6 +585,103 @@ fn headless_run_migrates_the_lab_with_zero_differences() {
         run.show()
     );
     drop(run.state);
+}
+
+/// The lab's config, elsewhere (its relative paths made absolute), plus `extra`.
+fn config_with(lab: &Lab, extra: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(&lab.config).expect("lab config");
+    let ssh = format!("config_file = \"{}\"", lab.ssh_config.display());
+    let ca = format!(
+        "ca_file = \"{}\"",
+        lab.config.with_file_name("ca.pem").display()
+    );
+    let text = with_line(&with_line(&text, "config_file", &ssh), "ca_file", &ca);
+    let path = dir.path().join("migration.toml");
+    std::fs::write(&path, format!("{text}\n{extra}")).expect("config");
+    (dir, path)
+}
+
+/// The other two ways the database can move, forced by the config: a stream
+/// with no dump file anywhere, and parallel workers on both hosts with the
+/// dump as a directory; the second run also leaves the remote-media cache behind.
+#[test]
+#[ignore = "needs root and the lab: tests/lab/up"]
+fn the_database_moves_as_a_stream_and_in_parallel() {
+    let (_guard, lab, before) = fresh_lab();
+    let (dir, config) = config_with(&lab, "[move]\ndatabase = \"stream\"\n");
+    let journal = dir.path().join("run.jsonl");
+    let run = spawn_run(&config, &journal, &[]).finish();
+    assert_eq!(run.code, Some(0), "{}", run.show());
+    assert!(
+        run.stdout
+            .contains("database move: stream: pg_dump -Fc -Z ")
+            && run
+                .stdout
+                .contains("streamed from old to new through this machine"),
+        "{}",
+        run.show()
+    );
+    for skipped in [
+        "skipped: dump: only runs if !db_stream",
+        "skipped: move-dump: only runs if dump_is_file",
+        "skipped: move-dump-dir: only runs if db_parallel",
+    ] {
+        assert!(
+            run.stdout.contains(skipped),
+            "no dump file in a stream:\n{}",
+            run.show()
+        );
+    }
+    assert_migrated(&lab, &before, &journal, &[&run.stdout, &run.stderr]);
+
+    reset();
+    let (dir, config) = config_with(
+        &lab,
+        "[move]\ndatabase = \"parallel\"\nmedia_cache = \"skip\"\n",
+    );
+    let journal = dir.path().join("run.jsonl");
+    let run = spawn_run(&config, &journal, &[]).finish();
+    assert_eq!(run.code, Some(0), "{}", run.show());
+    assert!(
+        run.stdout
+            .contains("database move: parallel: pg_dump -Fd -j ")
+            && run.stdout.contains("pg_restore -j ")
+            && run.stdout.contains("mastodon_production.d"),
+        "{}",
+        run.show()
+    );
+    assert!(
+        run.stdout
+            .contains("left out: /home/mastodon/live/public/system/cache")
+            && run.stdout.contains("tootctl media refresh"),
+        "the follow-up for the cache is named:\n{}",
+        run.show()
+    );
+    assert_eq!(before.db, database_digest("new"), "tables differ");
+    assert_eq!(before.sequences, sequences("new"), "sequences differ");
+    assert_eq!(before.db, database_digest("old"), "the source changed");
+    assert_eq!(
+        before.media,
+        tree(&before.media_src),
+        "the source media changed"
+    );
+    let cache = Path::new("cache");
+    let expected: BTreeMap<PathBuf, Entry> = before
+        .media
+        .iter()
+        .filter(|(p, _)| !p.starts_with(cache))
+        .map(|(p, e)| (p.clone(), e.clone()))
+        .collect();
+    assert!(expected.len() < before.media.len(), "the lab has a cache");
+    let media_dst = host_path(&lab, "new", "home-mastodon", "live/public/system");
+    assert_eq!(
+        expected,
+        tree(&media_dst),
+        "everything but the cache arrived"
+    );
+    assert_services("new", "active", "enabled");
+    reset();
 }
 
 /// Before DNS sends anyone to the new host, the new host must serve the

@@ -4,6 +4,7 @@
 pub mod events;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
@@ -59,7 +60,8 @@ pub struct RunCtx {
     pub plan: Plan,
     /// The plan's settings plus `run_id` and the facts preflight found.
     pub vars: Vars,
-    pub hosts: Option<Hosts>,
+    /// Shared with the steps that run beside another one (`beside` in the profile).
+    pub hosts: Option<Arc<Hosts>>,
     pub facts: crate::steps::preflight::Facts,
     pub redactor: Redactor,
     pub opts: RunOptions,
@@ -80,7 +82,7 @@ impl RunCtx {
             let (mut source, mut target) = (source?, target?);
             source.set_tag(&self.opts.run_id);
             target.set_tag(&self.opts.run_id);
-            self.hosts = Some(Hosts { source, target });
+            self.hosts = Some(Arc::new(Hosts { source, target }));
         }
         Ok(())
     }
@@ -132,7 +134,7 @@ impl RunCtx {
         if s && t {
             self.hosts = Some(hosts);
         } else {
-            tokio::join!(hosts.source.close(), hosts.target.close());
+            close(hosts).await;
             // Connecting again now also ends what the dead connection left
             // running; if the host stays unreachable, the next attempt tries again.
             if self.connect().await.is_ok()
@@ -154,8 +156,22 @@ impl RunCtx {
         }
     }
 
+    /// A context for a step that runs beside the current one: the same
+    /// connections and settings; what it changes stays its own.
+    fn beside(&self) -> RunCtx {
+        RunCtx {
+            plan: self.plan.clone(),
+            vars: self.vars.clone(),
+            hosts: self.hosts.clone(),
+            facts: self.facts.clone(),
+            redactor: self.redactor.clone(),
+            opts: self.opts.clone(),
+            lock: None,
+        }
+    }
+
     pub fn connected(&self) -> Result<&Hosts, RemoteError> {
-        self.hosts.as_ref().ok_or_else(|| RemoteError::Connect {
+        self.hosts.as_deref().ok_or_else(|| RemoteError::Connect {
             dest: format!("{} and {}", self.plan.source, self.plan.target),
             message: "connecting failed earlier in this run".into(),
         })
@@ -465,6 +481,131 @@ struct Downtime<'a> {
     undoable: Vec<&'a StepSpec>,
 }
 
+/// Steps that run beside an earlier one: started with it, each on its own
+/// task with its own events; the run collects them at their own places.
+#[derive(Default)]
+struct Beside {
+    running: Vec<(String, JoinHandle<StepOutcome>)>,
+    done: Vec<(String, StepOutcome)>,
+}
+
+impl Beside {
+    fn start<'a>(
+        &mut self,
+        leader: &StepSpec,
+        steps: &'a [StepSpec],
+        ctx: &RunCtx,
+        tx: &UnboundedSender<EngineEvent>,
+        io: &StepIo,
+        window: &mut Downtime<'a>,
+    ) {
+        let companions: Vec<&'a StepSpec> = steps
+            .iter()
+            .filter(|s| s.beside.as_deref() == Some(leader.id.as_str()))
+            .filter(|s| !ctx.opts.resume_done.contains(&s.id))
+            .collect();
+        if companions.is_empty() {
+            return;
+        }
+        io.output(
+            Stream::Stdout,
+            format!(
+                "beside this step: {}",
+                companions
+                    .iter()
+                    .map(|s| s.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+        for step in companions {
+            if step.undo.is_some() {
+                window.undoable.push(step);
+            }
+            let mut ctx = ctx.beside();
+            let tx = tx.clone();
+            let step = step.clone();
+            let id = step.id.clone();
+            let task = tokio::spawn(async move {
+                let io = StepIo {
+                    step: step.id.clone(),
+                    tx: tx.clone(),
+                };
+                let started = Instant::now();
+                let result = match conditions_hold(&step, &ctx.vars) {
+                    Ok(Some(reason)) => StepOutcome::Skipped { reason },
+                    Err(message) => StepOutcome::failed(message),
+                    Ok(None) => {
+                        let info = ctx.plan.step_info(&step, &ctx.vars);
+                        emit(
+                            &tx,
+                            EngineEvent::StepStarted {
+                                step: step.id.clone(),
+                                commands: info.commands,
+                            },
+                        );
+                        let run = crate::steps::execute(&step, &mut ctx, &io);
+                        match step_limit(&step) {
+                            None => run.await,
+                            Some(limit) => tokio::time::timeout(limit, run).await.unwrap_or_else(|_| {
+                                StepOutcome::failed(format!(
+                                    "step '{}' did not finish within {} (its timeout in the profile); what it still ran there is stopped",
+                                    step.id,
+                                    step.timeout.as_deref().unwrap_or_default()
+                                ))
+                            }),
+                        }
+                    }
+                };
+                emit(
+                    &tx,
+                    EngineEvent::StepFinished {
+                        step: step.id.clone(),
+                        outcome: result.clone(),
+                        duration_ms: u64::try_from(started.elapsed().as_millis())
+                            .unwrap_or(u64::MAX),
+                    },
+                );
+                result
+            });
+            self.running.push((id, task));
+        }
+    }
+
+    /// How a step that ran beside another ended, waiting for it if needed;
+    /// `None` for a step that did not run beside anything.
+    async fn result_of(&mut self, id: &str) -> Option<StepOutcome> {
+        if let Some(i) = self.done.iter().position(|(d, _)| d == id) {
+            return Some(self.done.remove(i).1);
+        }
+        let i = self.running.iter().position(|(r, _)| r == id)?;
+        let (_, task) = self.running.remove(i);
+        Some(joined(id, task.await))
+    }
+
+    /// Lets every step still running beside finish, keeping its result. After
+    /// a failure their remote processes were stopped, so they end soon; one
+    /// that does not is cut off.
+    async fn wait_all(&mut self) {
+        for (id, mut task) in std::mem::take(&mut self.running) {
+            let result = match tokio::time::timeout(Duration::from_secs(60), &mut task).await {
+                Ok(r) => joined(&id, r),
+                Err(_) => {
+                    task.abort();
+                    StepOutcome::failed(format!(
+                        "step '{id}' did not end within a minute of the run stopping; it was cut off"
+                    ))
+                }
+            };
+            self.done.push((id, result));
+        }
+    }
+}
+
+fn joined(id: &str, r: Result<StepOutcome, tokio::task::JoinError>) -> StepOutcome {
+    r.unwrap_or_else(|e| StepOutcome::failed(format!("step '{id}' ended unexpectedly: {e}")))
+}
+
 fn conditions_hold(step: &StepSpec, vars: &Vars) -> Result<Option<String>, String> {
     for c in step.conditions() {
         match vars.condition(&c) {
@@ -511,6 +652,9 @@ async fn run(
         undoable: Vec::new(),
     };
     let mut changed_anything = false;
+    // Steps running beside an earlier one (`beside`), and their results once
+    // a failure made the engine wait for all of them.
+    let mut beside: Beside = Beside::default();
     'steps: for step in &steps {
         let io = StepIo {
             step: step.id.clone(),
@@ -540,117 +684,142 @@ async fn run(
             }
             continue;
         }
-        if step.kind != StepKind::Preflight {
-            changed_anything = true;
-        }
-        match conditions_hold(step, &ctx.vars) {
-            Ok(None) => {}
-            Ok(Some(reason)) => {
-                finish(StepOutcome::Skipped { reason }, 0);
+        // A step that ran beside an earlier one reported itself; only its
+        // failure is handled here, as if it had just run at its own place.
+        let mut pre = beside.result_of(&step.id).await;
+        if let Some(result) = &pre {
+            if !matches!(result, StepOutcome::Failed { .. }) {
                 continue;
             }
-            Err(message) => {
-                finish(StepOutcome::failed(message), 0);
-                outcome = RunOutcome::Failed {
-                    step: step.id.clone(),
-                };
-                break;
-            }
+            beside.wait_all().await;
         }
-        if ctx.opts.gated {
-            loop {
-                let d = decision(&mut cmds).await;
-                if let Some(wants_rollback) = stops(d) {
-                    rollback = wants_rollback;
-                    outcome = RunOutcome::Aborted {
-                        step: Some(step.id.clone()),
-                    };
-                    break 'steps;
+        if pre.is_none() {
+            if step.kind != StepKind::Preflight {
+                changed_anything = true;
+            }
+            match conditions_hold(step, &ctx.vars) {
+                Ok(None) => {}
+                Ok(Some(reason)) => {
+                    finish(StepOutcome::Skipped { reason }, 0);
+                    // What runs beside a skipped step starts at its place anyway.
+                    beside.start(step, &steps, &ctx, &tx, &io, &mut window);
+                    continue;
                 }
-                if d == Some(EngineCommand::Start) {
+                Err(message) => {
+                    finish(StepOutcome::failed(message), 0);
+                    outcome = RunOutcome::Failed {
+                        step: step.id.clone(),
+                    };
                     break;
                 }
             }
-        }
-        if let Some(prompt) = &step.confirm {
-            emit(
-                &tx,
-                EngineEvent::AwaitingConfirm {
-                    step: step.id.clone(),
-                    prompt: ctx.vars.render_lenient(prompt),
-                },
-            );
-            loop {
-                let d = decision(&mut cmds).await;
-                if let Some(wants_rollback) = stops(d) {
-                    rollback = wants_rollback;
-                    outcome = RunOutcome::Aborted {
-                        step: Some(step.id.clone()),
-                    };
-                    break 'steps;
-                }
-                match d {
-                    Some(EngineCommand::Confirm) => break,
-                    Some(EngineCommand::Skip) => {
-                        finish(
-                            StepOutcome::Skipped {
-                                reason: "declined by the operator".into(),
-                            },
-                            0,
-                        );
-                        continue 'steps;
+            if ctx.opts.gated {
+                loop {
+                    let d = decision(&mut cmds).await;
+                    if let Some(wants_rollback) = stops(d) {
+                        rollback = wants_rollback;
+                        outcome = RunOutcome::Aborted {
+                            step: Some(step.id.clone()),
+                        };
+                        break 'steps;
                     }
-                    _ => continue,
+                    if d == Some(EngineCommand::Start) {
+                        break;
+                    }
                 }
             }
-        }
-        if step.downtime == Some(crate::plan::profile::DowntimeMark::Start) {
-            window.started = true;
-        }
-        // Pushed before it runs: a step that fails halfway is undone too.
-        if step.undo.is_some() {
-            window.undoable.push(step);
-        }
-        loop {
-            let started = Instant::now();
-            let info = ctx.plan.step_info(step, &ctx.vars);
-            emit(
-                &tx,
-                EngineEvent::StepStarted {
-                    step: step.id.clone(),
-                    commands: info.commands,
-                },
-            );
-            let mut aborted = false;
-            let waits = step.kind == crate::plan::profile::StepKind::Dns;
-            let limit = step_limit(step);
-            let where_ = crate::steps::hosts_of(step, &ctx.plan).join(" and ");
-            let result = tokio::select! {
-                o = crate::steps::execute(step, &mut ctx, &io) => o,
-                () = sleep_or_forever(limit) => StepOutcome::Failed {
-                    message: format!(
-                        "on {where_}: step '{}' did not finish within {} (its timeout in the profile); what it still ran there is stopped",
-                        step.id,
-                        step.timeout.as_deref().unwrap_or_default()
-                    ),
-                    host: Some(where_.clone()),
-                    command: None,
-                    exit_code: None,
-                    first_error: None,
-                    stderr_tail: Vec::new(),
-                },
-                why = interrupted(&mut cmds, waits) => match why {
-                    Interruption::Stop { rollback: wants_rollback } => {
-                        aborted = true;
-                        rollback = wants_rollback;
-                        StepOutcome::failed("stopped by the operator while the step was running")
-                    }
-                    Interruption::MoveOn => StepOutcome::Skipped {
-                        reason: "the operator moved on before every resolver answered the new address".into(),
+            if let Some(prompt) = &step.confirm {
+                emit(
+                    &tx,
+                    EngineEvent::AwaitingConfirm {
+                        step: step.id.clone(),
+                        prompt: ctx.vars.render_lenient(prompt),
                     },
-                },
+                );
+                loop {
+                    let d = decision(&mut cmds).await;
+                    if let Some(wants_rollback) = stops(d) {
+                        rollback = wants_rollback;
+                        outcome = RunOutcome::Aborted {
+                            step: Some(step.id.clone()),
+                        };
+                        break 'steps;
+                    }
+                    match d {
+                        Some(EngineCommand::Confirm) => break,
+                        Some(EngineCommand::Skip) => {
+                            finish(
+                                StepOutcome::Skipped {
+                                    reason: "declined by the operator".into(),
+                                },
+                                0,
+                            );
+                            continue 'steps;
+                        }
+                        _ => continue,
+                    }
+                }
+            }
+            if step.downtime == Some(crate::plan::profile::DowntimeMark::Start) {
+                window.started = true;
+            }
+            // Pushed before it runs: a step that fails halfway is undone too.
+            if step.undo.is_some() {
+                window.undoable.push(step);
+            }
+        }
+        let mut companions_started = false;
+        loop {
+            let mut aborted = false;
+            let (result, ms) = if let Some(r) = pre.take() {
+                (r, None)
+            } else {
+                let started = Instant::now();
+                let info = ctx.plan.step_info(step, &ctx.vars);
+                emit(
+                    &tx,
+                    EngineEvent::StepStarted {
+                        step: step.id.clone(),
+                        commands: info.commands,
+                    },
+                );
+                if !companions_started {
+                    companions_started = true;
+                    beside.start(step, &steps, &ctx, &tx, &io, &mut window);
+                }
+                let waits = step.kind == crate::plan::profile::StepKind::Dns;
+                let limit = step_limit(step);
+                let where_ = crate::steps::hosts_of(step, &ctx.plan).join(" and ");
+                let result = tokio::select! {
+                    o = crate::steps::execute(step, &mut ctx, &io) => o,
+                    () = sleep_or_forever(limit) => StepOutcome::Failed {
+                        message: format!(
+                            "on {where_}: step '{}' did not finish within {} (its timeout in the profile); what it still ran there is stopped",
+                            step.id,
+                            step.timeout.as_deref().unwrap_or_default()
+                        ),
+                        host: Some(where_.clone()),
+                        command: None,
+                        exit_code: None,
+                        first_error: None,
+                        stderr_tail: Vec::new(),
+                    },
+                    why = interrupted(&mut cmds, waits) => match why {
+                        Interruption::Stop { rollback: wants_rollback } => {
+                            aborted = true;
+                            rollback = wants_rollback;
+                            StepOutcome::failed("stopped by the operator while the step was running")
+                        }
+                        Interruption::MoveOn => StepOutcome::Skipped {
+                            reason: "the operator moved on before every resolver answered the new address".into(),
+                        },
+                    },
+                };
+                (
+                    result,
+                    Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)),
+                )
             };
-            let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             let ok = !matches!(result, StepOutcome::Failed { .. });
             if !ok {
                 ctx.after_failure(&io).await;
@@ -658,7 +827,10 @@ async fn run(
             if ok && step.downtime == Some(crate::plan::profile::DowntimeMark::End) {
                 window.ended = true;
             }
-            finish(result, ms);
+            // A step beside another has already reported how it ended.
+            if let Some(ms) = ms {
+                finish(result, ms);
+            }
             if ok {
                 break;
             }
@@ -701,6 +873,9 @@ async fn run(
             }
         }
     }
+    // What still runs beside a step that failed has had its remote processes
+    // stopped with that failure; it ends before anything is rolled back.
+    beside.wait_all().await;
     roll_back(&mut ctx, &tx, rollback, &window).await;
     if outcome != RunOutcome::Succeeded && changed_anything && !ctx.opts.keep_dump {
         run_finally(&mut ctx, &tx, &steps).await;
@@ -719,9 +894,17 @@ async fn run(
     );
     release_lock(&mut ctx, &tx).await;
     if let Some(h) = ctx.hosts.take() {
-        tokio::join!(h.source.close(), h.target.close());
+        close(h).await;
     }
     outcome
+}
+
+/// Closes both connections, unless a step beside another still holds them
+/// (dropping the last handle closes them then).
+async fn close(hosts: Arc<Hosts>) {
+    if let Ok(h) = Arc::try_unwrap(hosts) {
+        tokio::join!(h.source.close(), h.target.close());
+    }
 }
 
 /// After a run that stopped early: the steps marked `finally` (removing the

@@ -96,6 +96,18 @@ impl Plan {
             "services",
             app.services.clone().unwrap_or_else(|| d.services.clone()),
         );
+        vars.set("db_move", config.moving.database.name());
+        vars.set(
+            "db_compress",
+            config
+                .moving
+                .compress
+                .map_or_else(String::new, |z| z.to_string()),
+        );
+        vars.set(
+            "media_cache_skipped",
+            config.moving.media_cache == crate::config::MediaCache::Skip,
+        );
         for (k, v) in &profile.vars {
             vars.set_template(k.as_str(), v);
         }
@@ -421,6 +433,9 @@ mod tests {
         let text = plan.render_text();
         assert!(text.contains("systemctl stop a b"), "{text}");
         assert!(text.contains("--role=masto_role"), "{text}");
-        assert!(text.contains("pg_dump -Fc -U masto_role"), "{text}");
+        assert!(
+            text.contains("pg_dump -Fc -Z {dump_compress} -U masto_role"),
+            "{text}"
+        );
     }
 }

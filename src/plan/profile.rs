@@ -98,20 +98,43 @@ pub enum DowntimeMark {
 #[serde(untagged)]
 pub enum CommandSpec {
     Argv(Vec<String>),
-    Conditional { argv: Vec<String>, when: String },
+    Detailed {
+        argv: Vec<String>,
+        when: Option<String>,
+        /// The command's stdin: another command's stdout on the other host,
+        /// streamed through this machine.
+        input: Option<PipeInput>,
+    },
+}
+
+/// A command on the other host whose output feeds a step's command.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipeInput {
+    pub user: Option<String>,
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
 
 impl CommandSpec {
     pub fn argv(&self) -> &[String] {
         match self {
-            CommandSpec::Argv(a) | CommandSpec::Conditional { argv: a, .. } => a,
+            CommandSpec::Argv(a) | CommandSpec::Detailed { argv: a, .. } => a,
         }
     }
 
     pub fn when(&self) -> Option<&str> {
         match self {
             CommandSpec::Argv(_) => None,
-            CommandSpec::Conditional { when, .. } => Some(when),
+            CommandSpec::Detailed { when, .. } => when.as_deref(),
+        }
+    }
+
+    pub fn input(&self) -> Option<&PipeInput> {
+        match self {
+            CommandSpec::Argv(_) => None,
+            CommandSpec::Detailed { input, .. } => input.as_ref(),
         }
     }
 }
@@ -161,6 +184,9 @@ pub struct StepSpec {
     /// Steps whose results this one removes: a resumed run does them again.
     #[serde(default)]
     pub resets: Vec<String>,
+    /// Starts together with this earlier step and runs beside it (and the
+    /// steps after it) until the run reaches this step's own place.
+    pub beside: Option<String>,
     /// Left out of a rehearsal unless said otherwise: nothing runs against a
     /// live instance by default.
     pub rehearsal: Option<Rehearsal>,
@@ -189,6 +215,11 @@ pub struct StepSpec {
     pub delete: bool,
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// A directory inside each path holding what the app can fetch again
+    /// (remote media): left out when the config says `[move] media_cache = "skip"`.
+    pub cache: Option<String>,
+    /// Said when the cache is left out: what to run afterwards.
+    pub cache_note: Option<String>,
     // redis
     pub service: Option<String>,
     // health
@@ -215,8 +246,15 @@ impl StepSpec {
         let mut t: Vec<&str> = Vec::new();
         for c in &self.commands {
             t.extend(c.argv().iter().map(String::as_str));
+            if let Some(i) = c.input() {
+                t.extend(i.argv.iter().map(String::as_str));
+                t.extend(i.user.iter().map(String::as_str));
+                t.extend(i.env.values().map(String::as_str));
+            }
         }
         let singles = [
+            &self.cache,
+            &self.cache_note,
             &self.user,
             &self.confirm,
             &self.cwd,
@@ -294,7 +332,18 @@ pub struct Profile {
 
 /// Names the engine and preflight provide; a profile may use them without defining them.
 pub const PROVIDED: &[&str] = &[
-    "source", "target", "domain", "user", "dir", "database", "db_user", "services", "run_id",
+    "source",
+    "target",
+    "domain",
+    "user",
+    "dir",
+    "database",
+    "db_user",
+    "services",
+    "run_id",
+    "db_move",
+    "db_compress",
+    "media_cache_skipped",
 ];
 
 impl Profile {
@@ -375,6 +424,26 @@ impl Profile {
             {
                 return Err(here(format!("timeout '{t}' is not a duration")));
             }
+            if let Some(b) = &step.beside {
+                let leader = raw.steps.iter().position(|s| s.get_ref().id == *b);
+                let me = raw.steps.iter().position(|s| s.get_ref().id == step.id);
+                if !matches!((leader, me), (Some(l), Some(m)) if l < m) {
+                    return Err(here(format!(
+                        "beside '{b}', which is no earlier step of this profile"
+                    )));
+                }
+                if step.confirm.is_some()
+                    || step.downtime.is_some()
+                    || step.finally
+                    || step.kind == StepKind::Preflight
+                    || step.kind == StepKind::Dns
+                {
+                    return Err(here(
+                        "a step that runs 'beside' another cannot ask for confirmation, mark the downtime, be 'finally', or be preflight or dns"
+                            .into(),
+                    ));
+                }
+            }
             for r in &step.resets {
                 if !raw.steps.iter().any(|s| s.get_ref().id == *r) {
                     return Err(here(format!(
@@ -439,6 +508,8 @@ fn validate_kind(step: &StepSpec) -> Result<(), String> {
         ("paths", !step.paths.is_empty()),
         ("delete", step.delete),
         ("exclude", !step.exclude.is_empty()),
+        ("cache", step.cache.is_some()),
+        ("cache_note", step.cache_note.is_some()),
         ("service", step.service.is_some()),
         ("url", step.url.is_some()),
         ("pinned", step.pinned),
@@ -458,7 +529,10 @@ fn validate_kind(step: &StepSpec) -> Result<(), String> {
             &["from", "to", "mode", "owner", "backup", "user"],
             &["from", "to", "mode", "user"],
         ),
-        StepKind::Rsync => (&["paths", "delete", "exclude", "user"], &["paths", "user"]),
+        StepKind::Rsync => (
+            &["paths", "delete", "exclude", "cache", "cache_note", "user"],
+            &["paths", "user"],
+        ),
         StepKind::Verify | StepKind::Dns => (&[], &[]),
         StepKind::Redis => (&["service"], &["service"]),
         StepKind::Health => (&["url", "pinned"], &["url"]),
@@ -487,8 +561,14 @@ fn validate_kind(step: &StepSpec) -> Result<(), String> {
         return Err(format!("umask '{u}' is not an octal umask like 077"));
     }
     for c in &step.commands {
-        if c.argv().is_empty() {
+        if c.argv().is_empty() || c.input().is_some_and(|i| i.argv.is_empty()) {
             return Err("a command needs at least a program".into());
+        }
+        if c.input().is_some() && !matches!(step.host, Some(HostSel::Source | HostSel::Target)) {
+            return Err(
+                "a command with 'input' runs on one host ('source' or 'target'); its input comes from the other"
+                    .into(),
+            );
         }
     }
     for key in step.env.keys() {

@@ -1,12 +1,13 @@
 //! A `command` step: the profile's argv lists, run in order on the step's host(s).
 
+use super::transfer::End;
 use super::{Done, StepResult, run_as, run_checked};
 use crate::engine::events::Stream;
 use crate::engine::{RunCtx, StepIo};
 use crate::plan::Plan;
-use crate::plan::profile::{CommandSpec, HostSel, StepSpec};
+use crate::plan::profile::{CommandSpec, HostSel, PipeInput, StepSpec};
 use crate::plan::template::{TemplateError, Vars};
-use crate::remote::{RemoteCommand, Role};
+use crate::remote::{RemoteCommand, Role, RunAs};
 
 fn roles_of(host: Option<HostSel>) -> Vec<Role> {
     match host {
@@ -26,6 +27,29 @@ fn build(step: &StepSpec, c: &CommandSpec, vars: &Vars) -> Result<RemoteCommand,
         .collect::<Result<_, TemplateError>>()?;
     cmd.umask = step.umask.clone();
     Ok(cmd)
+}
+
+fn build_input(input: &PipeInput, vars: &Vars) -> Result<RemoteCommand, TemplateError> {
+    let run_as = input
+        .user
+        .as_ref()
+        .map(|u| vars.render(u))
+        .transpose()?
+        .map_or(RunAs::Login, |u| RunAs::from_profile(&u));
+    let mut cmd = RemoteCommand::new(run_as, vars.render_argv(&input.argv)?);
+    cmd.env = input
+        .env
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), vars.render(v)?)))
+        .collect::<Result<_, TemplateError>>()?;
+    Ok(cmd)
+}
+
+fn other(role: Role) -> Role {
+    match role {
+        Role::Source => Role::Target,
+        Role::Target => Role::Source,
+    }
 }
 
 pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
@@ -48,11 +72,51 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
                 continue;
             }
             let cmd = build(step, c, &ctx.vars)?;
+            let Some(input) = c.input() else {
+                io.output(
+                    Stream::Stdout,
+                    format!("{}$ {}", host.name(), cmd.display()),
+                );
+                run_checked(host, &cmd, io).await?;
+                continue;
+            };
+            let feeder = hosts.get(other(role));
+            let feed = build_input(input, &ctx.vars)?;
             io.output(
                 Stream::Stdout,
-                format!("{}$ {}", host.name(), cmd.display()),
+                format!(
+                    "{}$ {} | {}$ {}",
+                    feeder.name(),
+                    feed.display(),
+                    host.name(),
+                    cmd.display()
+                ),
             );
-            run_checked(host, &cmd, io).await?;
+            let relayed = super::transfer::relay(feeder, &feed, host, &cmd, Some(io), None).await?;
+            if !relayed.ok() {
+                return Err(relayed.failure(
+                    End {
+                        host: feeder,
+                        cmd: &feed,
+                        doing: &format!("'{}'", feed.display()),
+                    },
+                    End {
+                        host,
+                        cmd: &cmd,
+                        doing: &format!("'{}'", cmd.display()),
+                    },
+                    None,
+                ));
+            }
+            io.output(
+                Stream::Stdout,
+                format!(
+                    "{} streamed from {} to {} through this machine",
+                    crate::steps::preflight::human_bytes(relayed.moved),
+                    feeder.name(),
+                    host.name()
+                ),
+            );
         }
     }
     Ok(Done::Completed)
@@ -81,7 +145,23 @@ pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars, user: &str) -> Vec<St
                 .when()
                 .map(|w| format!("   (only if {w})"))
                 .unwrap_or_default();
-            lines.push(format!("{host} as {user}: {}{cond}", cmd.display()));
+            let feed = c.input().map(|i| {
+                let from = match role {
+                    Role::Source => &plan.target,
+                    Role::Target => &plan.source,
+                };
+                let as_user = i
+                    .user
+                    .as_deref()
+                    .map_or_else(|| "login user".into(), |u| vars.render_lenient(u));
+                let argv = RemoteCommand::new(RunAs::Login, vars.render_argv_lenient(&i.argv));
+                format!("{from} as {as_user}: {} | ", argv.display())
+            });
+            lines.push(format!(
+                "{}{host} as {user}: {}{cond}",
+                feed.unwrap_or_default(),
+                cmd.display()
+            ));
         }
     }
     lines

@@ -18,7 +18,7 @@ use crate::engine::events::Stream;
 use crate::engine::{RunCtx, StepIo};
 use crate::plan::Plan;
 use crate::plan::profile::StepSpec;
-use crate::plan::template::Vars;
+use crate::plan::template::{TemplateError, Vars};
 use crate::remote::{Host, RemoteCommand, RunAs};
 
 struct Relay {
@@ -366,18 +366,32 @@ impl Relay {
     }
 }
 
+/// The step's excludes, plus its re-fetchable cache when the config says
+/// `[move] media_cache = "skip"`. Anchored at the copied directory, so only
+/// that cache is left out.
+fn excludes(step: &StepSpec, vars: &Vars) -> Result<Vec<String>, TemplateError> {
+    let mut out = step.exclude.clone();
+    if let Some(cache) = &step.cache
+        && vars.condition("media_cache_skipped")?
+    {
+        out.push(format!("/{}/", vars.render(cache)?.trim_matches('/')));
+    }
+    Ok(out)
+}
+
 async fn sync_path(
     src: &Host,
     dst: &Host,
     relay: &Relay,
     step: &StepSpec,
+    exclude: &[String],
     path: &str,
     io: &StepIo,
 ) -> Result<(), StepFailure> {
     let as_user = RunAs::User(relay.user.clone());
     let cmd = RemoteCommand::new(
         as_user.clone(),
-        rsync_argv(relay, path, step.delete, &step.exclude, false),
+        rsync_argv(relay, path, step.delete, exclude, false),
     );
     io.output(Stream::Stdout, format!("{}$ {}", src.name(), cmd.display()));
     let mut last = Instant::now() - Duration::from_secs(1);
@@ -404,7 +418,7 @@ async fn sync_path(
     }
     if step.delete {
         // After the final pass the trees must agree by name, size and time: rsync lists anything else.
-        let check = RemoteCommand::new(as_user, rsync_argv(relay, path, true, &step.exclude, true));
+        let check = RemoteCommand::new(as_user, rsync_argv(relay, path, true, exclude, true));
         let f = run_quiet_checked(src, &check).await?;
         let differences: Vec<&str> = f.stdout.lines().filter(|l| !l.trim().is_empty()).collect();
         if !differences.is_empty() {
@@ -435,6 +449,12 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
         .iter()
         .map(|p| ctx.vars.render(p))
         .collect::<Result<_, _>>()?;
+    let exclude = excludes(step, &ctx.vars)?;
+    if exclude.len() > step.exclude.len()
+        && let Some(note) = &step.cache_note
+    {
+        io.output(Stream::Stdout, ctx.vars.render(note)?);
+    }
     ctx.connect().await?;
     let hosts = ctx.connected()?;
     let (src, dst) = (&hosts.source, &hosts.target);
@@ -461,7 +481,7 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
         .await?;
         let name = format!("{}-{n}", step.id);
         let relay = Relay::open(src, dst, ctx, &name, &user, path).await?;
-        let result = sync_path(src, dst, &relay, step, path, io).await;
+        let result = sync_path(src, dst, &relay, step, &exclude, path, io).await;
         let problems = relay.close(src, dst).await;
         for p in &problems {
             io.output(Stream::Stderr, format!("cleaning up the relay: {p}"));
@@ -478,12 +498,17 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
 }
 
 pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars, user: &str) -> Vec<String> {
+    let left_out: String = excludes(step, vars)
+        .unwrap_or_else(|_| step.exclude.clone())
+        .iter()
+        .map(|e| format!(" --exclude={e}"))
+        .collect();
     step.paths
         .iter()
         .map(|p| {
             let p = vars.render_lenient(p);
             format!(
-                "{} as {user}: rsync -a{} {p}/ -> {} as {user}:{p}/  (relayed through this machine, key made for the step){}",
+                "{} as {user}: rsync -a{}{left_out} {p}/ -> {} as {user}:{p}/  (relayed through this machine, key made for the step){}",
                 plan.source,
                 if step.delete { " --delete" } else { "" },
                 plan.target,

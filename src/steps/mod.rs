@@ -2,6 +2,7 @@
 //! logic (preflight, transfer, rsync, verify, redis, health, dns) are Rust.
 
 pub mod command;
+pub mod db_move;
 pub mod dns;
 pub mod health;
 pub mod lock;
@@ -231,7 +232,7 @@ pub async fn free_space(
     let out = h
         .run_quiet(&RemoteCommand::script(
             run_as,
-            "d=$1; while [ ! -e \"$d\" ]; do d=$(dirname -- \"$d\"); done; df -P -B1 --output=avail,target -- \"$d\" | tail -n 1",
+            "d=$1; while [ ! -e \"$d\" ]; do d=$(dirname -- \"$d\"); done; df -B1 --output=avail,target -- \"$d\" | tail -n 1",
             &[path],
         ))
         .await?;
@@ -239,5 +240,17 @@ pub async fn free_space(
     let mut parts = line.splitn(2, char::is_whitespace);
     let avail = parts.next().and_then(|a| a.parse::<u64>().ok());
     let target = parts.next().map(|t| t.trim().to_string());
-    Ok(avail.zip(target))
+    match avail.zip(target) {
+        Some(found) => Ok(Some(found)),
+        // A check that cannot read the number must not pass silently.
+        None => Err(StepFailure::on(
+            h,
+            format!(
+                "on {}: cannot read the free space for '{path}' from df: '{}' {}",
+                h.name(),
+                line.escape_debug(),
+                out.stderr_tail.join(" ")
+            ),
+        )),
+    }
 }

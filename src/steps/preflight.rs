@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use serde_json::Value as Json;
 
+use super::db_move;
 use super::{Done, StepFailure, StepResult, free_space};
+use crate::config::DbMove;
 use crate::engine::events::CheckStatus::{self, Fail, Pass, Warn};
 use crate::engine::{RunCtx, StepIo};
 use crate::plan::profile::{StepKind, StepSpec};
@@ -20,6 +22,13 @@ pub const FACTS: &[&str] = &[
     "has_extra_schemas",
     "extra_schemas_sql",
     "restore_jobs",
+    "dump_jobs",
+    "dump_compress",
+    "restore_pgoptions",
+    "db_file",
+    "db_stream",
+    "db_parallel",
+    "dump_is_file",
     "target_db_exists",
     "es_enabled",
     "redis_local",
@@ -241,7 +250,7 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
             (Ok(mut source), Ok(mut target)) => {
                 source.set_tag(&ctx.opts.run_id);
                 target.set_tag(&ctx.opts.run_id);
-                ctx.hosts = Some(crate::engine::Hosts { source, target });
+                ctx.hosts = Some(std::sync::Arc::new(crate::engine::Hosts { source, target }));
             }
             (a, b) => {
                 for h in [a, b].into_iter().flatten() {
@@ -358,7 +367,38 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
         }
     }
     let media_bytes = check_media(src, dst, &s, &mut report).await?;
-    check_disk(src, dst, &s, db_size, media_bytes, &mut report).await?;
+    let asked = match text_or(&ctx.vars, "db_move", "auto").as_str() {
+        "file" => DbMove::File,
+        "stream" => DbMove::Stream,
+        "parallel" => DbMove::Parallel,
+        _ => DbMove::Auto,
+    };
+    let from_backup = ctx.opts.from_backup.is_some();
+    let forced = text_or(&ctx.vars, "db_compress", "").parse::<u8>().ok();
+    let choice = choose_db_move(
+        src,
+        dst,
+        &s,
+        (asked, forced),
+        db_size,
+        from_backup,
+        &mut report,
+    )
+    .await?;
+    let dump_estimate = match (from_backup, choice.mode) {
+        (false, db_move::Mode::Stream) => 0,
+        _ => dump_size_estimate(db_size, choice.compress),
+    };
+    check_disk(
+        src,
+        dst,
+        &s,
+        db_size,
+        dump_estimate,
+        media_bytes,
+        &mut report,
+    )
+    .await?;
     let backup = match ctx.opts.from_backup.as_deref() {
         Some(path) => Some(check_backup(src, path, &mut report).await?),
         None => None,
@@ -382,15 +422,6 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
             );
         }
     }
-    let jobs = dst
-        .run_quiet(&RemoteCommand::new(RunAs::Login, ["nproc"]))
-        .await?
-        .stdout
-        .trim()
-        .parse::<u32>()
-        .unwrap_or(1)
-        .clamp(1, 8);
-
     let mut schema_args = Vec::new();
     for schema in &schemas {
         schema_args.push("-n".to_string());
@@ -401,12 +432,27 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     vars.set("schema_args", schema_args);
     vars.set("has_extra_schemas", !extra.is_empty());
     vars.set("extra_schemas_sql", create_schemas_sql(&extra));
-    vars.set("restore_jobs", jobs.to_string());
+    let kind = backup.flatten();
+    let mode = (!from_backup).then_some(choice.mode);
+    vars.set("db_file", mode == Some(db_move::Mode::File));
+    vars.set("db_stream", mode == Some(db_move::Mode::Stream));
+    vars.set("db_parallel", mode == Some(db_move::Mode::Parallel));
+    vars.set(
+        "dump_is_file",
+        from_backup || mode == Some(db_move::Mode::File),
+    );
+    vars.set("dump_jobs", choice.dump_jobs.to_string());
+    vars.set("restore_jobs", choice.restore_jobs.to_string());
+    vars.set("dump_compress", choice.compress.to_string());
+    let memory = db_move::mem_available(dst).await.unwrap_or(0);
+    vars.set(
+        "restore_pgoptions",
+        db_move::restore_pgoptions(memory, choice.restore_jobs),
+    );
     vars.set("target_db_exists", target_db_exists);
     vars.set("es_enabled", env_flag("ES_ENABLED"));
     vars.set("s3_enabled", env_flag("S3_ENABLED"));
     vars.set("redis_local", redis_local && s.has_redis);
-    let kind = backup.flatten();
     vars.set("from_backup", kind.is_some());
     vars.set(
         "backup_path",
@@ -417,7 +463,7 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     vars.set("backup_gzip", kind == Some(BackupKind::Gzip));
     vars.set(
         "restore_archive",
-        matches!(kind, None | Some(BackupKind::Archive)),
+        kind == Some(BackupKind::Archive) || mode == Some(db_move::Mode::File),
     );
     // A plain dump creates its schemas itself.
     if matches!(kind, Some(BackupKind::Plain | BackupKind::Gzip)) {
@@ -1484,19 +1530,106 @@ async fn check_media(
     Ok(total)
 }
 
+/// A dump leaves out indexes; compressed, half the database's size is a safe
+/// ceiling for real instances, and uncompressed about two thirds.
+fn dump_size_estimate(db_size: u64, compress: u8) -> u64 {
+    if compress == 0 {
+        db_size / 3 * 2
+    } else {
+        db_size / 2
+    }
+}
+
+/// Measures what the choice of the database move depends on, makes it and
+/// says why.
+async fn choose_db_move(
+    src: &Host,
+    dst: &Host,
+    s: &Settings,
+    (asked, forced): (DbMove, Option<u8>),
+    db_size: u64,
+    from_backup: bool,
+    r: &mut Report<'_>,
+) -> Result<db_move::Choice, StepFailure> {
+    let (a, b) = tokio::join!(db_move::cores(src), db_move::cores(dst));
+    let (source_cores, target_cores) = (a?, b?);
+    let link = db_move::measure_link(src, dst).await;
+    let user = RunAs::User(s.user.clone());
+    let need = dump_size_estimate(db_size, db_move::compression_for(link));
+    let (a, b) = tokio::join!(
+        free_space(src, user.clone(), &s.work_dir),
+        free_space(dst, user, &s.work_dir)
+    );
+    let room = |f: Result<Option<(u64, String)>, StepFailure>| matches!(f, Ok(Some((avail, _))) if avail > need + need / 10);
+    let room_for_dump = room(a) && room(b);
+    let mut choice = db_move::decide(&db_move::Measured {
+        asked,
+        db_size,
+        source_cores,
+        target_cores,
+        link,
+        room_for_dump,
+    });
+    let link_words = link.map_or_else(
+        || "the link could not be measured".to_string(),
+        |bps| format!("link {}/s", human_bytes(bps as u64)),
+    );
+    let mut compression = match choice.compress {
+        0 => "no compression".to_string(),
+        z => format!("compression level {z}"),
+    };
+    if let Some(z) = forced {
+        choice.compress = z;
+        compression = format!("compression level {z}, as the config says");
+    }
+    let how = if from_backup {
+        format!(
+            "the backup is moved as a file, pg_restore -j {}",
+            choice.restore_jobs
+        )
+    } else {
+        match choice.mode {
+            db_move::Mode::File => format!(
+                "file: pg_dump -Fc -Z {}, moved with sha256 checks, pg_restore -j {}",
+                choice.compress, choice.restore_jobs
+            ),
+            db_move::Mode::Stream => format!(
+                "stream: pg_dump -Fc -Z {} straight into pg_restore through this machine, no dump file",
+                choice.compress
+            ),
+            db_move::Mode::Parallel => format!(
+                "parallel: pg_dump -Fd -j {} -Z {}, the directory moved, pg_restore -j {}",
+                choice.dump_jobs, choice.compress, choice.restore_jobs
+            ),
+        }
+    };
+    r.note(
+        dst.name(),
+        "database move",
+        Pass,
+        format!(
+            "{how} ({}; {source_cores} and {target_cores} cores; {link_words}: {compression}; {})",
+            human_bytes(db_size),
+            choice.why
+        ),
+    );
+    Ok(choice)
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn check_disk(
     src: &Host,
     dst: &Host,
     s: &Settings,
     db_size: u64,
+    dump_estimate: u64,
     media_bytes: u64,
     r: &mut Report<'_>,
 ) -> Result<(), StepFailure> {
-    // A custom-format dump leaves out indexes and compresses; half the database
-    // size is a safe ceiling for real instances.
-    let dump_estimate = db_size / 2;
     let user = RunAs::User(s.user.clone());
-    if let Some((avail, mount)) = free_space(src, user.clone(), &s.work_dir).await? {
+    if dump_estimate > 0
+        && let Some((avail, mount)) = free_space(src, user.clone(), &s.work_dir).await?
+    {
         let need = dump_estimate + dump_estimate / 10;
         if avail < need {
             r.note(
@@ -1535,6 +1668,9 @@ async fn check_disk(
         (data_dir.as_str(), db_size, "database", admin.clone()),
         (s.dir.as_str(), media_bytes, "media", user.clone()),
     ] {
+        if bytes == 0 && what == "dump" {
+            continue;
+        }
         if let Some((avail, mount)) = free_space(dst, run_as, path).await? {
             let e = needs.entry(mount).or_insert((avail, 0, Vec::new()));
             e.1 += bytes;

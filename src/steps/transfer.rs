@@ -71,22 +71,100 @@ const CHUNK: usize = 256 * 1024;
 /// Less free space than this after a failed write: the disk filled up.
 const FULL: u64 = 1024 * 1024;
 
-pub async fn copy_file(
-    src: &Host,
-    dst: &Host,
-    spec: &CopySpec,
-    io: &StepIo,
-) -> Result<u64, StepFailure> {
-    let (size, source_hash) = size_and_hash(src, spec.read_as.clone(), &spec.from).await?;
-    io.progress(0, Some(size));
+/// One end of a relay, for the failure message: the host, its command, and
+/// what it was doing ("reading '/path'").
+pub struct End<'a> {
+    pub host: &'a Host,
+    pub cmd: &'a RemoteCommand,
+    pub doing: &'a str,
+}
 
-    let part = format!("{}.hikkoshi-part", spec.to);
-    let read_cmd = RemoteCommand::new(spec.read_as.clone(), ["cat", "--", spec.from.as_str()]);
-    let write_cmd = RemoteCommand::script(
-        spec.write_as.clone(),
-        WRITE_SCRIPT,
-        &[&part, &spec.mode, spec.owner.as_deref().unwrap_or("")],
-    );
+/// What a relay between two hosts ended with.
+pub struct Relayed {
+    pub moved: u64,
+    pub sha256: String,
+    read_ok: bool,
+    read_status: Option<i32>,
+    read_msg: String,
+    write_ok: bool,
+    write_status: Option<i32>,
+    write_msg: String,
+    /// The pipe itself broke, or the writer stopped before the reader was done.
+    pipe_error: Option<String>,
+    writer_ended_early: bool,
+}
+
+impl Relayed {
+    pub fn ok(&self) -> bool {
+        self.read_ok && self.write_ok && self.pipe_error.is_none()
+    }
+
+    fn write_failed(&self) -> bool {
+        !self.write_ok || self.pipe_error.is_some()
+    }
+
+    /// The failure, blaming the end that failed first: a reader cut off
+    /// because the writer stopped (SIGPIPE) is a consequence. `extra` adds
+    /// what the caller found out about the writing end.
+    pub fn failure(self, reader: End<'_>, writer: End<'_>, extra: Option<String>) -> StepFailure {
+        let (src, read_cmd, reading) = (reader.host, reader.cmd, reader.doing);
+        let (dst, write_cmd, writing) = (writer.host, writer.cmd, writer.doing);
+        if !self.read_ok && !self.writer_ended_early {
+            return StepFailure {
+                host: Some(src.name().to_string()),
+                command: Some(read_cmd.display()),
+                exit_code: self.read_status,
+                stderr_tail: tail(&self.read_msg),
+                ..StepFailure::on(
+                    src,
+                    format!(
+                        "on {}: {reading} failed: {}",
+                        src.name(),
+                        self.read_msg.trim()
+                    ),
+                )
+            };
+        }
+        let mut cause = match (self.pipe_error, self.write_msg.trim()) {
+            (Some(p), "") => p,
+            (Some(p), said) => format!("{p}: {said}"),
+            (None, said) => said.to_string(),
+        };
+        if let Some(extra) = extra.filter(|e| !cause.contains(e.as_str())) {
+            cause = if cause.is_empty() {
+                extra
+            } else {
+                format!("{cause}; {extra}")
+            };
+        }
+        if cause.is_empty() {
+            cause = format!(
+                "it exited with {} and said nothing",
+                self.write_status
+                    .map_or("a signal".to_string(), |c| c.to_string())
+            );
+        }
+        StepFailure {
+            host: Some(dst.name().to_string()),
+            command: Some(write_cmd.display()),
+            exit_code: self.write_status,
+            stderr_tail: tail(&self.write_msg),
+            ..StepFailure::on(dst, format!("on {}: {writing} failed: {cause}", dst.name()))
+        }
+    }
+}
+
+/// Streams `read_cmd`'s stdout on `src` into `write_cmd`'s stdin on `dst`
+/// through this machine, in fixed chunks (memory stays flat whatever the
+/// size), hashing what passes and reporting progress against `expected`.
+pub async fn relay(
+    src: &Host,
+    read_cmd: &RemoteCommand,
+    dst: &Host,
+    write_cmd: &RemoteCommand,
+    io: Option<&StepIo>,
+    expected: Option<u64>,
+) -> Result<Relayed, StepFailure> {
     let spawn_err = |h: &Host, c: &RemoteCommand, e: openssh::Error| {
         StepFailure::on(
             h,
@@ -99,21 +177,21 @@ pub async fn copy_file(
         )
     };
     let mut reader = src
-        .command(&read_cmd)
+        .command(read_cmd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .await
-        .map_err(|e| spawn_err(src, &read_cmd, e))?;
+        .map_err(|e| spawn_err(src, read_cmd, e))?;
     let mut writer = dst
-        .command(&write_cmd)
+        .command(write_cmd)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .await
-        .map_err(|e| spawn_err(dst, &write_cmd, e))?;
+        .map_err(|e| spawn_err(dst, write_cmd, e))?;
 
     let (Some(mut from), Some(mut to)) = (reader.stdout().take(), writer.stdin().take()) else {
         return Err(StepFailure::new(format!(
@@ -170,8 +248,10 @@ pub async fn copy_file(
             break;
         }
         moved += n as u64;
-        if last_report.elapsed() >= Duration::from_millis(250) {
-            io.progress(moved, Some(size));
+        if let Some(io) = io
+            && last_report.elapsed() >= Duration::from_millis(250)
+        {
+            io.progress(moved, expected.map(|e| e.max(moved)));
             last_report = Instant::now();
         }
     }
@@ -212,78 +292,95 @@ pub async fn copy_file(
         stderr_text(&mut read_err),
         write_msg
     );
-    io.progress(moved, Some(size));
+    if let Some(io) = io {
+        io.progress(moved, Some(expected.map_or(moved, |e| e.max(moved))));
+    }
     let ok =
         |s: &Result<std::process::ExitStatus, openssh::Error>| matches!(s, Ok(st) if st.success());
-    // What the writer said can be lost with its connection; a full disk is the
-    // usual cause, so look before the partial copy is removed.
-    let mut full = None;
-    if (!ok(&write_status) || pipe_error.is_some())
-        && let Ok(Some((avail, mount))) = free_space(dst, spec.write_as.clone(), &part).await
-        && avail < FULL
-    {
-        full = Some(format!(
-            "No space left on device: '{mount}' on {} has {} free",
-            dst.name(),
-            human_bytes(avail)
+    let code = |s: &Result<std::process::ExitStatus, openssh::Error>| {
+        s.as_ref().ok().and_then(std::process::ExitStatus::code)
+    };
+    Ok(Relayed {
+        moved,
+        sha256: hex(&hasher.finalize()),
+        read_ok: ok(&read_status),
+        read_status: code(&read_status),
+        read_msg,
+        write_ok: ok(&write_status),
+        write_status: code(&write_status),
+        write_msg,
+        pipe_error,
+        writer_ended_early,
+    })
+}
+
+pub async fn copy_file(
+    src: &Host,
+    dst: &Host,
+    spec: &CopySpec,
+    io: &StepIo,
+) -> Result<u64, StepFailure> {
+    let stat = run_quiet_checked(
+        src,
+        &RemoteCommand::new(
+            spec.read_as.clone(),
+            ["stat", "-c", "%s", "--", spec.from.as_str()],
+        ),
+    )
+    .await?;
+    let expected = stat.stdout.trim().parse::<u64>().ok();
+    io.progress(0, expected);
+
+    let part = format!("{}.hikkoshi-part", spec.to);
+    let read_cmd = RemoteCommand::new(spec.read_as.clone(), ["cat", "--", spec.from.as_str()]);
+    let write_cmd = RemoteCommand::script(
+        spec.write_as.clone(),
+        WRITE_SCRIPT,
+        &[&part, &spec.mode, spec.owner.as_deref().unwrap_or("")],
+    );
+    // The source's own sha256 is read while the copy runs, not before it.
+    let (hashed, relayed) = tokio::join!(
+        size_and_hash(src, spec.read_as.clone(), &spec.from),
+        relay(src, &read_cmd, dst, &write_cmd, Some(io), expected)
+    );
+    let relayed = relayed?;
+    if !relayed.ok() {
+        // What the writer said can be lost with its connection; a full disk
+        // is the usual cause, so look before the partial copy is removed.
+        let mut full = None;
+        if relayed.write_failed()
+            && let Ok(Some((avail, mount))) = free_space(dst, spec.write_as.clone(), &part).await
+            && avail < FULL
+        {
+            full = Some(format!(
+                "No space left on device: '{mount}' on {} has {} free",
+                dst.name(),
+                human_bytes(avail)
+            ));
+        }
+        discard(dst, &spec.write_as, &part).await;
+        return Err(relayed.failure(
+            End {
+                host: src,
+                cmd: &read_cmd,
+                doing: &format!("reading '{}'", spec.from),
+            },
+            End {
+                host: dst,
+                cmd: &write_cmd,
+                doing: &format!("writing '{}'", spec.to),
+            },
+            full,
         ));
     }
-    if !ok(&read_status) || !ok(&write_status) || pipe_error.is_some() {
-        discard(dst, &spec.write_as, &part).await;
-    }
-    // A reader cut off because the writer stopped (SIGPIPE) is a consequence.
-    if !ok(&read_status) && !writer_ended_early {
-        return Err(StepFailure {
-            host: Some(src.name().to_string()),
-            command: Some(read_cmd.display()),
-            exit_code: read_status.as_ref().ok().and_then(|s| s.code()),
-            stderr_tail: tail(&read_msg),
-            ..StepFailure::on(
-                src,
-                format!(
-                    "on {}: reading '{}' failed: {}",
-                    src.name(),
-                    spec.from,
-                    read_msg.trim()
-                ),
-            )
-        });
-    }
-    if !ok(&write_status) || pipe_error.is_some() {
-        let mut cause = match (pipe_error, write_msg.trim()) {
-            (Some(p), "") => p,
-            (Some(p), said) => format!("{p}: {said}"),
-            (None, said) => said.to_string(),
-        };
-        if let Some(full) = full.filter(|_| !cause.contains("No space left on device")) {
-            cause = if cause.is_empty() {
-                full
-            } else {
-                format!("{cause}; {full}")
-            };
+    let (size, source_hash) = match hashed {
+        Ok(h) => h,
+        Err(e) => {
+            discard(dst, &spec.write_as, &part).await;
+            return Err(e);
         }
-        if cause.is_empty() {
-            cause = format!(
-                "it exited with {} and said nothing",
-                write_status
-                    .as_ref()
-                    .ok()
-                    .and_then(|s| s.code())
-                    .map_or("a signal".to_string(), |c| c.to_string())
-            );
-        }
-        return Err(StepFailure {
-            host: Some(dst.name().to_string()),
-            command: Some(write_cmd.display()),
-            exit_code: write_status.as_ref().ok().and_then(|s| s.code()),
-            stderr_tail: tail(&write_msg),
-            ..StepFailure::on(
-                dst,
-                format!("on {}: writing '{}' failed: {cause}", dst.name(), spec.to),
-            )
-        });
-    }
-    let streamed_hash = hex(&hasher.finalize());
+    };
+    let (moved, streamed_hash) = (relayed.moved, relayed.sha256);
     let (target_size, target_hash) = size_and_hash(dst, spec.write_as.clone(), &part).await?;
     if moved != size
         || streamed_hash != source_hash

@@ -183,6 +183,9 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
         let _ = commands.send(stop);
     });
 
+    // With steps running beside each other, a line from a step other than the
+    // one whose header came last names its step.
+    let mut header = String::new();
     while let Some(record) = handle.records.recv().await {
         state.apply(&record);
         match &record.event {
@@ -203,6 +206,7 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
             }
             EngineEvent::StepStarted { step, .. } => {
                 p.finish_bar();
+                header.clone_from(step);
                 if let Some(s) = state.step(step) {
                     let again = if s.attempts > 1 {
                         format!(" (attempt {})", s.attempts)
@@ -216,12 +220,17 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
                 }
             }
             EngineEvent::Check {
+                step,
                 host,
                 name,
                 status,
                 message,
-                ..
             } => {
+                let host = if *step == header {
+                    host.clone()
+                } else {
+                    format!("[{step}] {host}")
+                };
                 let mark = match status {
                     CheckStatus::Pass => "ok  ",
                     CheckStatus::Warn => "WARN",
@@ -230,14 +239,23 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
                 let message = message.replace('\n', "\n         ");
                 p.line(&format!("  [{mark}] {host}: {name}: {message}"));
             }
-            EngineEvent::Output { lines, stream, .. } => {
+            EngineEvent::Output {
+                step,
+                lines,
+                stream,
+            } => {
+                let from = if *step == header {
+                    String::new()
+                } else {
+                    format!("[{step}] ")
+                };
                 for l in lines {
                     let prefix = if *stream == Stream::Stderr {
                         "  ! "
                     } else {
                         "  | "
                     };
-                    p.line(&format!("{prefix}{l}"));
+                    p.line(&format!("{prefix}{from}{l}"));
                 }
             }
             EngineEvent::Progress { step, bytes, total } => p.progress(step, *bytes, *total),

@@ -159,10 +159,21 @@ fn awaiting_confirmation() -> Vec<Record> {
 
 fn failed() -> Vec<Record> {
     let mut r = preflight_done();
+    r.extend(done(4, "prepare", 10));
     r.extend(done(5, "presync-media", 900));
     for (i, s) in ["stop-source", "dump", "move-dump"].iter().enumerate() {
         r.extend(done(8 + i as i64, s, 300));
     }
+    r.push(at(
+        11,
+        EngineEvent::StepFinished {
+            step: "move-dump-dir".into(),
+            outcome: StepOutcome::Skipped {
+                reason: "only runs if db_parallel".into(),
+            },
+            duration_ms: 0,
+        },
+    ));
     r.push(at(
         12,
         EngineEvent::StepStarted {
