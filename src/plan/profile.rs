@@ -220,6 +220,9 @@ pub struct StepSpec {
     pub cache: Option<String>,
     /// Said when the cache is left out: what to run afterwards.
     pub cache_note: Option<String>,
+    /// Run both rsyncs with this niceness (0-19), so a copy beside the
+    /// database move leaves the CPU to the restore.
+    pub nice: Option<u8>,
     // redis
     pub service: Option<String>,
     // health
@@ -510,6 +513,7 @@ fn validate_kind(step: &StepSpec) -> Result<(), String> {
         ("exclude", !step.exclude.is_empty()),
         ("cache", step.cache.is_some()),
         ("cache_note", step.cache_note.is_some()),
+        ("nice", step.nice.is_some()),
         ("service", step.service.is_some()),
         ("url", step.url.is_some()),
         ("pinned", step.pinned),
@@ -530,7 +534,15 @@ fn validate_kind(step: &StepSpec) -> Result<(), String> {
             &["from", "to", "mode", "user"],
         ),
         StepKind::Rsync => (
-            &["paths", "delete", "exclude", "cache", "cache_note", "user"],
+            &[
+                "paths",
+                "delete",
+                "exclude",
+                "cache",
+                "cache_note",
+                "nice",
+                "user",
+            ],
             &["paths", "user"],
         ),
         StepKind::Verify | StepKind::Dns => (&[], &[]),
@@ -554,6 +566,11 @@ fn validate_kind(step: &StepSpec) -> Result<(), String> {
         && !(m.len() == 4 && m.starts_with('0') && m.chars().all(|c| ('0'..='7').contains(&c)))
     {
         return Err(format!("mode '{m}' is not an octal file mode like 0600"));
+    }
+    if let Some(n) = step.nice
+        && n > 19
+    {
+        return Err(format!("nice '{n}' is not a niceness from 0 to 19"));
     }
     if let Some(u) = &step.umask
         && !(u.len() == 3 && u.chars().all(|c| ('0'..='7').contains(&c)))

@@ -92,7 +92,8 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
                     cmd.display()
                 ),
             );
-            let relayed = super::transfer::relay(feeder, &feed, host, &cmd, Some(io), None).await?;
+            let relayed =
+                super::transfer::relay(feeder, &feed, host, &cmd, Some(io), None, false).await?;
             if !relayed.ok() {
                 return Err(relayed.failure(
                     End {

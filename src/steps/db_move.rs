@@ -174,10 +174,13 @@ async fn probe(src: &Host, dst: &Host, bytes: u64) -> Option<(Duration, u64)> {
         ["dd", "of=/dev/null", "bs=256k", "status=none"],
     );
     let started = Instant::now();
-    let relayed = tokio::time::timeout(PROBE_LIMIT, relay(src, &read, dst, &write, None, None))
-        .await
-        .ok()?
-        .ok()?;
+    let relayed = tokio::time::timeout(
+        PROBE_LIMIT,
+        relay(src, &read, dst, &write, None, None, false),
+    )
+    .await
+    .ok()?
+    .ok()?;
     (relayed.ok() && relayed.moved == bytes).then(|| (started.elapsed(), relayed.moved))
 }
 

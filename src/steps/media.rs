@@ -33,6 +33,13 @@ struct Relay {
     forwarded_local: bool,
     /// The key only runs `rrsync -wo <dir>`: the client names the directory as ".".
     restricted: bool,
+    /// Both rsyncs run with this niceness (the step's `nice`).
+    nice: Option<u8>,
+}
+
+/// `nice -n N ` before a command, for the forced command and --rsync-path.
+fn nice_prefix(nice: Option<u8>) -> String {
+    nice.map_or_else(String::new, |n| format!("nice -n {n} "))
 }
 
 const AUTHORIZE: &str = r#"set -e
@@ -68,13 +75,18 @@ fn rsync_argv(
     exclude: &[String],
     dry_run: bool,
 ) -> Vec<String> {
-    let mut argv: Vec<String> = ["rsync", "-a", "--no-inc-recursive"]
-        .map(String::from)
-        .to_vec();
+    let mut argv: Vec<String> = Vec::new();
+    if let Some(n) = relay.nice {
+        argv.extend(["nice".to_string(), "-n".to_string(), n.to_string()]);
+    }
+    argv.extend(["rsync", "-a", "--no-inc-recursive"].map(String::from));
     if !relay.restricted {
         // rrsync pins the directory itself; otherwise the remote path must not
         // be split or expanded by the remote shell.
         argv.push("-s".into());
+        if relay.nice.is_some() {
+            argv.push(format!("--rsync-path={}rsync", nice_prefix(relay.nice)));
+        }
     }
     if dry_run {
         argv.extend(["--dry-run", "--itemize-changes"].map(String::from));
@@ -127,6 +139,7 @@ impl Relay {
         name: &str,
         user: &str,
         path: &str,
+        nice: Option<u8>,
     ) -> Result<Relay, StepFailure> {
         let run_dir = ctx.vars.text("run_dir")?;
         if !crate::config::is_simple_abs_path(&run_dir) {
@@ -188,7 +201,10 @@ impl Relay {
         // sshd hands the forced command to the target's shell: only a plain path goes in it.
         let restricted = ctx.facts.target_rrsync && crate::config::is_simple_abs_path(path);
         let options = if restricted {
-            format!("command=\"rrsync -wo {path}\",restrict,from=\"127.0.0.1,::1\"")
+            format!(
+                "command=\"{}rrsync -wo {path}\",restrict,from=\"127.0.0.1,::1\"",
+                nice_prefix(nice)
+            )
         } else {
             "restrict,from=\"127.0.0.1,::1\"".to_string()
         };
@@ -210,6 +226,7 @@ impl Relay {
             target_home,
             forwarded_local: false,
             restricted,
+            nice,
         };
         let authorize =
             RemoteCommand::script(as_user.clone(), AUTHORIZE, &[&relay.target_home, &line]);
@@ -480,7 +497,7 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
         )
         .await?;
         let name = format!("{}-{n}", step.id);
-        let relay = Relay::open(src, dst, ctx, &name, &user, path).await?;
+        let relay = Relay::open(src, dst, ctx, &name, &user, path, step.nice).await?;
         let result = sync_path(src, dst, &relay, step, &exclude, path, io).await;
         let problems = relay.close(src, dst).await;
         for p in &problems {

@@ -156,7 +156,8 @@ impl Relayed {
 
 /// Streams `read_cmd`'s stdout on `src` into `write_cmd`'s stdin on `dst`
 /// through this machine, in fixed chunks (memory stays flat whatever the
-/// size), hashing what passes and reporting progress against `expected`.
+/// size), reporting progress against `expected`. With `hash`, the sha256 of
+/// what passed (a copy compares it; a pipe into pg_restore has no use for it).
 pub async fn relay(
     src: &Host,
     read_cmd: &RemoteCommand,
@@ -164,6 +165,7 @@ pub async fn relay(
     write_cmd: &RemoteCommand,
     io: Option<&StepIo>,
     expected: Option<u64>,
+    hash: bool,
 ) -> Result<Relayed, StepFailure> {
     let spawn_err = |h: &Host, c: &RemoteCommand, e: openssh::Error| {
         StepFailure::on(
@@ -235,7 +237,9 @@ pub async fn relay(
                 break;
             }
         };
-        hasher.update(&buf[..n]);
+        if hash {
+            hasher.update(&buf[..n]);
+        }
         let written = tokio::select! {
             w = to.write_all(&buf[..n]) => w,
             t = &mut writer_gone => {
@@ -341,7 +345,7 @@ pub async fn copy_file(
     // The source's own sha256 is read while the copy runs, not before it.
     let (hashed, relayed) = tokio::join!(
         size_and_hash(src, spec.read_as.clone(), &spec.from),
-        relay(src, &read_cmd, dst, &write_cmd, Some(io), expected)
+        relay(src, &read_cmd, dst, &write_cmd, Some(io), expected, true)
     );
     let relayed = relayed?;
     if !relayed.ok() {
