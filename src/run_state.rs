@@ -546,6 +546,8 @@ mod tests {
             "preflight",
             "prepare",
             "presync-media",
+            "stage-env",
+            "precompile",
             "stop-source",
             "dump",
             "move-dump",

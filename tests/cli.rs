@@ -126,6 +126,8 @@ fn plan_as_json_lists_steps_in_order() {
             "preflight",
             "prepare",
             "presync-media",
+            "stage-env",
+            "precompile",
             "stop-source",
             "dump",
             "move-dump",
@@ -135,7 +137,6 @@ fn plan_as_json_lists_steps_in_order() {
             "final-media",
             "copy-env",
             "redis",
-            "precompile",
             "start-target",
             "health",
             "public-health",
@@ -147,9 +148,9 @@ fn plan_as_json_lists_steps_in_order() {
             "rollback"
         ]
     );
-    assert_eq!(v["steps"][3]["downtime"], "start");
+    assert_eq!(v["steps"][5]["downtime"], "start");
     assert!(
-        v["steps"][3]["confirm"]
+        v["steps"][5]["confirm"]
             .as_str()
             .is_some_and(|c| c.contains("mastodon-web"))
     );

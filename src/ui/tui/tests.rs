@@ -161,6 +161,8 @@ fn failed() -> Vec<Record> {
     let mut r = preflight_done();
     r.extend(done(4, "prepare", 10));
     r.extend(done(5, "presync-media", 900));
+    r.extend(done(6, "stage-env", 10));
+    r.extend(done(7, "precompile", 10));
     for (i, s) in ["stop-source", "dump", "move-dump"].iter().enumerate() {
         r.extend(done(8 + i as i64, s, 300));
     }
