@@ -766,20 +766,18 @@ fn the_new_host_must_answer_as_visitors_will_before_dns_changes() {
 
 /// The new host cannot precompile its assets: a failure inside the downtime
 /// window, after the old services, Redis and the target database were touched.
-fn break_precompile_on_new(lab: &Lab) {
-    use std::os::unix::fs::PermissionsExt as _;
-    let bundle = host_path(lab, "new", "usr-local-bin", "bundle");
-    // It is a link to the shared stand-in: replace the link, never write through it.
-    std::fs::remove_file(&bundle).expect("remove the bundle stand-in");
-    std::fs::write(
-        &bundle,
-        "#!/bin/sh\necho 'rails: assets:precompile failed' >&2\nexit 1\n",
-    )
-    .expect("write the failing bundle");
-    std::fs::set_permissions(&bundle, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+/// pg_restore on the new host fails (after answering preflight's --version):
+/// a failure inside the downtime.
+fn break_restore_on_new(lab: &Lab) {
+    replace_tool(
+        lab,
+        "new",
+        "pg_restore",
+        "#!/bin/sh\ncase \"$1\" in --version) exec /usr/bin/pg_restore \"$@\";; esac\necho 'pg_restore: error: the lab breaks this restore' >&2\nexit 1\n",
+    );
 }
 
-fn run_until_precompile_fails(lab: &Lab, extra: &[&str]) -> (Run, Vec<hikkoshi::journal::Record>) {
+fn run_until_restore_fails(lab: &Lab, extra: &[&str]) -> (Run, Vec<hikkoshi::journal::Record>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let journal = dir.path().join("run.jsonl");
     let mut args = vec![
@@ -794,13 +792,14 @@ fn run_until_precompile_fails(lab: &Lab, extra: &[&str]) -> (Run, Vec<hikkoshi::
     args.extend_from_slice(extra);
     let run = hikkoshi(&args);
     assert_eq!(run.code, Some(1), "{}", run.show());
+    remove_tool(lab, "new", "pg_restore");
     assert!(
-        run.stderr.contains("step 'precompile' failed"),
+        run.stderr.contains("step 'restore' failed"),
         "{}",
         run.show()
     );
     assert!(
-        run.stderr.contains("rails: assets:precompile failed"),
+        run.stderr.contains("the lab breaks this restore"),
         "the cause is shown:\n{}",
         run.show()
     );
@@ -828,8 +827,8 @@ fn a_failure_while_down_brings_the_old_host_back_unless_told_to_stay() {
     let media_src = host_path(&lab, "old", "home-mastodon", "live/public/system");
     let media_before = tree(&media_src);
 
-    break_precompile_on_new(&lab);
-    let (run, records) = run_until_precompile_fails(&lab, &[]);
+    break_restore_on_new(&lab);
+    let (run, records) = run_until_restore_fails(&lab, &[]);
     assert!(
         matches!(
             rollback_outcome(&records),
@@ -854,8 +853,8 @@ fn a_failure_while_down_brings_the_old_host_back_unless_told_to_stay() {
 
     // --on-failure stay: both hosts are left as they are, and the journal says why.
     reset();
-    break_precompile_on_new(&lab);
-    let (run, records) = run_until_precompile_fails(&lab, &["--on-failure", "stay"]);
+    break_restore_on_new(&lab);
+    let (run, records) = run_until_restore_fails(&lab, &["--on-failure", "stay"]);
     assert!(
         matches!(
             rollback_outcome(&records),

@@ -109,7 +109,13 @@ impl Relayed {
     pub fn failure(self, reader: End<'_>, writer: End<'_>, extra: Option<String>) -> StepFailure {
         let (src, read_cmd, reading) = (reader.host, reader.cmd, reader.doing);
         let (dst, write_cmd, writing) = (writer.host, writer.cmd, writer.doing);
-        if !self.read_ok && !self.writer_ended_early {
+        // A reader killed by SIGPIPE (141 through a shell, or the signal
+        // itself) only tells that the writer went first.
+        let broken_pipe = matches!(self.read_status, Some(141) | None);
+        let reader_not_to_blame =
+            self.read_ok || self.writer_ended_early || (self.write_failed() && broken_pipe);
+        let reader_first = !reader_not_to_blame;
+        if reader_first {
             return StepFailure {
                 host: Some(src.name().to_string()),
                 command: Some(read_cmd.display()),
