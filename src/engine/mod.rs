@@ -547,13 +547,9 @@ impl Beside {
                         let run = crate::steps::execute(&step, &mut ctx, &io);
                         match step_limit(&step) {
                             None => run.await,
-                            Some(limit) => tokio::time::timeout(limit, run).await.unwrap_or_else(|_| {
-                                StepOutcome::failed(format!(
-                                    "step '{}' did not finish within {} (its timeout in the profile); what it still ran there is stopped",
-                                    step.id,
-                                    step.timeout.as_deref().unwrap_or_default()
-                                ))
-                            }),
+                            Some(limit) => tokio::time::timeout(limit, run)
+                                .await
+                                .unwrap_or_else(|_| timed_out(&step, &ctx.plan)),
                         }
                     }
                 };
@@ -599,6 +595,22 @@ impl Beside {
             };
             self.done.push((id, result));
         }
+    }
+}
+
+fn timed_out(step: &StepSpec, plan: &Plan) -> StepOutcome {
+    let hosts = crate::steps::hosts_of(step, plan).join(" and ");
+    StepOutcome::Failed {
+        message: format!(
+            "on {hosts}: step '{}' did not finish within {} (its timeout in the profile); what it still ran there is stopped",
+            step.id,
+            step.timeout.as_deref().unwrap_or_default()
+        ),
+        host: Some(hosts),
+        command: None,
+        exit_code: None,
+        first_error: None,
+        stderr_tail: Vec::new(),
     }
 }
 
@@ -789,21 +801,9 @@ async fn run(
                 }
                 let waits = step.kind == crate::plan::profile::StepKind::Dns;
                 let limit = step_limit(step);
-                let where_ = crate::steps::hosts_of(step, &ctx.plan).join(" and ");
                 let result = tokio::select! {
                     o = crate::steps::execute(step, &mut ctx, &io) => o,
-                    () = sleep_or_forever(limit) => StepOutcome::Failed {
-                        message: format!(
-                            "on {where_}: step '{}' did not finish within {} (its timeout in the profile); what it still ran there is stopped",
-                            step.id,
-                            step.timeout.as_deref().unwrap_or_default()
-                        ),
-                        host: Some(where_.clone()),
-                        command: None,
-                        exit_code: None,
-                        first_error: None,
-                        stderr_tail: Vec::new(),
-                    },
+                    () = sleep_or_forever(limit) => timed_out(step, &ctx.plan),
                     why = interrupted(&mut cmds, waits) => match why {
                         Interruption::Stop { rollback: wants_rollback } => {
                             aborted = true;

@@ -307,13 +307,14 @@ pub async fn run(_step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult 
 mod tests {
     use super::*;
 
+    fn rows(v: &[(&str, &str)]) -> Rows {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
     #[test]
     fn differences_name_every_table() {
-        let rows = |v: &[(&str, &str)]| -> Rows {
-            v.iter()
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .collect()
-        };
         let src = rows(&[
             ("public.accounts", "10"),
             ("pghero.stats", "3"),
@@ -336,11 +337,6 @@ mod tests {
 
     #[test]
     fn recomputed_views_warn_but_missing_or_empty_ones_fail() {
-        let rows = |v: &[(&str, &str)]| -> Rows {
-            v.iter()
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .collect()
-        };
         let src = rows(&[
             ("public.global_follow_recommendations", "175"),
             ("public.instances", "4"),
