@@ -47,9 +47,14 @@ pub enum Command {
         config: PathBuf,
     },
     /// Shows the checklist with the exact commands per host; no side effects.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["config", "profile"])))]
     Plan {
         #[arg(long, value_name = "FILE")]
-        config: PathBuf,
+        config: Option<PathBuf>,
+        /// A profile's checklist without hosts: a built-in profile's name
+        /// (mastodon, misskey, generic, pleasanter) or a profile file.
+        #[arg(long, value_name = "NAME|FILE", conflicts_with = "config")]
+        profile: Option<String>,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
         /// The checklist of `hikkoshi rehearse --start-web` instead.

@@ -14,6 +14,8 @@ use toml::Spanned;
 pub enum ConfigError {
     #[error("{file}: cannot read the config: {cause}")]
     Read { file: String, cause: std::io::Error },
+    #[error("{file}: {message}")]
+    Incomplete { file: String, message: String },
     #[error("{file}:{line}:{column}: {message}")]
     Invalid {
         file: String,
@@ -40,6 +42,30 @@ pub struct Config {
     pub app: AppConfig,
     pub dns: Option<DnsConfig>,
     pub moving: MoveConfig,
+    /// `[vars]`: values for the profile's own settings, checked against the
+    /// profile when the plan is built.
+    pub vars: Vec<ConfigVar>,
+}
+
+/// One `[vars]` entry, with where it was written for error messages.
+#[derive(Debug, Clone)]
+pub struct ConfigVar {
+    pub name: String,
+    pub value: crate::plan::profile::VarSpec,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Config {
+    /// An error about a `[vars]` entry, pointing at its line.
+    pub fn var_error(&self, var: &ConfigVar, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.path.display().to_string(),
+            line: var.line,
+            column: var.column,
+            message: message.into(),
+        }
+    }
 }
 
 /// How the data moves: `[move]` in the config.
@@ -120,6 +146,7 @@ struct RawConfig {
     dns: Option<RawDns>,
     #[serde(rename = "move")]
     moving: Option<RawMove>,
+    vars: Option<std::collections::BTreeMap<String, Spanned<crate::plan::profile::VarSpec>>>,
 }
 
 #[derive(Deserialize)]
@@ -222,21 +249,7 @@ impl Config {
         let profile = match raw.profile {
             None => ProfileRef::Builtin("mastodon".into()),
             Some(p) => {
-                let value = p.get_ref();
-                if value.contains('/') || value.ends_with(".toml") {
-                    ProfileRef::File(existing_file(&src, base, &p, "profile file")?)
-                } else if crate::plan::profile::builtin(value).is_some() {
-                    ProfileRef::Builtin(value.clone())
-                } else {
-                    return Err(src.error(
-                        p.span(),
-                        format!(
-                            "unknown profile '{}'; built-in profiles: {}; or give a path to a profile file",
-                            value.escape_debug(),
-                            crate::plan::profile::builtin_names().join(", ")
-                        ),
-                    ));
-                }
+                profile_ref(p.get_ref(), base).map_err(|message| src.error(p.span(), message))?
             }
         };
 
@@ -272,13 +285,13 @@ impl Config {
             &src,
             &app.db_user,
             is_pg_name,
-            "a PostgreSQL role name (letters, digits, '_')",
+            "a PostgreSQL role name (letters, digits, '_', '.')",
         )?;
         let database = check_opt(
             &src,
             &app.database,
             is_pg_name,
-            "a PostgreSQL database name (letters, digits, '_')",
+            "a PostgreSQL database name (letters, digits, '_', '.')",
         )?;
         let dir = check_opt(
             &src,
@@ -325,8 +338,57 @@ impl Config {
             Some(d) => Some(parse_dns(&src, base, d)?),
         };
 
+        let mut vars = Vec::new();
+        for (name, value) in raw.vars.into_iter().flatten() {
+            let span = value.span();
+            let here = |m: String| src.error(span.clone(), m);
+            let settable = name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                && name.starts_with(|c: char| c.is_ascii_lowercase());
+            if !settable {
+                return Err(here(format!(
+                    "[vars] '{}' is not a setting name (lowercase letters, digits, '_')",
+                    name.escape_debug()
+                )));
+            }
+            if crate::plan::profile::PROVIDED.contains(&name.as_str())
+                || crate::steps::preflight::FACTS.contains(&name.as_str())
+            {
+                return Err(here(format!(
+                    "[vars] '{name}' is not the profile's to set: it comes from [app], [move] or what preflight finds"
+                )));
+            }
+            let v = value.into_inner();
+            if let crate::plan::profile::VarSpec::Commands(c) = &v
+                && c.iter().any(Vec::is_empty)
+            {
+                return Err(here(format!(
+                    "[vars] '{name}': a command needs at least a program"
+                )));
+            }
+            if let Some(bad) = v
+                .strings()
+                .into_iter()
+                .find(|s| s.is_empty() || s.chars().any(char::is_control))
+            {
+                return Err(here(format!(
+                    "[vars] '{name}': '{}' is empty or holds control characters",
+                    bad.escape_debug()
+                )));
+            }
+            let (line, column) = line_column(text, span.start);
+            vars.push(ConfigVar {
+                name,
+                value: v,
+                line,
+                column,
+            });
+        }
+
         Ok(Config {
             path: path.to_path_buf(),
+            vars,
             profile,
             source,
             target,
@@ -432,6 +494,51 @@ fn parse_dns(src: &Source<'_>, base: &Path, d: RawDns) -> Result<DnsConfig, Conf
 }
 
 /// A file named relative to the config file, which must exist.
+/// A built-in profile's name, or a path to a profile file (one with a '/' or
+/// ending in .toml), relative to `base`.
+fn profile_ref(value: &str, base: &Path) -> Result<ProfileRef, String> {
+    if value.contains('/') || value.ends_with(".toml") {
+        let p = base.join(value);
+        if p.is_file() {
+            Ok(ProfileRef::File(p))
+        } else {
+            Err(format!(
+                "profile file '{}' does not exist",
+                p.display().to_string().escape_debug()
+            ))
+        }
+    } else if crate::plan::profile::builtin(value).is_some() {
+        Ok(ProfileRef::Builtin(value.to_string()))
+    } else {
+        Err(format!(
+            "unknown profile '{}'; built-in profiles: {}; or give a path to a profile file",
+            value.escape_debug(),
+            crate::plan::profile::builtin_names().join(", ")
+        ))
+    }
+}
+
+impl Config {
+    /// A config for showing a profile's checklist with no hosts
+    /// (`hikkoshi plan --profile NAME`): hosts and domain stay placeholders.
+    pub fn for_profile(name: &str) -> Result<Config, String> {
+        Ok(Config {
+            path: PathBuf::from(name),
+            profile: profile_ref(name, Path::new(""))?,
+            source: "{source}".into(),
+            target: "{target}".into(),
+            ssh_config: None,
+            app: AppConfig {
+                domain: "{domain}".into(),
+                ..AppConfig::default()
+            },
+            dns: None,
+            moving: MoveConfig::default(),
+            vars: Vec::new(),
+        })
+    }
+}
+
 fn existing_file(
     src: &Source<'_>,
     base: &Path,
@@ -530,11 +637,14 @@ pub fn is_unix_user(s: &str) -> bool {
 /// Database and role names end up as positional arguments of pg_dump and createdb,
 /// where anything with '=' would be read as a connection string and a leading '-'
 /// as an option; the safe set is what Rails and every install guide use anyway.
+/// PostgreSQL names as apps use them, '.' included (Pleasanter's database is
+/// 'Implem.Pleasanter'); they reach commands as single arguments and SQL only
+/// as quoted identifiers or psql variables.
 pub fn is_pg_name(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && s.len() <= 63
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
 }
 
 pub fn is_plain_abs_path(s: &str) -> bool {
@@ -674,6 +784,10 @@ domain = "social.example.net"
     #[rstest]
     #[case("mastodon_production", true)]
     #[case("_x1", true)]
+    #[case("Implem.Pleasanter", true)]
+    #[case(".x", false)]
+    #[case("a b", false)]
+    #[case("x=y", false)]
     #[case("1abc", false)]
     #[case("-d", false)]
     #[case("a;b", false)]

@@ -287,10 +287,23 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
     match cli.command {
         Command::Plan {
             config,
+            profile,
             format,
             rehearse,
         } => {
-            let (_, plan) = load(&config)?;
+            let plan = match (config, profile) {
+                (Some(config), _) => load(&config)?.1,
+                (None, Some(name)) => {
+                    let config = Config::for_profile(&name)
+                        .map_err(|e| UsageError(anyhow::anyhow!("--profile: {e}")))?;
+                    Plan::build_for_showing(&config)?
+                }
+                (None, None) => {
+                    return Err(UsageError(anyhow::anyhow!(
+                        "plan needs --config FILE or --profile NAME"
+                    )));
+                }
+            };
             let plan = if rehearse {
                 plan.for_rehearsal(true)
             } else {

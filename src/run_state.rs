@@ -384,6 +384,7 @@ mod tests {
             in_downtime: false,
             optional: false,
             when: vec![],
+            otherwise: None,
             commands: vec![],
         }
     }

@@ -229,3 +229,26 @@ fn usage_errors_exit_2() {
     assert!(out.starts_with("exit: 2\n"), "{out}");
     assert!(out.contains("--config"), "{out}");
 }
+
+#[test]
+fn plan_shows_a_profile_without_hosts() {
+    let env = Env::new();
+    insta::assert_snapshot!(env.run(&["plan", "--profile", "misskey"]));
+}
+
+#[test]
+fn plan_shows_a_profile_file_that_extends_a_builtin_one() {
+    let env = Env::new();
+    env.write(
+        "myapp.toml",
+        "name = \"myapp\"\nextends = \"generic\"\n[defaults]\nuser = \"myapp\"\ndir = \"/srv/myapp\"\ndatabase = \"myapp\"\ndb_user = \"myapp\"\nservices = [\"myapp-web\", \"myapp-worker\"]\n[vars]\nsync_dirs = [\"{dir}/uploads\"]\nfiles = [\"{dir}/.env\"]\npost_commands = [[\"bin/myapp\", \"migrate\"]]\nhealth_url = \"http://127.0.0.1:8000/health\"\n",
+    );
+    insta::assert_snapshot!(env.run(&["plan", "--profile", "./myapp.toml"]));
+}
+
+#[test]
+fn plan_refuses_an_unknown_profile() {
+    let env = Env::new();
+    insta::assert_snapshot!(env.run(&["plan", "--profile", "wordpress"]));
+    insta::assert_snapshot!(env.run(&["plan"]));
+}

@@ -622,7 +622,12 @@ fn conditions_hold(step: &StepSpec, vars: &Vars) -> Result<Option<String>, Strin
     for c in step.conditions() {
         match vars.condition(&c) {
             Ok(true) => {}
-            Ok(false) => return Ok(Some(format!("only runs if {c}"))),
+            Ok(false) => {
+                return Ok(Some(match &step.otherwise {
+                    Some(note) => vars.render(note).map_err(|e| format!("'otherwise': {e}"))?,
+                    None => format!("only runs if {c}"),
+                }));
+            }
             Err(e) => return Err(format!("condition '{c}': {e}")),
         }
     }

@@ -8,8 +8,104 @@ pub mod template;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, ProfileRef};
-use profile::{DowntimeMark, HostSel, PhaseSpec, Profile, ProfileError, StepKind, StepSpec};
-use template::Vars;
+use profile::{
+    DowntimeMark, HostSel, PhaseSpec, Profile, ProfileError, StepKind, StepSpec, VarSpec,
+};
+use template::{Value, Vars};
+
+fn load_profile(config: &Config) -> Result<Profile, ProfileError> {
+    match &config.profile {
+        ProfileRef::Builtin(name) => Profile::load_builtin(name),
+        ProfileRef::File(path) => Profile::load_file(path),
+    }
+}
+
+/// A profile without a default for an [app] setting (the generic one) needs it
+/// from the config.
+fn check_required(profile: &Profile, config: &Config) -> Result<(), crate::config::ConfigError> {
+    let d = &profile.defaults;
+    let app = &config.app;
+    let missing: Vec<&str> = [
+        ("user", d.user.is_empty() && app.user.is_none()),
+        ("dir", d.dir.is_empty() && app.dir.is_none()),
+        ("database", d.database.is_empty() && app.database.is_none()),
+        ("db_user", d.db_user.is_empty() && app.db_user.is_none()),
+        ("services", d.services.is_empty() && app.services.is_none()),
+    ]
+    .into_iter()
+    .filter_map(|(k, miss)| miss.then_some(k))
+    .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(crate::config::ConfigError::Incomplete {
+        file: config.path.display().to_string(),
+        message: format!(
+            "profile '{}' has no default for {}: set {} in [app]",
+            profile.name,
+            missing
+                .iter()
+                .map(|m| format!("'{m}'"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if missing.len() == 1 { "it" } else { "them" }
+        ),
+    })
+}
+
+/// The config's `[vars]` must name settings the profile has, with the same
+/// shape; a list a step uses as paths must hold absolute paths.
+fn check_config_vars(profile: &Profile, config: &Config) -> Result<(), crate::config::ConfigError> {
+    for cv in &config.vars {
+        let Some(declared) = profile.vars.get(&cv.name) else {
+            let names: Vec<&str> = profile.vars.keys().map(String::as_str).collect();
+            return Err(config.var_error(
+                cv,
+                format!(
+                    "[vars] '{}' is not a setting of profile '{}'; its settings: {}",
+                    cv.name,
+                    profile.name,
+                    names.join(", ")
+                ),
+            ));
+        };
+        if !declared.accepts(&cv.value) {
+            return Err(config.var_error(
+                cv,
+                format!(
+                    "[vars] '{}' is {} in profile '{}', not {}",
+                    cv.name,
+                    declared.kind(),
+                    profile.name,
+                    cv.value.kind()
+                ),
+            ));
+        }
+        let as_path = profile.steps.iter().any(|s| {
+            s.paths
+                .iter()
+                .chain(&s.files)
+                .chain(&s.media)
+                .any(|p| template::whole_placeholder(p) == Some(cv.name.as_str()))
+        });
+        if as_path
+            && let Some(bad) =
+                cv.value.strings().into_iter().find(|p| {
+                    !crate::config::is_plain_abs_path(p) || p.split('/').any(|c| c == "..")
+                })
+        {
+            return Err(config.var_error(
+                cv,
+                format!(
+                    "[vars] '{}': '{}' is not an absolute path (other than '/', without '..' or a trailing '/')",
+                    cv.name,
+                    bad.escape_debug()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
 
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -30,6 +126,9 @@ pub struct Plan {
     pub pinned_urls: Vec<String>,
     /// Every step of the profile, rehearsal-only ones included.
     pub all_steps: Vec<StepSpec>,
+    /// The [app] settings the config gives; the others are the profile's
+    /// defaults, which preflight may fill from the app's own config file.
+    pub configured: Vec<String>,
 }
 
 /// What a reader of a plan or a journal needs to know about a step.
@@ -54,6 +153,9 @@ pub struct StepInfo {
     pub optional: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub when: Vec<String>,
+    /// What is said instead when `when` leaves the step out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otherwise: Option<String>,
     pub commands: Vec<String>,
 }
 
@@ -64,15 +166,22 @@ pub const ROLLBACK: &str = "rollback";
 pub enum PlanError {
     #[error(transparent)]
     Profile(#[from] ProfileError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 impl Plan {
     pub fn build(config: &Config) -> Result<Plan, PlanError> {
-        let profile = match &config.profile {
-            ProfileRef::Builtin(name) => Profile::load_builtin(name)?,
-            ProfileRef::File(path) => Profile::load_file(path)?,
-        };
+        let profile = load_profile(config)?;
+        check_config_vars(&profile, config)?;
+        check_required(&profile, config)?;
         Ok(Plan::from_profile(profile, config))
+    }
+
+    /// A plan to look at only (`plan --profile`): settings the profile leaves
+    /// to the config stay visible as `{name}`.
+    pub fn build_for_showing(config: &Config) -> Result<Plan, PlanError> {
+        Ok(Plan::from_profile(load_profile(config)?, config))
     }
 
     pub fn from_profile(profile: Profile, config: &Config) -> Plan {
@@ -82,19 +191,32 @@ impl Plan {
         vars.set("source", config.source.as_str());
         vars.set("target", config.target.as_str());
         vars.set("domain", app.domain.as_str());
-        vars.set("user", app.user.clone().unwrap_or_else(|| d.user.clone()));
-        vars.set("dir", app.dir.clone().unwrap_or_else(|| d.dir.clone()));
+        // An empty default is one the config must give; until then it shows as {name}.
+        let or_default = |set: &Option<String>, default: &str, name: &str| {
+            set.clone().unwrap_or_else(|| {
+                if default.is_empty() {
+                    format!("{{{name}}}")
+                } else {
+                    default.to_string()
+                }
+            })
+        };
+        vars.set("user", or_default(&app.user, &d.user, "user"));
+        vars.set("dir", or_default(&app.dir, &d.dir, "dir"));
         vars.set(
             "database",
-            app.database.clone().unwrap_or_else(|| d.database.clone()),
+            or_default(&app.database, &d.database, "database"),
         );
-        vars.set(
-            "db_user",
-            app.db_user.clone().unwrap_or_else(|| d.db_user.clone()),
-        );
+        vars.set("db_user", or_default(&app.db_user, &d.db_user, "db_user"));
         vars.set(
             "services",
-            app.services.clone().unwrap_or_else(|| d.services.clone()),
+            app.services.clone().unwrap_or_else(|| {
+                if d.services.is_empty() {
+                    vec!["{services}".to_string()]
+                } else {
+                    d.services.clone()
+                }
+            }),
         );
         vars.set("db_move", config.moving.database.name());
         vars.set(
@@ -109,12 +231,37 @@ impl Plan {
             config.moving.media_cache == crate::config::MediaCache::Skip,
         );
         for (k, v) in &profile.vars {
-            vars.set_template(k.as_str(), v);
+            match v {
+                VarSpec::Text(t) => vars.set_template(k.as_str(), t),
+                VarSpec::List(l) => vars.set(k.as_str(), Value::Templates(l.clone())),
+                VarSpec::Commands(c) => vars.set(k.as_str(), Value::TemplateCommands(c.clone())),
+            }
+        }
+        // The config's values are literal, like every other config value.
+        for cv in &config.vars {
+            let value = match &cv.value {
+                VarSpec::Text(t) => Value::Text(t.clone()),
+                VarSpec::List(l) => Value::List(l.clone()),
+                VarSpec::Commands(c) => Value::Commands(c.clone()),
+            };
+            vars.set(cv.name.as_str(), value);
         }
         if let Some(w) = &app.work_dir {
             vars.set("work_dir", w.as_str());
         }
+        let configured = [
+            ("user", app.user.is_some()),
+            ("dir", app.dir.is_some()),
+            ("database", app.database.is_some()),
+            ("db_user", app.db_user.is_some()),
+            ("services", app.services.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(k, _)| k.to_string())
+        .collect();
         Plan {
+            configured,
             profile_name: profile.name,
             profile_origin: profile.origin,
             source: config.source.clone(),
@@ -210,6 +357,7 @@ impl Plan {
             in_downtime: step.in_downtime,
             optional: step.optional,
             when: step.conditions(),
+            otherwise: step.otherwise.as_ref().map(|o| vars.render_lenient(o)),
             commands: crate::steps::describe(step, self, vars),
         }
     }
@@ -254,6 +402,7 @@ impl Plan {
             in_downtime: false,
             optional: false,
             when: Vec::new(),
+            otherwise: None,
             commands,
         })
     }
@@ -299,6 +448,9 @@ impl Plan {
             ));
             if let Some(c) = &info.confirm {
                 out.push_str(&format!("       confirm: {c}\n"));
+            }
+            if let Some(o) = &info.otherwise {
+                out.push_str(&format!("       otherwise: {o}\n"));
             }
             for c in &info.commands {
                 out.push_str(&format!("       {c}\n"));
@@ -436,6 +588,118 @@ mod tests {
         assert!(
             text.contains("pg_dump -Fc -Z {dump_compress} -U masto_role"),
             "{text}"
+        );
+    }
+
+    fn build(text: &str) -> Result<Plan, PlanError> {
+        let config = Config::parse(Path::new("/lab/migration.toml"), text).expect("valid config");
+        Plan::build(&config)
+    }
+
+    const GENERIC: &str = "profile = \"generic\"\n[source]\nssh = \"old\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"app.example\"\nuser = \"app\"\ndir = \"/srv/app\"\ndatabase = \"app\"\ndb_user = \"app\"\nservices = [\"app\"]\n";
+
+    #[test]
+    fn generic_profile_takes_its_settings_from_the_config() {
+        let text = format!(
+            "{GENERIC}[vars]\nsync_dirs = [\"/srv/app/uploads\", \"/srv/app/avatars\"]\nfiles = [\"/srv/app/secrets.json\"]\npost_commands = [[\"bin/app\", \"migrate\", \"$(id)\"], [\"bin/app\", \"cache\"]]\nhealth_url = \"http://127.0.0.1:8080/up\"\n"
+        );
+        let plan = build(&text).expect("plan");
+        let out = plan.render_text();
+        for want in [
+            "rsync -a /srv/app/uploads/ -> new as app:/srv/app/uploads/",
+            "rsync -a /srv/app/avatars/ -> new as app:/srv/app/avatars/",
+            "cat -- /srv/app/secrets.json  | through this machine |  new as app: write /srv/app/secrets.json (mode 0600, an existing file kept as a backup)",
+            "new as app: cd /srv/app && bin/app migrate '$(id)'",
+            "new as app: cd /srv/app && bin/app cache",
+            "curl http://127.0.0.1:8080/up",
+        ] {
+            assert!(out.contains(want), "missing '{want}' in\n{out}");
+        }
+        assert!(plan.vars.condition("post_commands").unwrap());
+        assert_eq!(
+            plan.vars.commands("post_commands").unwrap()[0],
+            ["bin/app", "migrate", "$(id)"]
+        );
+    }
+
+    #[test]
+    fn generic_profile_without_vars_leaves_its_optional_steps_out() {
+        let plan = build(GENERIC).expect("plan");
+        for c in ["sync_dirs", "files", "post_commands", "health_url"] {
+            assert!(!plan.vars.condition(c).unwrap(), "{c}");
+        }
+        let out = plan.render_text();
+        assert!(out.contains("otherwise: no directories to copy"), "{out}");
+    }
+
+    #[test]
+    fn generic_profile_needs_the_app_settings() {
+        let text = "profile = \"generic\"\n[source]\nssh = \"old\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"app.example\"\nuser = \"app\"\n";
+        let e = build(text).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "/lab/migration.toml: profile 'generic' has no default for 'dir', 'database', 'db_user', 'services': set them in [app]"
+        );
+    }
+
+    #[test]
+    fn config_vars_are_checked_against_the_profile() {
+        let cases = [
+            (
+                "[vars]\nsync_dir = [\"/x\"]\n",
+                "/lab/migration.toml:14:12: [vars] 'sync_dir' is not a setting of profile 'generic'; its settings: ",
+            ),
+            (
+                "[vars]\nfiles = \"/srv/app/a.json\"\n",
+                "/lab/migration.toml:14:9: [vars] 'files' is a list of strings in profile 'generic', not a string",
+            ),
+            (
+                "[vars]\nsync_dirs = [\"uploads\"]\n",
+                "/lab/migration.toml:14:13: [vars] 'sync_dirs': 'uploads' is not an absolute path",
+            ),
+            (
+                "[vars]\nfiles = [\"/srv/../etc/shadow\"]\n",
+                "/lab/migration.toml:14:9: [vars] 'files': '/srv/../etc/shadow' is not an absolute path",
+            ),
+            (
+                "[vars]\npost_commands = [[\"a\"], []]\n",
+                "/lab/migration.toml:14:17: [vars] 'post_commands': a command needs at least a program",
+            ),
+            (
+                "[vars]\nhealth_url = \"http://x/\\n\"\n",
+                "/lab/migration.toml:14:14: [vars] 'health_url': 'http://x/\\n' is empty or holds control characters",
+            ),
+            (
+                "[vars]\ndatabase = \"other\"\n",
+                "/lab/migration.toml:14:12: [vars] 'database' is not the profile's to set",
+            ),
+        ];
+        for (vars, want) in cases {
+            let text = format!("{GENERIC}{vars}");
+            let e = match Config::parse(Path::new("/lab/migration.toml"), &text) {
+                Err(e) => e.to_string(),
+                Ok(c) => Plan::build(&c)
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default(),
+            };
+            assert!(e.starts_with(want), "{vars}: got '{e}'");
+        }
+    }
+
+    #[test]
+    fn misskey_profile_reads_its_config_and_leaves_media_to_object_storage() {
+        let text = "profile = \"misskey\"\n[source]\nssh = \"old\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"misskey.example\"\n";
+        let plan = build(text).expect("plan");
+        let out = plan.render_text();
+        assert!(
+            out.contains("reads /home/misskey/misskey/.config/default.yml"),
+            "{out}"
+        );
+        assert!(out.contains("presync-media: Copy drive files while the instance is still up  [only if !object_storage]\n       otherwise: media stays where it is"), "{out}");
+        assert!(
+            out.contains("curl http://127.0.0.1:{app_port}/healthz"),
+            "{out}"
         );
     }
 }

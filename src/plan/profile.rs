@@ -11,10 +11,24 @@ use toml::Spanned;
 
 use super::template::{TemplateError, placeholders};
 
-const BUILTIN: &[(&str, &str)] = &[(
-    "mastodon",
-    include_str!("../../assets/profiles/mastodon.toml"),
-)];
+const BUILTIN: &[(&str, &str)] = &[
+    (
+        "mastodon",
+        include_str!("../../assets/profiles/mastodon.toml"),
+    ),
+    (
+        "misskey",
+        include_str!("../../assets/profiles/misskey.toml"),
+    ),
+    (
+        "generic",
+        include_str!("../../assets/profiles/generic.toml"),
+    ),
+    (
+        "pleasanter",
+        include_str!("../../assets/profiles/pleasanter.toml"),
+    ),
+];
 
 pub fn builtin(name: &str) -> Option<&'static str> {
     BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
@@ -98,6 +112,9 @@ pub enum DowntimeMark {
 #[serde(untagged)]
 pub enum CommandSpec {
     Argv(Vec<String>),
+    /// `"{name}"`: the commands a setting holds (a list of argv lists), each
+    /// run like one written here; none when the list is empty.
+    Each(String),
     Detailed {
         argv: Vec<String>,
         when: Option<String>,
@@ -118,23 +135,73 @@ pub struct PipeInput {
 }
 
 impl CommandSpec {
+    /// The argv as written; for `Each`, the one placeholder naming the commands.
     pub fn argv(&self) -> &[String] {
         match self {
             CommandSpec::Argv(a) | CommandSpec::Detailed { argv: a, .. } => a,
+            CommandSpec::Each(name) => std::slice::from_ref(name),
+        }
+    }
+
+    /// The setting an `Each` entry names.
+    pub fn each(&self) -> Option<&str> {
+        match self {
+            CommandSpec::Each(t) => super::template::whole_placeholder(t),
+            _ => None,
         }
     }
 
     pub fn when(&self) -> Option<&str> {
         match self {
-            CommandSpec::Argv(_) => None,
             CommandSpec::Detailed { when, .. } => when.as_deref(),
+            _ => None,
         }
     }
 
     pub fn input(&self) -> Option<&PipeInput> {
         match self {
-            CommandSpec::Argv(_) => None,
             CommandSpec::Detailed { input, .. } => input.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// A profile's `[vars]` value, and a config's `[vars]` override of it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum VarSpec {
+    Text(String),
+    List(Vec<String>),
+    Commands(Vec<Vec<String>>),
+}
+
+impl VarSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            VarSpec::Text(_) => "a string",
+            VarSpec::List(_) => "a list of strings",
+            VarSpec::Commands(_) => "a list of commands (argv lists)",
+        }
+    }
+
+    /// Whether `other` may replace this value: same shape, and an empty list
+    /// stands for either kind of list.
+    pub fn accepts(&self, other: &VarSpec) -> bool {
+        match (self, other) {
+            (VarSpec::Text(_), VarSpec::Text(_)) => true,
+            (VarSpec::List(_), VarSpec::List(_)) => true,
+            (VarSpec::Commands(_), VarSpec::Commands(_)) => true,
+            (VarSpec::List(l), VarSpec::Commands(_)) => l.is_empty(),
+            (VarSpec::Commands(_), VarSpec::List(l)) => l.is_empty(),
+            _ => false,
+        }
+    }
+
+    pub fn strings(&self) -> Vec<&str> {
+        match self {
+            VarSpec::Text(t) => vec![t.as_str()],
+            VarSpec::List(l) => l.iter().map(String::as_str).collect(),
+            VarSpec::Commands(c) => c.iter().flatten().map(String::as_str).collect(),
         }
     }
 }
@@ -190,6 +257,8 @@ pub struct StepSpec {
     /// Left out of a rehearsal unless said otherwise: nothing runs against a
     /// live instance by default.
     pub rehearsal: Option<Rehearsal>,
+    /// Said instead when `when` leaves the step out (media in object storage).
+    pub otherwise: Option<String>,
     /// Between the downtime marks of the real run (set when the profile is
     /// loaded): what a rehearsal measures to predict the downtime.
     #[serde(skip)]
@@ -208,6 +277,10 @@ pub struct StepSpec {
     pub owner: Option<String>,
     #[serde(default)]
     pub backup: bool,
+    /// transfer: files copied each to the same path on the target;
+    /// preflight: files that must be readable on the source.
+    #[serde(default)]
+    pub files: Vec<String>,
     // rsync
     #[serde(default)]
     pub paths: Vec<String>,
@@ -237,6 +310,15 @@ pub struct StepSpec {
     pub version_file: Option<String>,
     #[serde(default)]
     pub media: Vec<String>,
+    /// Misskey's .config/default.yml: read for the database, Redis, url, id
+    /// method, search and port.
+    pub misskey_config: Option<String>,
+    /// Object storage is on when this env_file setting is "true" (Mastodon's
+    /// S3_ENABLED) ...
+    pub object_storage_env: Option<String>,
+    /// ... or when this query on the source database answers true (Misskey
+    /// keeps the switch in its `meta` table).
+    pub object_storage_sql: Option<String>,
 }
 
 impl StepSpec {
@@ -268,11 +350,14 @@ impl StepSpec {
             &self.url,
             &self.env_file,
             &self.version_file,
+            &self.otherwise,
+            &self.misskey_config,
         ];
         t.extend(singles.into_iter().flatten().map(String::as_str));
         t.extend(self.env.values().map(String::as_str));
         t.extend(self.paths.iter().map(String::as_str));
         t.extend(self.media.iter().map(String::as_str));
+        t.extend(self.files.iter().map(String::as_str));
         if let Some(u) = &self.undo {
             t.extend(u.user.iter().map(String::as_str));
             for c in &u.commands {
@@ -304,10 +389,15 @@ struct RawProfile {
     name: String,
     #[serde(default)]
     description: String,
+    /// A built-in profile whose phases, steps and vars this one takes; its
+    /// own [vars] replace the base's, its own [[steps]] (if any) all of them.
+    extends: Option<Spanned<String>>,
     defaults: RawDefaults,
     #[serde(default)]
-    vars: BTreeMap<String, String>,
+    vars: BTreeMap<String, VarSpec>,
+    #[serde(default)]
     phases: Vec<PhaseSpec>,
+    #[serde(default)]
     steps: Vec<Spanned<StepSpec>>,
 }
 
@@ -328,7 +418,7 @@ pub struct Profile {
     pub description: String,
     pub origin: String,
     pub defaults: RawDefaults,
-    pub vars: BTreeMap<String, String>,
+    pub vars: BTreeMap<String, VarSpec>,
     pub phases: Vec<PhaseSpec>,
     pub steps: Vec<StepSpec>,
 }
@@ -383,16 +473,73 @@ impl Profile {
                 message,
             }
         };
-        let raw: RawProfile = toml::from_str(text)
+        let mut raw: RawProfile = toml::from_str(text)
             .map_err(|e| err(e.span().unwrap_or(0..0), e.message().trim_end().to_string()))?;
+
+        let base = match &raw.extends {
+            None => None,
+            Some(name) => {
+                let Some(base_text) = builtin(name.get_ref()) else {
+                    return Err(err(
+                        name.span(),
+                        format!(
+                            "extends '{}', which is no built-in profile; built-in profiles: {}",
+                            name.get_ref().escape_debug(),
+                            builtin_names().join(", ")
+                        ),
+                    ));
+                };
+                let base = Profile::parse(
+                    &format!("assets/profiles/{}.toml", name.get_ref()),
+                    base_text,
+                )?;
+                for (k, v) in &raw.vars {
+                    if let Some(b) = base.vars.get(k)
+                        && !b.accepts(v)
+                    {
+                        return Err(err(
+                            name.span(),
+                            format!(
+                                "[vars] {k} is {} in profile '{}', not {}",
+                                b.kind(),
+                                base.name,
+                                v.kind()
+                            ),
+                        ));
+                    }
+                }
+                let own = std::mem::take(&mut raw.vars);
+                raw.vars = base.vars.clone();
+                raw.vars.extend(own);
+                match (raw.phases.is_empty(), raw.steps.is_empty()) {
+                    (true, true) => raw.phases = base.phases.clone(),
+                    (false, false) => {}
+                    _ => {
+                        return Err(err(
+                            name.span(),
+                            "a profile that extends another takes its [[phases]] and [[steps]] together, or gives both".into(),
+                        ));
+                    }
+                }
+                Some(base)
+            }
+        };
+        if raw.phases.is_empty() || (raw.steps.is_empty() && base.is_none()) {
+            return Err(err(
+                0..0,
+                "a profile needs [[phases]] and [[steps]], or 'extends' naming a built-in profile to take them from".into(),
+            ));
+        }
 
         let mut known: Vec<String> = PROVIDED.iter().map(|s| s.to_string()).collect();
         known.extend(crate::steps::preflight::FACTS.iter().map(|s| s.to_string()));
         known.extend(raw.vars.keys().cloned());
 
         for (name, value) in &raw.vars {
-            check_placeholders(value, &known)
-                .map_err(|m| err(0..0, format!("[vars] {name}: {m}")))?;
+            for s in value.strings() {
+                check_placeholders(s, &known)
+                    .map_err(|m| err(0..0, format!("[vars] {name}: {m}")))?;
+            }
         }
 
         let mut seen = std::collections::HashSet::new();
@@ -409,6 +556,24 @@ impl Profile {
                 )));
             }
             validate_kind(step).map_err(here)?;
+            for c in &step.commands {
+                if let CommandSpec::Each(t) = c {
+                    let is_commands = c.each().and_then(|n| raw.vars.get(n)).is_some_and(|v| {
+                        matches!(v, VarSpec::Commands(_))
+                            || matches!(v, VarSpec::List(l) if l.is_empty())
+                    });
+                    if !is_commands {
+                        return Err(here(format!(
+                            "command '{t}' is neither an argv list nor '{{name}}' of a [vars] list of commands"
+                        )));
+                    }
+                }
+            }
+            if step.otherwise.is_some() && step.when.is_none() {
+                return Err(here(
+                    "'otherwise' says why a step is left out; it needs 'when'".into(),
+                ));
+            }
             for t in step.templates() {
                 check_placeholders(t, &known).map_err(here)?;
             }
@@ -456,6 +621,10 @@ impl Profile {
             }
         }
 
+        let steps = match base {
+            Some(b) if raw.steps.is_empty() => b.steps,
+            _ => mark_downtime(raw.steps.into_iter().map(Spanned::into_inner).collect()),
+        };
         Ok(Profile {
             name: raw.name,
             description: raw.description,
@@ -463,7 +632,7 @@ impl Profile {
             defaults: raw.defaults,
             vars: raw.vars,
             phases: raw.phases,
-            steps: mark_downtime(raw.steps.into_iter().map(Spanned::into_inner).collect()),
+            steps,
         })
     }
 }
@@ -521,6 +690,10 @@ fn validate_kind(step: &StepSpec) -> Result<(), String> {
         ("domain_key", step.domain_key.is_some()),
         ("version_file", step.version_file.is_some()),
         ("media", !step.media.is_empty()),
+        ("files", !step.files.is_empty()),
+        ("misskey_config", step.misskey_config.is_some()),
+        ("object_storage_env", step.object_storage_env.is_some()),
+        ("object_storage_sql", step.object_storage_sql.is_some()),
         ("user", step.user.is_some()),
     ];
     let (allowed, required): (&[&str], &[&str]) = match kind {
@@ -528,10 +701,22 @@ fn validate_kind(step: &StepSpec) -> Result<(), String> {
             &["host", "commands", "cwd", "env", "umask", "user"],
             &["host", "commands"],
         ),
-        StepKind::Preflight => (&["env_file", "domain_key", "version_file", "media"], &[]),
+        StepKind::Preflight => (
+            &[
+                "env_file",
+                "domain_key",
+                "version_file",
+                "media",
+                "files",
+                "misskey_config",
+                "object_storage_env",
+                "object_storage_sql",
+            ],
+            &[],
+        ),
         StepKind::Transfer => (
-            &["from", "to", "mode", "owner", "backup", "user"],
-            &["from", "to", "mode", "user"],
+            &["from", "to", "files", "mode", "owner", "backup", "user"],
+            &["mode", "user"],
         ),
         StepKind::Rsync => (
             &[
@@ -561,6 +746,19 @@ fn validate_kind(step: &StepSpec) -> Result<(), String> {
         if !present.iter().any(|(k, set)| k == key && *set) {
             return Err(format!("a '{}' step needs '{key}'", kind.name()));
         }
+    }
+    if kind == StepKind::Transfer {
+        let pair = step.from.is_some() && step.to.is_some();
+        let one = step.from.is_some() || step.to.is_some();
+        if pair != step.files.is_empty() || (one && !pair) {
+            return Err(
+                "a 'transfer' step copies 'from' to 'to', or each of 'files' to the same path; it needs one of the two"
+                    .into(),
+            );
+        }
+    }
+    if step.object_storage_env.is_some() && step.env_file.is_none() {
+        return Err("'object_storage_env' names a setting of 'env_file', which is not set".into());
     }
     if let Some(m) = &step.mode
         && !(m.len() == 4 && m.starts_with('0') && m.chars().all(|c| ('0'..='7').contains(&c)))
@@ -605,10 +803,75 @@ mod tests {
     use super::*;
 
     #[test]
-    fn builtin_mastodon_profile_is_valid() {
-        let p = Profile::load_builtin("mastodon").expect("valid built-in profile");
-        assert_eq!(p.name, "mastodon");
-        assert!(p.steps.iter().any(|s| s.id == "restore"));
+    fn builtin_profiles_are_valid() {
+        for name in builtin_names() {
+            let p = Profile::load_builtin(name).expect("valid built-in profile");
+            assert_eq!(p.name, name);
+            assert!(p.steps.iter().any(|s| s.id == "restore"), "{name}");
+            assert!(p.steps.iter().any(|s| s.kind == StepKind::Verify), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_profile_extends_a_builtin_one() {
+        let p = Profile::load_builtin("pleasanter").expect("valid");
+        let generic = Profile::load_builtin("generic").expect("valid");
+        assert_eq!(p.steps.len(), generic.steps.len());
+        assert_eq!(p.defaults.database, "Implem.Pleasanter");
+        assert_eq!(
+            p.vars.get("post_dir"),
+            Some(&VarSpec::Text("{dir}/Implem.CodeDefiner".into()))
+        );
+        assert!(p.vars.contains_key("run_dir"), "the base's vars stay");
+
+        let head = "name = \"mine\"\nextends = \"generic\"\n[defaults]\nuser = \"u\"\ndir = \"/d\"\ndatabase = \"db\"\ndb_user = \"u\"\n";
+        let e = Profile::parse("mine.toml", &format!("{head}[vars]\nfiles = \"/d/x\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("mine.toml:2:11: [vars] files is a list of strings in profile 'generic', not a string"), "{e}");
+        let e = Profile::parse("mine.toml", &head.replace("\"generic\"", "\"wordpress\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("extends 'wordpress', which is no built-in profile"),
+            "{e}"
+        );
+        let e = Profile::parse("mine.toml", &head.replace("extends = \"generic\"\n", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("a profile needs [[phases]] and [[steps]]"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn step_shapes_that_cannot_work_are_refused() {
+        let cases = [
+            (
+                "kind = \"transfer\"\nuser = \"u\"\nmode = \"0600\"\nfrom = \"/a\"\n",
+                "a 'transfer' step copies 'from' to 'to', or each of 'files'",
+            ),
+            (
+                "kind = \"transfer\"\nuser = \"u\"\nmode = \"0600\"\nfrom = \"/a\"\nto = \"/a\"\nfiles = [\"/b\"]\n",
+                "a 'transfer' step copies 'from' to 'to', or each of 'files'",
+            ),
+            (
+                "host = \"target\"\ncommands = [\"{user}\"]\n",
+                "command '{user}' is neither an argv list nor '{name}' of a [vars] list of commands",
+            ),
+            (
+                "kind = \"verify\"\notherwise = \"nothing\"\n",
+                "'otherwise' says why a step is left out; it needs 'when'",
+            ),
+        ];
+        for (body, want) in cases {
+            let text = with_step(&format!(
+                "[[steps]]\nid = \"s\"\nphase = \"p\"\ntitle = \"S\"\n{body}"
+            ));
+            let e = Profile::parse("my.toml", &text).unwrap_err().to_string();
+            assert!(e.contains(want), "{body}: {e}");
+        }
     }
 
     fn with_step(step: &str) -> String {

@@ -15,6 +15,13 @@ pub enum Value {
     Text(String),
     List(Vec<String>),
     Template(String),
+    /// A profile's list: each item a template.
+    Templates(Vec<String>),
+    /// Whole commands, for a profile's `commands` entry that names them
+    /// (a generic app's post-commands from the config).
+    Commands(Vec<Vec<String>>),
+    /// A profile's commands: each argument a template.
+    TemplateCommands(Vec<Vec<String>>),
 }
 
 impl From<&str> for Value {
@@ -51,6 +58,8 @@ pub enum TemplateError {
     Unclosed(String),
     #[error("placeholder '{{{0}}}' refers to itself")]
     Cycle(String),
+    #[error("placeholder '{{{0}}}' is not a list of commands")]
+    NotCommands(String),
 }
 
 /// Variables for rendering. Values may themselves contain placeholders, rendered
@@ -129,6 +138,21 @@ impl Vars {
         match self.values.get(name) {
             None => Err(TemplateError::Unknown(name.to_string())),
             Some(Value::Template(t)) => Ok(Value::Text(self.render_depth(t, depth + 1)?)),
+            Some(Value::Templates(items)) => Ok(Value::List(
+                items
+                    .iter()
+                    .map(|t| self.render_depth(t, depth + 1))
+                    .collect::<Result<_, _>>()?,
+            )),
+            Some(Value::TemplateCommands(cmds)) => Ok(Value::Commands(
+                cmds.iter()
+                    .map(|argv| {
+                        argv.iter()
+                            .map(|t| self.render_depth(t, depth + 1))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .collect::<Result<_, _>>()?,
+            )),
             Some(literal) => Ok(literal.clone()),
         }
     }
@@ -140,18 +164,38 @@ impl Vars {
     pub fn text(&self, name: &str) -> Result<String, TemplateError> {
         match self.get(name)? {
             Value::Text(t) | Value::Template(t) => Ok(t),
-            Value::List(_) => Err(TemplateError::ListInText(name.to_string())),
+            _ => Err(TemplateError::ListInText(name.to_string())),
         }
     }
 
-    /// A condition as profiles write it: `name` or `!name`, true when the value is "true".
+    /// The commands a `commands` entry names; an empty list is no command.
+    pub fn commands(&self, name: &str) -> Result<Vec<Vec<String>>, TemplateError> {
+        match self.get(name)? {
+            Value::Commands(c) => Ok(c),
+            Value::List(l) if l.is_empty() => Ok(Vec::new()),
+            _ => Err(TemplateError::NotCommands(name.to_string())),
+        }
+    }
+
+    /// A condition as profiles write it: `name` or `!name`, true when the value
+    /// is a string other than "" and "false", or a list with something in it.
     pub fn condition(&self, expr: &str) -> Result<bool, TemplateError> {
         let (negate, name) = match expr.strip_prefix('!') {
             Some(n) => (true, n.trim()),
             None => (false, expr.trim()),
         };
-        let value = self.text(name)?;
-        Ok((value == "true") != negate)
+        let holds = match self.get(name)? {
+            Value::Text(t) => !(t.is_empty() || t == "false"),
+            Value::Template(_) => {
+                let t = self.text(name)?;
+                !(t.is_empty() || t == "false")
+            }
+            Value::List(l) => !l.is_empty(),
+            Value::Commands(c) => !c.is_empty(),
+            Value::Templates(l) => !l.is_empty(),
+            Value::TemplateCommands(c) => !c.is_empty(),
+        };
+        Ok(holds != negate)
     }
 
     pub fn render(&self, template: &str) -> Result<String, TemplateError> {
@@ -165,7 +209,7 @@ impl Vars {
                 Piece::Lit(l) => out.push_str(l),
                 Piece::Var(v) => match self.lookup(v, depth)? {
                     Value::Text(t) | Value::Template(t) => out.push_str(&t),
-                    Value::List(_) => return Err(TemplateError::ListInText(v.to_string())),
+                    _ => return Err(TemplateError::ListInText(v.to_string())),
                 },
             }
         }
@@ -199,6 +243,18 @@ impl Vars {
             .collect()
     }
 
+    /// Like `commands`, for showing a plan: `None` while the value is not known.
+    pub fn commands_lenient(&self, name: &str) -> Option<Vec<Vec<String>>> {
+        match self.values.get(name)? {
+            Value::Commands(c) => Some(c.clone()),
+            Value::TemplateCommands(c) => {
+                Some(c.iter().map(|a| self.render_argv_lenient(a)).collect())
+            }
+            Value::List(l) | Value::Templates(l) if l.is_empty() => Some(Vec::new()),
+            _ => None,
+        }
+    }
+
     pub fn render_lenient(&self, template: &str) -> String {
         self.render_lenient_depth(template, 0)
     }
@@ -216,6 +272,11 @@ impl Vars {
                     }
                     Some(Value::Text(t)) => t.clone(),
                     Some(Value::List(items)) => items.join(" "),
+                    Some(Value::Templates(items)) if depth < 16 => items
+                        .iter()
+                        .map(|t| self.render_lenient_depth(t, depth + 1))
+                        .collect::<Vec<_>>()
+                        .join(" "),
                     _ => format!("{{{v}}}"),
                 },
             })
@@ -223,7 +284,8 @@ impl Vars {
     }
 }
 
-fn whole_placeholder(arg: &str) -> Option<&str> {
+/// The name in an argument that is exactly `{name}`.
+pub fn whole_placeholder(arg: &str) -> Option<&str> {
     let inner = arg.strip_prefix('{')?.strip_suffix('}')?;
     (!inner.contains(['{', '}'])).then_some(inner)
 }
@@ -294,9 +356,47 @@ mod tests {
 
     #[test]
     fn conditions() {
-        let v = vars();
+        let mut v = vars();
         assert!(v.condition("es").unwrap());
         assert!(!v.condition("!es").unwrap());
+        assert!(v.condition("services").unwrap());
+        assert!(!v.condition("none").unwrap());
+        v.set("url", "http://x/");
+        v.set("empty", "");
+        v.set("off", false);
+        v.set("cmds", Value::Commands(vec![vec!["a".into()]]));
+        assert!(v.condition("url").unwrap());
+        assert!(!v.condition("empty").unwrap());
+        assert!(!v.condition("off").unwrap());
+        assert!(v.condition("cmds").unwrap());
+        assert_eq!(v.commands("none").unwrap(), Vec::<Vec<String>>::new());
+        assert_eq!(
+            v.commands("user"),
+            Err(TemplateError::NotCommands("user".into()))
+        );
+    }
+
+    #[test]
+    fn a_profile_list_renders_each_item() {
+        let mut v = vars();
+        v.set(
+            "dirs",
+            Value::Templates(vec!["{home}/a".into(), "/b".into()]),
+        );
+        v.set(
+            "post",
+            Value::TemplateCommands(vec![vec!["echo".into(), "{user}".into()]]),
+        );
+        let argv: Vec<String> = vec!["ls".into(), "{dirs}".into()];
+        assert_eq!(
+            v.render_argv(&argv).unwrap(),
+            ["ls", "/home/mastodon/a", "/b"]
+        );
+        assert_eq!(v.commands("post").unwrap(), [["echo", "mastodon"]]);
+        assert_eq!(
+            v.commands_lenient("post"),
+            Some(vec![vec!["echo".to_string(), "mastodon".to_string()]])
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use super::{Done, StepResult, run_as, run_checked};
 use crate::engine::events::Stream;
 use crate::engine::{RunCtx, StepIo};
 use crate::plan::Plan;
-use crate::plan::profile::{CommandSpec, HostSel, PipeInput, StepSpec};
+use crate::plan::profile::{HostSel, PipeInput, StepSpec};
 use crate::plan::template::{TemplateError, Vars};
 use crate::remote::{RemoteCommand, Role, RunAs};
 
@@ -17,8 +17,8 @@ fn roles_of(host: Option<HostSel>) -> Vec<Role> {
     }
 }
 
-fn build(step: &StepSpec, c: &CommandSpec, vars: &Vars) -> Result<RemoteCommand, TemplateError> {
-    let mut cmd = RemoteCommand::new(run_as(step, vars)?, vars.render_argv(c.argv())?);
+fn build(step: &StepSpec, argv: Vec<String>, vars: &Vars) -> Result<RemoteCommand, TemplateError> {
+    let mut cmd = RemoteCommand::new(run_as(step, vars)?, argv);
     cmd.cwd = step.cwd.as_ref().map(|d| vars.render(d)).transpose()?;
     cmd.env = step
         .env
@@ -71,7 +71,25 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
                 );
                 continue;
             }
-            let cmd = build(step, c, &ctx.vars)?;
+            if let Some(name) = c.each() {
+                let all = ctx.vars.commands(name)?;
+                if all.is_empty() {
+                    io.output(
+                        Stream::Stdout,
+                        format!("{}: no commands in '{name}'", host.name()),
+                    );
+                }
+                for argv in all {
+                    let cmd = build(step, argv, &ctx.vars)?;
+                    io.output(
+                        Stream::Stdout,
+                        format!("{}$ {}", host.name(), cmd.display()),
+                    );
+                    run_checked(host, &cmd, io).await?;
+                }
+                continue;
+            }
+            let cmd = build(step, ctx.vars.render_argv(c.argv())?, &ctx.vars)?;
             let Some(input) = c.input() else {
                 io.output(
                     Stream::Stdout,
@@ -130,11 +148,15 @@ pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars, user: &str) -> Vec<St
             Role::Source => &plan.source,
             Role::Target => &plan.target,
         };
-        for c in &step.commands {
-            let mut cmd = RemoteCommand::new(
-                crate::remote::RunAs::Login,
-                vars.render_argv_lenient(c.argv()),
-            );
+        let argvs = step.commands.iter().flat_map(|c| {
+            let each = c.each().and_then(|n| vars.commands_lenient(n));
+            match each {
+                Some(all) => all.into_iter().map(|a| (c, a)).collect(),
+                None => vec![(c, vars.render_argv_lenient(c.argv()))],
+            }
+        });
+        for (c, argv) in argvs {
+            let mut cmd = RemoteCommand::new(crate::remote::RunAs::Login, argv);
             cmd.cwd = step.cwd.as_ref().map(|d| vars.render_lenient(d));
             cmd.env = step
                 .env

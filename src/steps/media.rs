@@ -461,11 +461,7 @@ async fn sync_path(
 
 pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     let user = ctx.vars.render(step.user.as_deref().unwrap_or("root"))?;
-    let paths: Vec<String> = step
-        .paths
-        .iter()
-        .map(|p| ctx.vars.render(p))
-        .collect::<Result<_, _>>()?;
+    let paths = ctx.vars.render_argv(&step.paths)?;
     let exclude = excludes(step, &ctx.vars)?;
     if exclude.len() > step.exclude.len()
         && let Some(note) = &step.cache_note
@@ -520,10 +516,9 @@ pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars, user: &str) -> Vec<St
         .iter()
         .map(|e| format!(" --exclude={e}"))
         .collect();
-    step.paths
-        .iter()
+    vars.render_argv_lenient(&step.paths)
+        .into_iter()
         .map(|p| {
-            let p = vars.render_lenient(p);
             format!(
                 "{} as {user}: rsync -a{}{left_out} {p}/ -> {} as {user}:{p}/  (relayed through this machine, key made for the step){}",
                 plan.source,

@@ -7,6 +7,7 @@ pub mod dns;
 pub mod health;
 pub mod lock;
 pub mod media;
+pub mod misskey;
 pub mod preflight;
 pub mod redis;
 pub mod transfer;
@@ -201,14 +202,48 @@ pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars) -> Vec<String> {
         .map_or_else(|| "login user".into(), |u| vars.render_lenient(u));
     match step.kind {
         StepKind::Command => command::describe(step, plan, vars, &user),
-        StepKind::Preflight => vec![format!(
-            "on {} and {}: ssh, tools, PostgreSQL versions, disk space, target database and role, app directory, {} and app versions, systemd units, Redis",
-            plan.source,
-            plan.target,
-            step.env_file
-                .as_deref()
-                .map_or_else(|| "config".into(), |f| vars.render_lenient(f))
-        )],
+        StepKind::Preflight => {
+            let mut lines = vec![format!(
+                "on {} and {}: ssh, tools, PostgreSQL versions, disk space, target database and role, app directory, {} and app versions, systemd units{}",
+                plan.source,
+                plan.target,
+                step.env_file
+                    .as_deref()
+                    .map_or_else(|| "config".into(), |f| vars.render_lenient(f)),
+                if plan.kinds.contains(&StepKind::Redis) {
+                    ", Redis"
+                } else {
+                    ""
+                }
+            )];
+            if let Some(f) = &step.misskey_config {
+                lines.push(format!(
+                    "on {}: reads {} for the url, database and role (unless the config names them), Redis, port, id method and search",
+                    plan.source,
+                    vars.render_lenient(f)
+                ));
+            }
+            let files = vars.render_argv_lenient(&step.files);
+            if !files.is_empty() {
+                lines.push(format!(
+                    "on {}: {} readable (contents never shown)",
+                    plan.source,
+                    files.join(", ")
+                ));
+            }
+            if let Some(k) = &step.object_storage_env {
+                lines.push(format!(
+                    "object storage when {k}=true: media steps left out"
+                ));
+            }
+            if step.object_storage_sql.is_some() {
+                lines.push(
+                    "object storage when the instance's settings say so: media steps left out"
+                        .into(),
+                );
+            }
+            lines
+        }
         StepKind::Transfer => transfer::describe(step, plan, vars, &user),
         StepKind::Rsync => media::describe(step, plan, vars, &user),
         StepKind::Verify => vec![format!(

@@ -32,7 +32,8 @@ pub const FACTS: &[&str] = &[
     "target_db_exists",
     "es_enabled",
     "redis_local",
-    "s3_enabled",
+    "object_storage",
+    "app_port",
     "from_backup",
     "backup_path",
     "backup_dir",
@@ -169,6 +170,8 @@ struct Settings {
     services: Vec<String>,
     work_dir: String,
     env_file: Option<String>,
+    misskey_config: Option<String>,
+    files: Vec<String>,
     domain_key: Option<String>,
     version_file: Option<String>,
     media: Vec<String>,
@@ -193,23 +196,23 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
         domain: v.text("domain")?,
         services: match v.get("services")? {
             crate::plan::template::Value::List(l) => l,
-            crate::plan::template::Value::Text(t) | crate::plan::template::Value::Template(t) => {
-                vec![t]
-            }
+            _ => vec![v.text("services")?],
         },
         work_dir: text_or(v, "work_dir", "/var/tmp"),
         env_file: step.env_file.as_ref().map(|f| v.render(f)).transpose()?,
+        misskey_config: step
+            .misskey_config
+            .as_ref()
+            .map(|f| v.render(f))
+            .transpose()?,
+        files: v.render_argv(&step.files)?,
         domain_key: step.domain_key.clone(),
         version_file: step
             .version_file
             .as_ref()
             .map(|f| v.render(f))
             .transpose()?,
-        media: step
-            .media
-            .iter()
-            .map(|m| v.render(m))
-            .collect::<Result<_, _>>()?,
+        media: v.render_argv(&step.media)?,
         redis_service: v.text("redis_service").ok(),
         has_rsync: ctx.plan.kinds.contains(&StepKind::Rsync),
         has_redis: ctx.plan.kinds.contains(&StepKind::Redis),
@@ -315,6 +318,21 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
         ctx.vars.set("home", target_home.clone());
         s.work_dir = text_or(&ctx.vars, "work_dir", "/var/tmp");
     }
+    // Before the database checks: the file may name the database and role.
+    let misskey = match s.misskey_config.clone() {
+        Some(f) => {
+            read_misskey(
+                src,
+                dst,
+                &mut s,
+                &f,
+                (&ctx.plan.configured, &ctx.redactor, &mut ctx.vars),
+                &mut report,
+            )
+            .await?
+        }
+        None => None,
+    };
     check_postgres_versions(src, dst, &s, &mut report).await?;
     let (schemas, db_size, exts) = check_source_database(src, &s, &mut report).await?;
     let target_db_exists = check_target_database(dst, &s, &exts, &mut report).await?;
@@ -327,17 +345,26 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
         check_app_versions(src, dst, &s, vf, &mut report).await?;
     }
     check_units(src, dst, &s, &mut report).await?;
+    check_files(src, dst, &s, &mut report).await?;
 
     let env_flag = |k: &str| env.get(k).is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let redis_host = env
-        .get("REDIS_HOST")
-        .cloned()
-        .unwrap_or_else(|| "localhost".into());
-    let redis_local = matches!(redis_host.as_str(), "" | "localhost" | "127.0.0.1" | "::1");
-    let redis_port = env
-        .get("REDIS_PORT")
-        .cloned()
-        .unwrap_or_else(|| "6379".into());
+    let (redis_host, redis_port) = match &misskey {
+        Some(m) => (m.redis_host.clone(), m.redis_port.to_string()),
+        None => (
+            env.get("REDIS_HOST")
+                .cloned()
+                .unwrap_or_else(|| "localhost".into()),
+            env.get("REDIS_PORT")
+                .cloned()
+                .unwrap_or_else(|| "6379".into()),
+        ),
+    };
+    let redis_local = super::misskey::is_local(&redis_host);
+    let object_storage = match (&step.object_storage_env, &step.object_storage_sql) {
+        (Some(key), _) => env_flag(key).then(|| format!("{key}=true")),
+        (None, Some(sql)) => object_storage_in_db(src, &s, sql, &mut report).await?,
+        (None, None) => None,
+    };
     let mut facts = Facts {
         source_home,
         target_home,
@@ -366,7 +393,18 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
             check_pinned(&url, &dns, &mut report).await;
         }
     }
-    let media_bytes = check_media(src, dst, &s, &mut report).await?;
+    let media_bytes = match &object_storage {
+        Some(why) => {
+            report.note(
+                src.name(),
+                "media",
+                Pass,
+                format!("object storage is in use ({why}): media stays where it is; the media steps are left out"),
+            );
+            0
+        }
+        None => check_media(src, dst, &s, &mut report).await?,
+    };
     let asked = match text_or(&ctx.vars, "db_move", "auto").as_str() {
         "file" => DbMove::File,
         "stream" => DbMove::Stream,
@@ -451,7 +489,13 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     );
     vars.set("target_db_exists", target_db_exists);
     vars.set("es_enabled", env_flag("ES_ENABLED"));
-    vars.set("s3_enabled", env_flag("S3_ENABLED"));
+    vars.set("object_storage", object_storage.is_some());
+    vars.set(
+        "app_port",
+        misskey
+            .as_ref()
+            .map_or_else(String::new, |m| m.port.to_string()),
+    );
     vars.set("redis_local", redis_local && s.has_redis);
     vars.set("from_backup", kind.is_some());
     vars.set(
@@ -1265,6 +1309,265 @@ async fn read_env(
     Ok(env)
 }
 
+/// Misskey's default.yml: checked against the config and the hosts; the
+/// database and role come from it unless the config names them.
+async fn read_misskey(
+    src: &Host,
+    dst: &Host,
+    s: &mut Settings,
+    file: &str,
+    (configured, redactor, vars): (
+        &[String],
+        &crate::redact::Redactor,
+        &mut crate::plan::template::Vars,
+    ),
+    r: &mut Report<'_>,
+) -> Result<Option<super::misskey::MisskeyConfig>, StepFailure> {
+    use super::misskey::{MisskeyConfig, Search, is_local};
+    let out = src
+        .run_quiet(&RemoteCommand::new(
+            RunAs::User(s.user.clone()),
+            ["cat", "--", file],
+        ))
+        .await?;
+    if !out.success() {
+        r.note(
+            src.name(),
+            "config file",
+            Fail,
+            format!("cannot read '{file}' as '{}'", s.user),
+        );
+        return Ok(None);
+    }
+    let cfg = match MisskeyConfig::parse(&out.stdout) {
+        Ok(c) => c,
+        Err(e) => {
+            r.note(src.name(), "config file", Fail, format!("'{file}': {e}"));
+            return Ok(None);
+        }
+    };
+    for secret in &cfg.secrets {
+        redactor.add(secret);
+    }
+    r.note(
+        src.name(),
+        "config file",
+        Pass,
+        format!("'{file}' (passwords and keys never shown)"),
+    );
+    match cfg.url_host() {
+        Some(h) if h == s.domain => r.note(
+            src.name(),
+            "url",
+            Warn,
+            format!(
+                "url '{}' and id '{}' must never change: other servers know the instance by its url, and the id method is how every stored id was made; the file is copied byte for byte, do not edit them on the new host",
+                cfg.url, cfg.id
+            ),
+        ),
+        other => r.note(
+            src.name(),
+            "url",
+            Fail,
+            format!(
+                "url in '{file}' is '{}' ({}) but the config says '{}'; the url of an instance can never change",
+                cfg.url,
+                other.map_or_else(|| "no host in it".into(), |h| format!("host '{h}'")),
+                s.domain
+            ),
+        ),
+    }
+    if !is_local(&cfg.db_host) || cfg.db_port != 5432 {
+        r.note(
+            src.name(),
+            "database settings",
+            Fail,
+            format!(
+                "'{file}' has the database at '{}' port {}: hikkoshi moves a database that runs on the old host at PostgreSQL's default port 5432",
+                cfg.db_host, cfg.db_port
+            ),
+        );
+    }
+    for (key, have, setting) in [
+        ("db.db", &cfg.db_name, &mut s.database),
+        ("db.user", &cfg.db_user, &mut s.db_user),
+    ] {
+        let name = if key == "db.db" {
+            "database"
+        } else {
+            "db_user"
+        };
+        if have == setting {
+            continue;
+        }
+        if configured.iter().any(|c| c == name) {
+            r.note(
+                src.name(),
+                "database settings",
+                Fail,
+                format!("{key} in '{file}' is '{have}' but the config says {name} = '{setting}': the app on the new host would use '{have}'; make them agree"),
+            );
+        } else if !crate::config::is_pg_name(have) {
+            r.note(
+                src.name(),
+                "database settings",
+                Fail,
+                format!("{key} in '{file}' is '{}', which hikkoshi does not take as a PostgreSQL name; set {name} in [app]", have.escape_debug()),
+            );
+        } else {
+            setting.clone_from(have);
+            vars.set(name, have.as_str());
+        }
+    }
+    r.note(
+        src.name(),
+        "database settings",
+        Pass,
+        format!(
+            "database '{}', role '{}' (from '{file}' unless the config names them)",
+            s.database, s.db_user
+        ),
+    );
+    match &cfg.search {
+        Search::Sql => {}
+        Search::Meilisearch { host } => r.note(
+            src.name(),
+            "search",
+            Warn,
+            format!(
+                "full-text search uses Meilisearch at '{host}': its index is not in the database and is not moved; the new host must reach a Meilisearch, and the index must be rebuilt there after the move"
+            ),
+        ),
+        Search::Pgroonga => {
+            let admin = RunAs::User(s.db_admin.clone());
+            let have = query(
+                dst,
+                &admin,
+                "postgres",
+                "SELECT 1 FROM pg_available_extensions WHERE name = 'pgroonga'",
+                &[],
+            )
+            .await?;
+            if have.is_empty() {
+                r.note(
+                    dst.name(),
+                    "search",
+                    Fail,
+                    "full-text search uses PGroonga, but the extension 'pgroonga' is not installed in the target's PostgreSQL: install PGroonga for the same PostgreSQL version on the new host first (https://pgroonga.github.io/install/)",
+                );
+            } else {
+                r.note(dst.name(), "search", Pass, "PGroonga is installed on the target");
+            }
+        }
+    }
+    let exists = dst
+        .run_quiet(&RemoteCommand::new(
+            RunAs::User(s.user.clone()),
+            ["test", "-e", file],
+        ))
+        .await?
+        .success();
+    if exists {
+        r.note(
+            dst.name(),
+            "config file",
+            Warn,
+            format!("'{file}' exists on the target; it is replaced, the old one kept beside it with a .hikkoshi-<run id> suffix"),
+        );
+    }
+    Ok(Some(cfg))
+}
+
+/// Config and secret files the profile copies: readable on the source (their
+/// contents are never read here).
+async fn check_files(
+    src: &Host,
+    dst: &Host,
+    s: &Settings,
+    r: &mut Report<'_>,
+) -> Result<(), StepFailure> {
+    for f in &s.files {
+        let as_user = RunAs::User(s.user.clone());
+        let readable = src
+            .run_quiet(&RemoteCommand::new(
+                as_user.clone(),
+                ["test", "-f", f, "-a", "-r", f],
+            ))
+            .await?
+            .success();
+        if readable {
+            r.note(
+                src.name(),
+                "file",
+                Pass,
+                format!("'{f}' (contents never shown)"),
+            );
+        } else {
+            r.note(
+                src.name(),
+                "file",
+                Fail,
+                format!("'{f}' is missing or not a file readable by '{}'", s.user),
+            );
+        }
+        let exists = dst
+            .run_quiet(&RemoteCommand::new(as_user, ["test", "-e", f]))
+            .await?
+            .success();
+        if exists {
+            r.note(
+                dst.name(),
+                "file",
+                Warn,
+                format!("'{f}' exists on the target; it is replaced"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The profile's query on the source database answers whether media lives in
+/// object storage (Misskey: `meta."useObjectStorage"`).
+async fn object_storage_in_db(
+    src: &Host,
+    s: &Settings,
+    sql: &str,
+    r: &mut Report<'_>,
+) -> Result<Option<String>, StepFailure> {
+    match query(src, &RunAs::User(s.user.clone()), &s.database, sql, &[]).await {
+        Ok(rows) => Ok(
+            matches!(rows.first().map(String::as_str), Some("t" | "true"))
+                .then(|| "the database says so".to_string()),
+        ),
+        Err(e) => {
+            r.note(
+                src.name(),
+                "media",
+                Fail,
+                format!("cannot tell whether object storage is in use ('{sql}'): {e}"),
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// An app's version: `"version"` in a package.json (Misskey), Mastodon's
+/// version.rb, or the first line of a plain VERSION file.
+pub fn parse_version(file: &str, text: &str) -> Option<String> {
+    if file.ends_with(".json") {
+        let v: Json = serde_json::from_str(text).ok()?;
+        return v.get("version")?.as_str().map(str::to_string);
+    }
+    if file.ends_with(".rb") {
+        return parse_version_rb(text);
+    }
+    text.lines()
+        .next()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+}
+
 /// Mastodon's lib/mastodon/version.rb: `def major` / `4` / `end` and so on.
 pub fn parse_version_rb(text: &str) -> Option<String> {
     let part = |name: &str| -> Option<String> {
@@ -1301,7 +1604,7 @@ async fn check_app_versions(
             ))
             .await?;
         versions.push(if out.success() {
-            parse_version_rb(&out.stdout)
+            parse_version(file, &out.stdout)
         } else {
             None
         });

@@ -444,37 +444,75 @@ fn hex(bytes: &[u8]) -> String {
 pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     let v = &ctx.vars;
     let user = RunAs::from_profile(&v.render(step.user.as_deref().unwrap_or("root"))?);
-    let spec = CopySpec {
-        from: v.render(step.from.as_deref().unwrap_or_default())?,
-        to: v.render(step.to.as_deref().unwrap_or_default())?,
-        read_as: user.clone(),
-        write_as: user,
-        mode: step.mode.clone().unwrap_or_else(|| "0600".into()),
-        owner: step.owner.as_ref().map(|o| v.render(o)).transpose()?,
-        backup_suffix: step
-            .backup
-            .then(|| format!("hikkoshi-{}", v.text("run_id").unwrap_or_default())),
+    let pairs: Vec<(String, String)> = if step.files.is_empty() {
+        vec![(
+            v.render(step.from.as_deref().unwrap_or_default())?,
+            v.render(step.to.as_deref().unwrap_or_default())?,
+        )]
+    } else {
+        v.render_argv(&step.files)?
+            .into_iter()
+            .map(|f| (f.clone(), f))
+            .collect()
     };
+    let specs = pairs
+        .into_iter()
+        .map(|(from, to)| {
+            Ok(CopySpec {
+                from,
+                to,
+                read_as: user.clone(),
+                write_as: user.clone(),
+                mode: step.mode.clone().unwrap_or_else(|| "0600".into()),
+                owner: step.owner.as_ref().map(|o| v.render(o)).transpose()?,
+                backup_suffix: step
+                    .backup
+                    .then(|| format!("hikkoshi-{}", v.text("run_id").unwrap_or_default())),
+            })
+        })
+        .collect::<Result<Vec<_>, crate::plan::template::TemplateError>>()?;
     ctx.connect().await?;
     let hosts = ctx.connected()?;
-    copy_file(&hosts.source, &hosts.target, &spec, io).await?;
+    for spec in &specs {
+        if specs.len() > 1 {
+            io.output(
+                crate::engine::events::Stream::Stdout,
+                format!("copying '{}'", spec.from),
+            );
+        }
+        copy_file(&hosts.source, &hosts.target, spec, io).await?;
+    }
     Ok(Done::Completed)
 }
 
 pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars, user: &str) -> Vec<String> {
-    let from = vars.render_lenient(step.from.as_deref().unwrap_or_default());
-    let to = vars.render_lenient(step.to.as_deref().unwrap_or_default());
-    let mut lines = vec![format!(
-        "{} as {user}: cat -- {from}  | through this machine |  {} as {user}: write {to} (mode {}{})",
-        plan.source,
-        plan.target,
-        step.mode.as_deref().unwrap_or("0600"),
-        if step.backup {
-            ", an existing file kept as a backup"
-        } else {
-            ""
-        }
-    )];
+    let pairs: Vec<(String, String)> = if step.files.is_empty() {
+        vec![(
+            vars.render_lenient(step.from.as_deref().unwrap_or_default()),
+            vars.render_lenient(step.to.as_deref().unwrap_or_default()),
+        )]
+    } else {
+        vars.render_argv_lenient(&step.files)
+            .into_iter()
+            .map(|f| (f.clone(), f))
+            .collect()
+    };
+    let mut lines: Vec<String> = pairs
+        .iter()
+        .map(|(from, to)| {
+            format!(
+                "{} as {user}: cat -- {from}  | through this machine |  {} as {user}: write {to} (mode {}{})",
+                plan.source,
+                plan.target,
+                step.mode.as_deref().unwrap_or("0600"),
+                if step.backup {
+                    ", an existing file kept as a backup"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect();
     lines.push("sha256 compared on the source, in flight and on the target".into());
     lines
 }
