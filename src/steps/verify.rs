@@ -280,6 +280,16 @@ pub async fn run(_step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult 
         &owners,
         format!("everything owned by '{role}'"),
     );
+    let data_differs = !(row_diffs.is_empty() && seq_diffs.is_empty() && view_diffs.is_empty());
+    // Wrong ownership is the restore-as-postgres trap: the data is all there,
+    // and the app answers every request with 'permission denied'.
+    let ownership_headline = (!data_differs && !owners.is_empty()).then(|| {
+        format!(
+            "{} object(s) in the restored database are not owned by '{role}' (first: {}): the app, which connects as '{role}', would fail with 'permission denied'. Restore as the app's role (pg_restore --no-owner --role={role}), or give everything to it (REASSIGN OWNED BY <that role> TO {role}, as that role), then run again",
+            owners.len(),
+            owners[0]
+        )
+    });
     failures.extend(row_diffs);
     failures.extend(seq_diffs);
     failures.extend(view_diffs);
@@ -294,10 +304,12 @@ pub async fn run(_step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult 
             stderr_tail: failures.iter().take(30).cloned().collect(),
             ..StepFailure::on(
                 dst,
-                format!(
-                    "the restored database differs from the source: {}",
-                    failures[0]
-                ),
+                ownership_headline.unwrap_or_else(|| {
+                    format!(
+                        "the restored database differs from the source: {}",
+                        failures[0]
+                    )
+                }),
             )
         })
     }
