@@ -14,8 +14,6 @@ use toml::Spanned;
 pub enum ConfigError {
     #[error("{file}: cannot read the config: {cause}")]
     Read { file: String, cause: std::io::Error },
-    #[error("{file}: {message}")]
-    Incomplete { file: String, message: String },
     #[error("{file}:{line}:{column}: {message}")]
     Invalid {
         file: String,
@@ -45,6 +43,8 @@ pub struct Config {
     /// `[vars]`: values for the profile's own settings, checked against the
     /// profile when the plan is built.
     pub vars: Vec<ConfigVar>,
+    /// Where `[app]` starts, for a setting the profile needs there.
+    pub app_at: (usize, usize),
 }
 
 /// One `[vars]` entry, with where it was written for error messages.
@@ -59,10 +59,18 @@ pub struct ConfigVar {
 impl Config {
     /// An error about a `[vars]` entry, pointing at its line.
     pub fn var_error(&self, var: &ConfigVar, message: impl Into<String>) -> ConfigError {
+        self.error_at((var.line, var.column), message)
+    }
+
+    pub fn error_at(
+        &self,
+        (line, column): (usize, usize),
+        message: impl Into<String>,
+    ) -> ConfigError {
         ConfigError::Invalid {
             file: self.path.display().to_string(),
-            line: var.line,
-            column: var.column,
+            line,
+            column,
             message: message.into(),
         }
     }
@@ -386,8 +394,13 @@ impl Config {
             });
         }
 
+        let app_line = text
+            .lines()
+            .position(|l| l.trim_start().starts_with("[app]"))
+            .map_or(1, |n| n + 1);
         Ok(Config {
             path: path.to_path_buf(),
+            app_at: (app_line, 1),
             vars,
             profile,
             source,
@@ -535,6 +548,7 @@ impl Config {
             dns: None,
             moving: MoveConfig::default(),
             vars: Vec::new(),
+            app_at: (1, 1),
         })
     }
 }

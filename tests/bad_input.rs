@@ -411,6 +411,34 @@ fn assert_names_line_and_value(stderr: &str, quoted: &str) {
     with("\"mastodon\"", "\"profiles/mine.toml\""),
     "'profiles/mine.toml'"
 )]
+// [vars]: only the profile's own settings, in their shape.
+#[case::var_the_profile_does_not_have(
+    format!("{BASE}\n[vars]\nsync_dirs = [\"/srv\"]\n"),
+    "'sync_dirs'"
+)]
+#[case::var_of_the_wrong_shape(
+    format!("{BASE}\n[vars]\nmedia_dir = [\"/a\", \"/b\"]\n"),
+    "'media_dir'"
+)]
+#[case::var_provided_by_the_engine(
+    format!("{BASE}\n[vars]\nrun_id = \"$(touch MARKER)\"\n"),
+    "'run_id'"
+)]
+#[case::var_with_a_newline(
+    format!("{BASE}\n[vars]\nhealth_url = \"http://127.0.0.1:3000/\\n$(touch MARKER)\"\n"),
+    "'http://127.0.0.1:3000/\\n$(touch MARKER)'"
+)]
+#[case::generic_without_its_app_settings(
+    with("\"mastodon\"", "\"generic\""),
+    "'user', 'dir', 'database', 'db_user', 'services'"
+)]
+#[case::generic_sync_dir_not_absolute(
+    format!(
+        "{}user = \"app\"\ndir = \"/srv/app\"\ndatabase = \"app\"\ndb_user = \"app\"\nservices = [\"app\"]\n\n[vars]\nsync_dirs = [\"-rf $(touch MARKER)\"]\n",
+        with("\"mastodon\"", "\"generic\"")
+    ),
+    "'-rf $(touch MARKER)'"
+)]
 fn a_bad_config_is_refused_and_touches_nothing(
     #[context] ctx: Context,
     #[case] config: String,
@@ -513,6 +541,14 @@ fn a_bad_argument_is_refused_and_touches_nothing(
 )]
 #[case::app_dir_with_shell_syntax(
     app(r#"dir = "/srv/my app/$(touch MARKER)/`touch MARKER`;x/../live""#),
+    &[],
+    &["old", "new"]
+)]
+#[case::generic_post_commands_and_files_with_shell_syntax(
+    format!(
+        "{}user = \"app\"\ndir = \"/srv/app\"\ndatabase = \"app\"\ndb_user = \"app\"\nservices = [\"app\"]\n\n[vars]\nfiles = [\"/srv/app/it's; $(touch MARKER).json\"]\npost_commands = [[\"bin/app\", \"--name=$(touch MARKER)\", \"`touch MARKER`\"]]\n",
+        with("\"mastodon\"", "\"generic\"")
+    ),
     &[],
     &["old", "new"]
 )]

@@ -38,9 +38,9 @@ fn check_required(profile: &Profile, config: &Config) -> Result<(), crate::confi
     if missing.is_empty() {
         return Ok(());
     }
-    Err(crate::config::ConfigError::Incomplete {
-        file: config.path.display().to_string(),
-        message: format!(
+    Err(config.error_at(
+        config.app_at,
+        format!(
             "profile '{}' has no default for {}: set {} in [app]",
             profile.name,
             missing
@@ -50,7 +50,7 @@ fn check_required(profile: &Profile, config: &Config) -> Result<(), crate::confi
                 .join(", "),
             if missing.len() == 1 { "it" } else { "them" }
         ),
-    })
+    ))
 }
 
 /// The config's `[vars]` must name settings the profile has, with the same
@@ -638,7 +638,7 @@ mod tests {
         let e = build(text).unwrap_err().to_string();
         assert_eq!(
             e,
-            "/lab/migration.toml: profile 'generic' has no default for 'dir', 'database', 'db_user', 'services': set them in [app]"
+            "/lab/migration.toml:6:1: profile 'generic' has no default for 'dir', 'database', 'db_user', 'services': set them in [app]"
         );
     }
 

@@ -497,9 +497,11 @@ pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars, user: &str) -> Vec<St
             .map(|f| (f.clone(), f))
             .collect()
     };
+    let q = crate::plan::shell_quote;
     let mut lines: Vec<String> = pairs
         .iter()
         .map(|(from, to)| {
+            let (from, to) = (q(from), q(to));
             format!(
                 "{} as {user}: cat -- {from}  | through this machine |  {} as {user}: write {to} (mode {}{})",
                 plan.source,
