@@ -49,6 +49,17 @@ sys.exit(0 if any(ipaddress.ip_network(n, strict=False).overlaps(want) for n in 
 LAB_DOMAIN=social.example.net
 LAB_APP=/home/mastodon/live
 LAB_DB=mastodon_production
+# The two other instances on the same hosts (see README.md): Misskey, and Pleasanter as the
+# "generic" PostgreSQL app. The database name has a dot: quote it in SQL.
+LAB_MISSKEY_APP=/home/misskey/misskey
+LAB_MISSKEY_DB=misskey_db
+LAB_MISSKEY_DOMAIN=misskey.example.net
+LAB_GENERIC_APP=/web/pleasanter
+LAB_GENERIC_DB=Implem.Pleasanter
+# Unix users up creates (if missing) with home /home/<user>; down removes the ones it created.
+LAB_USERS=(mastodon misskey pleasanter)
+# Secrets of the Misskey and Pleasanter configs, made once by up (make_secrets in provision.sh).
+LAB_SECRETS=$LAB_STATE/secrets
 LAB_PGBIN=/usr/lib/postgresql/15/bin
 LAB_PGDATA=/var/lib/postgresql/15/main
 # What a root login on a Debian host gets as PATH; used for every command we run inside a host.
@@ -59,6 +70,9 @@ LAB_HOST_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 LAB_BINDS=(
   # name               target                   owner              mode
   "home-mastodon       /home/mastodon           mastodon:mastodon  0755"
+  "home-misskey        /home/misskey            misskey:misskey    0755"
+  "home-pleasanter     /home/pleasanter         pleasanter:pleasanter 0755"
+  "web                 /web                     root:root          0755"
   "root-home           /root                    root:root          0700"
   "run-postgresql      /run/postgresql          postgres:postgres  2775"
   "var-lib-postgresql  /var/lib/postgresql      postgres:postgres  0755"
@@ -130,6 +144,8 @@ lab_exec() {
 lab_systemctl() { local h=$1; shift; lab_exec "$h" env HIKKOSHI_LAB_INTERNAL=1 systemctl "$@"; }
 lab_psql_postgres() { local h=$1; shift; lab_exec "$h" runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 lab_psql_mastodon() { local h=$1; shift; lab_exec "$h" runuser -u mastodon -- psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+# lab_psql_as HOST USER ARGS...: psql as a unix user (peer authentication: the role of that name).
+lab_psql_as() { local h=$1 u=$2; shift 2; lab_exec "$h" runuser -u "$u" -- psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 
 # Serialize up/down/reset: they all rewrite the same state. (fd 9 holds the lock; commands run
 # inside the hosts get it closed, so a daemon started there cannot keep the lock alive.)

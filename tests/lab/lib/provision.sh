@@ -3,9 +3,11 @@
 # Functions work on $LAB_DIR/hosts/<host>/..., the machine-side view of the bind mounts.
 
 # nginx is set up on the new host before the move, as the guide has the admin do.
-UNITS_ENABLED_OLD=(postgresql redis-server nginx mastodon-web mastodon-sidekiq mastodon-streaming)
+UNITS_ENABLED_OLD=(postgresql redis-server nginx mastodon-web mastodon-sidekiq mastodon-streaming misskey pleasanter)
 UNITS_ENABLED_NEW=(postgresql redis-server nginx)
 MASTODON_UNITS=(mastodon-web mastodon-sidekiq mastodon-streaming)
+# The other two instances' services (enabled and running on old only).
+APP_UNITS=(misskey pleasanter)
 
 # install SRC DST OWNER MODE: copy only when the content differs (keeps mtimes stable).
 install_file() {
@@ -108,7 +110,8 @@ install_host_files() {
   install_file "$LAB_SRC/lib/standin.py" "$hd/usr-local-bin/hikkoshi-standin" root:root 0755
   ln -sfn hikkoshi-standin "$hd/usr-local-bin/systemctl"
   ln -sfn hikkoshi-standin "$hd/usr-local-bin/bundle"
-  prune_dir "$hd/usr-local-bin" hikkoshi-standin systemctl bundle
+  ln -sfn hikkoshi-standin "$hd/usr-local-bin/dotnet"
+  prune_dir "$hd/usr-local-bin" hikkoshi-standin systemctl bundle dotnet
 
   for f in "$LAB_SRC"/lib/units/*.service; do
     install_file "$f" "$hd/state/units/${f##*/}" root:root 0644
@@ -121,9 +124,12 @@ install_host_files() {
 
   for f in .bashrc .profile .bash_logout; do
     [[ -e $hd/root-home/$f ]] || install -m 0644 "/etc/skel/$f" "$hd/root-home/$f"
-    [[ -e $hd/home-mastodon/$f ]] || install -o mastodon -g mastodon -m 0644 "/etc/skel/$f" "$hd/home-mastodon/$f"
+    for u in "${LAB_USERS[@]}"; do
+      [[ -e $hd/home-$u/$f ]] || install -o "$u" -g "$u" -m 0644 "/etc/skel/$f" "$hd/home-$u/$f"
+    done
   done
   sync_app "$h"
+  sync_apps "$h"
 }
 
 # A certificate for the domain signed by the lab's own CA (operator/ca.pem), made once.
@@ -215,6 +221,74 @@ sync_app() {
   prune_dir "$live/config" database.yml puma.rb
   prune_dir "$live/lib" mastodon
   prune_dir "$live/lib/mastodon" version.rb
+}
+
+# The secrets of the Misskey and Pleasanter configs, made once (32 letters and digits each) and kept
+# in $LAB_SECRETS/<name>, so configs and role passwords stay the same across up and reset.
+LAB_SECRET_NAMES=(misskey-db-pass pleasanter-sa-pass pleasanter-owner-pass pleasanter-user-pass)
+make_secrets() {
+  local n
+  for n in "${LAB_SECRET_NAMES[@]}"; do [[ -s $LAB_SECRETS/$n ]] || break; done
+  [[ -s $LAB_SECRETS/$n ]] && return 0
+  install -d -m 0700 "$LAB_SECRETS"
+  python3 - "$LAB_SECRETS" "${LAB_SECRET_NAMES[@]}" <<'EOF'
+import os, secrets, string, sys
+alnum = string.ascii_letters + string.digits
+for name in sys.argv[2:]:
+    path = os.path.join(sys.argv[1], name)
+    if os.path.exists(path) and os.path.getsize(path):
+        continue
+    value = secrets.choice(string.ascii_letters) + "".join(secrets.choice(alnum) for _ in range(31))
+    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    os.replace(path + ".tmp", path)
+EOF
+}
+
+# The Misskey and Pleasanter apps of a host, in one synctree.py call:
+# Misskey in /home/misskey/misskey (lib/misskey/app); on old also .config/default.yml (from
+# lib/misskey/default.yml.in with the database password) and files/ (the drive, written by up once;
+# kept as it is).
+# Pleasanter in /web/pleasanter (lib/pleasanter/app) with Implem.Pleasanter/App_Data/Parameters/
+# Rds.json: the instance's own on old (from lib/pleasanter/Rds.json.in with its passwords), the
+# installation's default on new (lib/pleasanter/Rds.default.json); on old also BinaryStorage/
+# (attachments, written by up once; kept as it is).
+sync_apps() {
+  local h=$1 hd rds=Implem.Pleasanter/App_Data/Parameters/Rds.json
+  hd=$(host_dir "$h")
+  if [[ $h == old ]]; then
+    python3 -S "$LAB_SRC/lib/synctree.py" \
+      "$LAB_SRC/lib/misskey/app" "$hd/home-misskey/misskey" misskey --keep files \
+      --put .config/default.yml 0640 "$LAB_SRC/lib/misskey/default.yml.in" \
+      --sub DB_PASS "$LAB_SECRETS/misskey-db-pass" \
+      --next "$LAB_SRC/lib/pleasanter/app" "$hd/web/pleasanter" pleasanter --keep BinaryStorage \
+      --put "$rds" 0600 "$LAB_SRC/lib/pleasanter/Rds.json.in" --sub SA_PASS "$LAB_SECRETS/pleasanter-sa-pass" \
+      --sub OWNER_PASS "$LAB_SECRETS/pleasanter-owner-pass" --sub USER_PASS "$LAB_SECRETS/pleasanter-user-pass"
+  else
+    python3 -S "$LAB_SRC/lib/synctree.py" \
+      "$LAB_SRC/lib/misskey/app" "$hd/home-misskey/misskey" misskey \
+      --next "$LAB_SRC/lib/pleasanter/app" "$hd/web/pleasanter" pleasanter \
+      --put "$rds" 0600 "$LAB_SRC/lib/pleasanter/Rds.default.json"
+  fi
+}
+
+# SQL for the app roles of a host, as up makes them (with psql variables mk and pl: the passwords
+# of the configs; peer authentication ignores them). Kept by reset on new; a migration restores
+# into them.
+APP_ROLES_SQL="
+SELECT format('CREATE ROLE %I', r) FROM unnest(ARRAY['misskey', 'pleasanter', 'pleasanter_user']) r
+WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = r) \gexec
+ALTER ROLE misskey LOGIN CREATEDB NOSUPERUSER NOCREATEROLE PASSWORD :'mk';
+ALTER ROLE pleasanter LOGIN CREATEDB NOSUPERUSER NOCREATEROLE PASSWORD :'pl';
+ALTER ROLE pleasanter_user NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD NULL;
+"
+# app_role_vars: the psql -v arguments APP_ROLES_SQL needs (no fork: read, not cat).
+app_role_vars() {
+  local mk pl
+  read -r mk <"$LAB_SECRETS/misskey-db-pass"
+  read -r pl <"$LAB_SECRETS/pleasanter-owner-pass"
+  APP_ROLE_VARS=(-v "mk=$mk" -v "pl=$pl")
 }
 
 # Fresh secrets in the shape of `rake mastodon:setup` output.

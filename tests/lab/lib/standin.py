@@ -1,18 +1,22 @@
 #!/usr/bin/python3
-"""Recording stand-ins for the parts of a Mastodon host the lab does not run for real.
+"""Recording stand-ins for the parts of the lab's app hosts the lab does not run for real.
 
-Installed in each lab host as /usr/local/bin/hikkoshi-standin, with /usr/local/bin/systemctl and
-/usr/local/bin/bundle symlinked to it; /home/mastodon/live/bin/tootctl execs it as
-`hikkoshi-standin tootctl ARGS`. The tool is chosen by the name it is called as.
+Installed in each lab host as /usr/local/bin/hikkoshi-standin, with /usr/local/bin/systemctl,
+/usr/local/bin/bundle and /usr/local/bin/dotnet symlinked to it; /home/mastodon/live/bin/tootctl
+execs it as `hikkoshi-standin tootctl ARGS`. The tool is chosen by the name it is called as.
 
 Tools (each call appends one JSON line to /var/lib/hikkoshi-host/calls.jsonl):
   systemctl   emulates systemd for the units in /var/lib/hikkoshi-host/units (real processes)
   bundle      `bundle exec rails assets:precompile` writes public/packs/manifest.json
   tootctl     version / feeds build / search deploy, checking what the real one needs to boot
-Services (run by the systemctl stand-in, not recorded):
+  dotnet      `dotnet Implem.CodeDefiner.dll _rds` checks Pleasanter's Rds.json and database
+Services (run by the systemctl stand-in, not recorded, except misskey's start):
   web         HTTP on 127.0.0.1:3000; GET /health is 200 OK only if the instance is usable
   sidekiq     an idle worker
   streaming   HTTP on 127.0.0.1:4000 with /api/v1/streaming/health
+  misskey     reads .config/default.yml, records its migrations run (tool misskey, event migrate;
+              it only reads the migrations table), HTTP on the configured port: GET /healthz
+  pleasanter  reads App_Data/Parameters/Rds.json, HTTP on 127.0.0.1:5000: GET /
 """
 import fcntl
 import fnmatch
@@ -63,7 +67,7 @@ def current_user():
         return str(os.getuid())
 
 
-def record(tool, args, exit_code, ts, cwd):
+def record(tool, args, exit_code, ts, cwd, extra=None):
     if os.environ.get("HIKKOSHI_LAB_INTERNAL") == "1":
         return
     entry = {
@@ -76,6 +80,7 @@ def record(tool, args, exit_code, ts, cwd):
         "env": {k: os.environ[k] for k in RECORDED_ENV if k in os.environ},
         "exit": exit_code,
     }
+    entry.update(extra or {})
     # ensure_ascii keeps undecodable argv bytes (surrogate escapes) representable.
     line = (json.dumps(entry) + "\n").encode()
     try:
@@ -182,9 +187,11 @@ def psql(env, sql):
 
 
 def redis_ping(env):
-    host = env.get("REDIS_HOST", "localhost") or "localhost"
-    port = int(env.get("REDIS_PORT", "6379") or "6379")
-    password = env.get("REDIS_PASSWORD", "")
+    redis_ping_at(env.get("REDIS_HOST", "localhost") or "localhost", int(env.get("REDIS_PORT", "6379") or "6379"),
+                  env.get("REDIS_PASSWORD", ""))
+
+
+def redis_ping_at(host, port, password=""):
     try:
         with socket.create_connection(("127.0.0.1" if host == "localhost" else host, port), timeout=3) as s:
             f = s.makefile("rwb")
@@ -353,6 +360,9 @@ class Unit:
             for assignment in shlex.split(item):
                 k, _, v = assignment.partition("=")
                 env[k] = v
+        # A service the lab itself starts does not record its own calls either (misskey's start).
+        if os.environ.get("HIKKOSHI_LAB_INTERNAL") == "1":
+            env["HIKKOSHI_LAB_INTERNAL"] = "1"
         return env
 
     # -- state -----------------------------------------------------------------------------
@@ -934,9 +944,9 @@ class QuietServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
 
-def serve(handler, default_port):
-    bind = os.environ.get("BIND", "127.0.0.1")
-    port = int(os.environ.get("PORT", default_port))
+def serve(handler, default_port, port=None, bind=None):
+    bind = bind or os.environ.get("BIND", "127.0.0.1")
+    port = port or int(os.environ.get("PORT", default_port))
     server = QuietServer((bind, port), handler)
 
     def on_term(*_):
@@ -1023,9 +1033,303 @@ def sidekiq_main(_args):
 
 
 # ---------------------------------------------------------------------------------------------
+# Misskey and Pleasanter: database checks shared by their services and the dotnet tool
 
-TOOLS = {"systemctl": systemctl_main, "bundle": bundle_main, "tootctl": tootctl_main}
-SERVICES = {"web": web_main, "sidekiq": sidekiq_main, "streaming": streaming_main}
+def pg_socket(host):
+    """The lab's PostgreSQL listens on its Unix socket only: localhost means the socket."""
+    if not host or host in ("localhost", "127.0.0.1", "::1"):
+        return "/var/run/postgresql"
+    return host
+
+
+def app_psql(db, user, sql, host="localhost", port="5432", password="", runas=None):
+    """Run SQL (a script, fed on stdin) as database role USER; returns stdout, raises Fail with psql's error."""
+    penv = dict(os.environ, PGCONNECT_TIMEOUT="5")
+    if password:
+        penv["PGPASSWORD"] = password
+    cmd = ["psql", "-X", "-w", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", pg_socket(host), "-p", str(port),
+           "-U", user, "-d", db, "-f", "-"]
+    if runas:
+        cmd = ["runuser", "-u", runas, "--"] + cmd
+    try:
+        r = subprocess.run(cmd, input=sql, capture_output=True, text=True, timeout=20, env=penv, cwd="/")
+    except subprocess.TimeoutExpired:
+        raise Fail(f"database {db}: query timed out")
+    if r.returncode != 0:
+        msg = [line for line in r.stderr.strip().splitlines() if line.strip()]
+        raise Fail(f"database {db} as {user}: {msg[-1] if msg else 'psql failed'}")
+    return r.stdout
+
+
+# Every table of schema public must be readable: a database restored as postgres with --no-owner
+# and without grants fails here with "permission denied for table ...".
+ALL_TABLES_SQL = """SELECT count(*) FROM pg_tables WHERE schemaname = 'public';
+SELECT format('SELECT 1 FROM %I.%I LIMIT 1', schemaname, tablename) FROM pg_tables
+WHERE schemaname = 'public' ORDER BY tablename \\gexec
+"""
+
+
+def check_all_tables(db, user, **kw):
+    out = app_psql(db, user, ALL_TABLES_SQL, **kw)
+    n = int(out.split()[0])
+    if n == 0:
+        raise Fail(f"database {db}: no tables in schema public")
+    return n
+
+
+class AppHandler(WebHandler):
+    """GET on the paths in `routes` runs the check; 200 if it passes, 503 with the reason if not."""
+    routes = {}
+
+    def check(self):
+        raise NotImplementedError
+
+    def do_GET(self):
+        path = self.path.split("?", 1)[0]
+        if path not in self.routes:
+            self.reply(404, "Not Found\n")
+            return
+        try:
+            self.check()
+        except Fail as e:
+            self.reply(503, f"{e}\n")
+            return
+        except Exception as e:  # a stand-in bug must not look like a healthy instance
+            self.reply(503, f"internal error: {e!r}\n")
+            return
+        body, ctype = self.routes[path]
+        self.reply(200, body, ctype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Misskey (service `misskey`, in /home/misskey/misskey)
+
+def yaml_scalar(text):
+    """A plain, 'single' or "double" quoted YAML scalar, with a trailing comment removed."""
+    text = text.strip()
+    if text[:1] == "'":
+        end = 1
+        while True:
+            end = text.find("'", end)
+            if end < 0:
+                raise ValueError(f"unterminated quote in {text!r}")
+            if text[end + 1:end + 2] == "'":
+                end += 2
+                continue
+            return text[1:end].replace("''", "'")
+    if text[:1] == '"':
+        m = re.match(r'"((?:[^"\\]|\\.)*)"', text)
+        if not m:
+            raise ValueError(f"unterminated quote in {text!r}")
+        return re.sub(r'\\(.)', lambda x: {"n": "\n", "t": "\t"}.get(x.group(1), x.group(1)), m.group(1))
+    return re.split(r"\s#", text, 1)[0].strip()
+
+
+def parse_misskey_yaml(text):
+    """Misskey's default.yml as far as the stand-in needs it: top-level `key: value` lines and one
+    level of `key: value` under a `key:` line. List items, flow collections and deeper levels are
+    skipped (a tiny reader for a flat file, not YAML)."""
+    top, block = {}, None
+    for raw in text.splitlines():
+        if not raw.strip() or raw.lstrip().startswith("#"):
+            continue
+        indent = len(raw) - len(raw.lstrip(" "))
+        line = raw.strip()
+        if line.startswith("-"):
+            continue
+        m = re.match(r"([A-Za-z0-9_]+):(?:\s+(.*))?$", line)
+        if not m:
+            continue
+        key, value = m.group(1), yaml_scalar(m.group(2) or "")
+        if indent == 0:
+            if value == "":
+                block = top[key] = {}
+            else:
+                top[key], block = value, None
+        elif block is not None:
+            block.setdefault(key, value)
+    return top
+
+
+def misskey_config(app):
+    path = os.path.join(app, ".config", "default.yml")
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise Fail(f"Error: ENOENT: no such file or directory, open '{path}'")
+    except PermissionError:
+        raise Fail(f"Error: EACCES: permission denied, open '{path}'")
+    try:
+        cfg = parse_misskey_yaml(text)
+    except ValueError as e:
+        raise Fail(f"{path}: {e}")
+    db = cfg.get("db") if isinstance(cfg.get("db"), dict) else {}
+    for key in ("url", "port"):
+        if not isinstance(cfg.get(key), str) or not cfg[key]:
+            raise Fail(f"{path}: {key} is not set")
+    for key in ("host", "db", "user"):
+        if not db.get(key):
+            raise Fail(f"{path}: db.{key} is not set")
+    if not cfg["port"].isdigit():
+        raise Fail(f"{path}: port is not a number: {cfg['port']!r}")
+    return cfg
+
+
+def misskey_db_args(cfg):
+    db = cfg["db"]
+    return db["db"], db["user"], {"host": db["host"], "port": db.get("port") or "5432", "password": db.get("pass", "")}
+
+
+class MisskeyHandler(AppHandler):
+    server_version = "hikkoshi-lab-misskey"
+    routes = {"/healthz": ("OK", "text/plain; charset=utf-8")}
+    config = None
+
+    def check(self):
+        cfg = self.config
+        db, user, kw = misskey_db_args(cfg)
+        check_all_tables(db, user, **kw)
+        redis = cfg.get("redis") if isinstance(cfg.get("redis"), dict) else {}
+        redis_ping_at(redis.get("host") or "localhost", int(redis.get("port") or 6379), redis.get("pass", ""))
+
+
+def misskey_main(_args):
+    """`pnpm start`: check the config, run the migrations (here: read the migrations table, write
+    nothing), serve. Without a readable config it exits 1 as the real one does; a database it cannot
+    read is logged and recorded, and the server still starts so /healthz can tell why."""
+    ts, app = time.time(), os.getcwd()
+    try:
+        cfg = misskey_config(app)
+    except Fail as e:
+        err(str(e))
+        record("misskey", [], 1, ts, app, {"event": "migrate", "error": str(e)})
+        sys.exit(1)
+    db, user, kw = misskey_db_args(cfg)
+    try:
+        out = app_psql(db, user, 'SELECT count(*), coalesce((SELECT name FROM migrations '
+                                 'ORDER BY "timestamp" DESC, id DESC LIMIT 1), \'\') FROM migrations;', **kw)
+        count, last = out.strip().split("|", 1)
+        print(f"migrations: {count} applied (last {last}), nothing to do", flush=True)
+        record("misskey", [], 0, ts, app, {"event": "migrate", "migrations": int(count)})
+    except Fail as e:
+        err(f"migrations: {e}")
+        record("misskey", [], 1, ts, app, {"event": "migrate", "error": str(e)})
+    print(f"Misskey {misskey_version(app)} for {cfg['url']}", flush=True)
+    MisskeyHandler.config = cfg
+    serve(MisskeyHandler, "3001", port=int(cfg["port"]), bind="127.0.0.1")
+
+
+def misskey_version(app):
+    try:
+        with open(os.path.join(app, "package.json")) as f:
+            return json.load(f).get("version", "?")
+    except (OSError, ValueError):
+        return "?"
+
+
+# ---------------------------------------------------------------------------------------------
+# Pleasanter (service `pleasanter` in /web/pleasanter/Implem.Pleasanter; tool `dotnet`)
+
+PLEASANTER_DB = "Implem.Pleasanter"
+RDS_JSON = os.path.join("App_Data", "Parameters", "Rds.json")
+
+
+def connection_string(text):
+    """`Server=x;Port=5432;Database=y;UID=z;PWD=w` -> {"server": "x", ...} (keys lowercased)."""
+    out = {}
+    for part in (text or "").split(";"):
+        k, sep, v = part.partition("=")
+        if sep:
+            out[k.strip().lower()] = v.strip()
+    return out
+
+
+def read_rds(path):
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise Fail(f"{path} is missing")
+    except PermissionError:
+        raise Fail(f"{path} is not readable by {current_user()}: Permission denied")
+    try:
+        rds = json.loads(text)
+    except ValueError as e:
+        raise Fail(f"{path}: invalid JSON: {e}")
+    if not isinstance(rds, dict):
+        raise Fail(f"{path}: not a JSON object")
+    return rds
+
+
+def rds_database(rds, path, names=("OwnerConnectionString", "UserConnectionString")):
+    """The database the connection strings name; it must be Implem.Pleasanter in each of them."""
+    if rds.get("Dbms") != "PostgreSQL":
+        raise Fail(f"{path}: Dbms is {rds.get('Dbms')!r}, not PostgreSQL")
+    for name in names:
+        db = connection_string(rds.get(name)).get("database")
+        if db != PLEASANTER_DB:
+            raise Fail(f"{path}: {name} names Database={db}, expected {PLEASANTER_DB}")
+    return PLEASANTER_DB
+
+
+class PleasanterHandler(AppHandler):
+    server_version = "Kestrel"
+    routes = {"/": ("<!DOCTYPE html><title>Pleasanter</title><p>hikkoshi lab stand-in</p>\n",
+                    "text/html; charset=utf-8")}
+    rds_path = None
+
+    def check(self):
+        rds = read_rds(self.rds_path)
+        db = rds_database(rds, self.rds_path)
+        check_all_tables(db, "pleasanter")
+
+
+def pleasanter_main(_args):
+    """`dotnet Implem.Pleasanter.dll`: needs a readable Rds.json to start; GET / checks the rest per request."""
+    path = os.path.join(os.getcwd(), RDS_JSON)
+    try:
+        with open(path):
+            pass
+    except OSError as e:
+        err(f"Unhandled exception. System.IO.FileNotFoundException: Could not read {path}: {e.strerror}")
+        sys.exit(1)
+    url = os.environ.get("ASPNETCORE_URLS", "http://127.0.0.1:5000").split(";")[0]
+    m = re.match(r"https?://([^:/]+|\[[^\]]+\]):(\d+)", url)
+    bind, port = (m.group(1).strip("[]"), int(m.group(2))) if m else ("127.0.0.1", 5000)
+    if bind == "localhost":
+        bind = "127.0.0.1"
+    PleasanterHandler.rds_path = path
+    print(f"Now listening on: http://{bind}:{port}", flush=True)
+    serve(PleasanterHandler, "5000", port=port, bind=bind)
+
+
+def dotnet_main(args):
+    """Only `dotnet Implem.CodeDefiner.dll _rds` (run in Implem.CodeDefiner/) is emulated: it checks
+    what the real one needs (its dll, ../Implem.Pleasanter/App_Data/Parameters/Rds.json, the database
+    reachable as pleasanter) and changes nothing."""
+    if len(args) < 2 or os.path.basename(args[0]) != "Implem.CodeDefiner.dll" or args[1] != "_rds":
+        raise Fail(f"dotnet {' '.join(args)}: not emulated by the hikkoshi lab stand-in")
+    cwd = os.getcwd()
+    if not os.path.isfile(args[0]) or not os.path.isfile(os.path.join(cwd, "Implem.CodeDefiner.dll")):
+        raise Fail(f"Could not execute because the specified command or file was not found "
+                   f"({args[0]} in {cwd}; run it in Implem.CodeDefiner/).")
+    print("<INFO> Starter.Main: Implem.CodeDefiner 1.4.15.0", flush=True)
+    path = os.path.normpath(os.path.join(cwd, "..", "Implem.Pleasanter", RDS_JSON))
+    rds = read_rds(path)
+    db = rds_database(rds, path, names=("OwnerConnectionString",))
+    runas = "pleasanter" if os.getuid() == 0 else None
+    app_psql(db, "pleasanter", "SELECT 1;", runas=runas)
+    print(f"<INFO> Starter.Main: {db}: the tables are up to date.")
+    print("<SUCCESS> Starter.Main: All of the processing has been completed.")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+
+TOOLS = {"systemctl": systemctl_main, "bundle": bundle_main, "tootctl": tootctl_main, "dotnet": dotnet_main}
+SERVICES = {"web": web_main, "sidekiq": sidekiq_main, "streaming": streaming_main, "misskey": misskey_main,
+            "pleasanter": pleasanter_main}
 
 
 def main():
