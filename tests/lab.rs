@@ -2314,8 +2314,10 @@ fn misskey_migrates_with_zero_differences() {
     // Misskey runs its migrations itself when it starts, on the restored database.
     let new_calls = calls(&lab, "new");
     assert!(
-        new_calls.iter().any(|c| c["tool"] == "misskey"),
-        "misskey never started on new: {new_calls:?}"
+        new_calls
+            .iter()
+            .any(|c| c["tool"] == "misskey" && c["event"] == "migrate" && c["exit"] == 0),
+        "misskey never ran its migrations on new: {new_calls:?}"
     );
 }
 
@@ -2427,10 +2429,18 @@ fn misskey_with_object_storage_and_meilisearch_leaves_media_and_index_where_they
         undo_sql: Some("UPDATE meta SET \"useObjectStorage\" = false"),
     };
     let text = String::from_utf8_lossy(&original);
+    let block = "#meilisearch:\n#  host: localhost\n#  port: 7700\n#  apiKey: ''\n";
+    assert!(
+        text.contains(block),
+        "the lab's default.yml changed: {text}"
+    );
+    let api_key = "lab-meili-key-0123456789";
     let meili = text
         .replace("provider: sqlLike", "provider: meilisearch")
-        .replace("#meilisearch:", "meilisearch:")
-        .replace("#  host: localhost", "  host: meili.internal");
+        .replace(
+            block,
+            &format!("meilisearch:\n  host: meili.internal\n  port: 7700\n  apiKey: '{api_key}'\n"),
+        );
     std::fs::write(&yml, meili).expect("edit default.yml");
     psql(
         "old",
@@ -2442,6 +2452,11 @@ fn misskey_with_object_storage_and_meilisearch_leaves_media_and_index_where_they
     let journal = dir.path().join("run.jsonl");
     let run = run_headless(&config, &journal, &[]);
     assert_eq!(run.code, Some(0), "{}", run.show());
+    let journal_text = std::fs::read_to_string(&journal).expect("journal");
+    assert!(
+        !run.stdout.contains(api_key) && !journal_text.contains(api_key),
+        "Meilisearch's key was shown"
+    );
     for line in [
         "object storage is in use (the database says so): media stays where it is",
         "Meilisearch at 'meili.internal': its index is not in the database and is not moved",
