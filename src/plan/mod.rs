@@ -20,8 +20,8 @@ fn load_profile(config: &Config) -> Result<Profile, ProfileError> {
     }
 }
 
-/// A profile without a default for an [app] setting (the generic one) needs it
-/// from the config.
+/// A profile without a default for an [app] setting it uses (the generic one)
+/// needs it from the config.
 fn check_required(profile: &Profile, config: &Config) -> Result<(), crate::config::ConfigError> {
     let d = &profile.defaults;
     let app = &config.app;
@@ -33,7 +33,7 @@ fn check_required(profile: &Profile, config: &Config) -> Result<(), crate::confi
         ("services", d.services.is_empty() && app.services.is_none()),
     ]
     .into_iter()
-    .filter_map(|(k, miss)| miss.then_some(k))
+    .filter_map(|(k, miss)| (miss && profile.uses(k)).then_some(k))
     .collect();
     if missing.is_empty() {
         return Ok(());

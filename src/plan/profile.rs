@@ -637,6 +637,20 @@ impl Profile {
     }
 }
 
+impl Profile {
+    /// Whether any step or setting refers to `{name}`.
+    pub fn uses(&self, name: &str) -> bool {
+        let refers = |t: &str| placeholders(t).is_ok_and(|p| p.iter().any(|n| n == name));
+        self.steps
+            .iter()
+            .any(|s| s.templates().into_iter().any(refers))
+            || self
+                .vars
+                .values()
+                .any(|v| v.strings().into_iter().any(refers))
+    }
+}
+
 fn mark_downtime(mut steps: Vec<StepSpec>) -> Vec<StepSpec> {
     let mut inside = false;
     for s in steps
