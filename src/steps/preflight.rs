@@ -1510,6 +1510,28 @@ async fn check_files(
                 format!("'{f}' is missing or not a file readable by '{}'", s.user),
             );
         }
+        let parent = std::path::Path::new(f)
+            .parent()
+            .map_or_else(|| "/".to_string(), |p| p.display().to_string());
+        let writable = dst
+            .run_quiet(&RemoteCommand::new(
+                as_user.clone(),
+                ["test", "-d", &parent, "-a", "-w", &parent],
+            ))
+            .await?
+            .success();
+        if !writable {
+            r.note(
+                dst.name(),
+                "file",
+                Fail,
+                format!(
+                    "'{parent}' is missing or not writable by '{}' on the target: install the app there first",
+                    s.user
+                ),
+            );
+            continue;
+        }
         let exists = dst
             .run_quiet(&RemoteCommand::new(as_user, ["test", "-e", f]))
             .await?
@@ -1519,7 +1541,7 @@ async fn check_files(
                 dst.name(),
                 "file",
                 Warn,
-                format!("'{f}' exists on the target; it is replaced"),
+                format!("'{f}' exists on the target and is replaced by the old host's"),
             );
         }
     }
