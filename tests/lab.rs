@@ -2272,20 +2272,6 @@ fn assert_app_migrated(lab: &Lab, app: &App, before: &AppBefore, run: &Run, jour
     assert!(!work.status.success(), "the work directory is left on new");
 }
 
-fn run_headless(config: &Path, journal: &Path, extra: &[&str]) -> Run {
-    let mut args = vec![
-        "run",
-        "--config",
-        config.to_str().expect("utf-8"),
-        "--headless",
-        "--yes",
-        "--journal",
-        journal.to_str().expect("utf-8"),
-    ];
-    args.extend_from_slice(extra);
-    hikkoshi(&args)
-}
-
 #[test]
 #[ignore = "needs root and the lab: tests/lab/up"]
 fn misskey_migrates_with_zero_differences() {
@@ -2296,7 +2282,7 @@ fn misskey_migrates_with_zero_differences() {
     let redis_before = redis_content("old");
     let (dir, config) = app_config(&lab, "misskey", "domain = \"misskey.example.net\"", "");
     let journal = dir.path().join("run.jsonl");
-    let run = run_headless(&config, &journal, &[]);
+    let run = spawn_run(&config, &journal, &[]).finish();
     assert_app_migrated(&lab, &MISSKEY, &before, &run, &journal);
     assert_eq!(redis_before, redis_content("new"), "Redis differs");
     for line in [
@@ -2358,7 +2344,7 @@ fn the_ownership_check_catches_a_restore_as_the_wrong_owner() {
     );
     std::fs::write(dir.path().join("as-postgres.toml"), profile).expect("profile");
     let journal = dir.path().join("run.jsonl");
-    let run = run_headless(&config, &journal, &[]);
+    let run = spawn_run(&config, &journal, &[]).finish();
     assert_eq!(run.code, Some(1), "{}", run.show());
     let owner = psql(
         "new",
@@ -2450,7 +2436,7 @@ fn misskey_with_object_storage_and_meilisearch_leaves_media_and_index_where_they
 
     let (dir, config) = app_config(&lab, "misskey", "domain = \"misskey.example.net\"", "");
     let journal = dir.path().join("run.jsonl");
-    let run = run_headless(&config, &journal, &[]);
+    let run = spawn_run(&config, &journal, &[]).finish();
     assert_eq!(run.code, Some(0), "{}", run.show());
     let journal_text = std::fs::read_to_string(&journal).expect("journal");
     assert!(
@@ -2545,7 +2531,7 @@ fn a_generic_app_migrates_with_zero_differences_from_the_config_or_its_own_profi
         .expect("the new host's own Rds.json");
         let (dir, config) = app_config(&lab, &profile, &app, extra);
         let journal = dir.path().join("run.jsonl");
-        let run = run_headless(&config, &journal, &[]);
+        let run = spawn_run(&config, &journal, &[]).finish();
         assert_app_migrated(&lab, &PLEASANTER, &before, &run, &journal);
         let grants = psql(
             "new",

@@ -839,20 +839,15 @@ mod tests {
         assert!(p.vars.contains_key("run_dir"), "the base's vars stay");
 
         let head = "name = \"mine\"\nextends = \"generic\"\n[defaults]\nuser = \"u\"\ndir = \"/d\"\ndatabase = \"db\"\ndb_user = \"u\"\n";
-        let e = Profile::parse("mine.toml", &format!("{head}[vars]\nfiles = \"/d/x\"\n"))
-            .unwrap_err()
-            .to_string();
+        let refused = |text: &str| Profile::parse("mine.toml", text).unwrap_err().to_string();
+        let e = refused(&format!("{head}[vars]\nfiles = \"/d/x\"\n"));
         assert!(e.starts_with("mine.toml:2:11: [vars] files is a list of strings in profile 'generic', not a string"), "{e}");
-        let e = Profile::parse("mine.toml", &head.replace("\"generic\"", "\"wordpress\""))
-            .unwrap_err()
-            .to_string();
+        let e = refused(&head.replace("\"generic\"", "\"wordpress\""));
         assert!(
             e.contains("extends 'wordpress', which is no built-in profile"),
             "{e}"
         );
-        let e = Profile::parse("mine.toml", &head.replace("extends = \"generic\"\n", ""))
-            .unwrap_err()
-            .to_string();
+        let e = refused(&head.replace("extends = \"generic\"\n", ""));
         assert!(
             e.contains("a profile needs [[phases]] and [[steps]]"),
             "{e}"

@@ -1229,29 +1229,17 @@ async fn read_env(
     ctx: &RunCtx,
     r: &mut Report<'_>,
 ) -> Result<BTreeMap<String, String>, StepFailure> {
-    let out = src
-        .run_quiet(&RemoteCommand::new(
-            RunAs::User(s.user.clone()),
-            ["cat", "--", file],
-        ))
-        .await?;
-    if !out.success() {
-        r.note(
-            src.name(),
-            "secrets file",
-            Fail,
-            format!("cannot read '{file}' as '{}'", s.user),
-        );
+    let Some(text) = read_app_file(src, s, file, "secrets file", r).await? else {
         return Ok(BTreeMap::new());
-    }
-    let env = parse_env(&out.stdout);
+    };
+    let env = parse_env(&text);
     for (k, v) in &env {
         for secret in crate::redact::secrets_in(k, v) {
             ctx.redactor.add(&secret);
         }
     }
     // The file's raw lines too: a value's escaped form is what a tool would echo.
-    for line in out.stdout.lines() {
+    for line in text.lines() {
         if let Some((k, raw)) = line.trim().trim_start_matches("export ").split_once('=')
             && is_secret_key(k.trim())
         {
@@ -1291,6 +1279,44 @@ async fn read_env(
             );
         }
     }
+    note_replaced(dst, s, file, "secrets file", r).await?;
+    Ok(env)
+}
+
+/// A file on the source, read as the app's user; unreadable is a failed check.
+async fn read_app_file(
+    src: &Host,
+    s: &Settings,
+    file: &str,
+    check: &str,
+    r: &mut Report<'_>,
+) -> Result<Option<String>, StepFailure> {
+    let out = src
+        .run_quiet(&RemoteCommand::new(
+            RunAs::User(s.user.clone()),
+            ["cat", "--", file],
+        ))
+        .await?;
+    if out.success() {
+        return Ok(Some(out.stdout));
+    }
+    r.note(
+        src.name(),
+        check,
+        Fail,
+        format!("cannot read '{file}' as '{}'", s.user),
+    );
+    Ok(None)
+}
+
+/// Warns that a file the move copies already exists on the target.
+async fn note_replaced(
+    dst: &Host,
+    s: &Settings,
+    file: &str,
+    check: &str,
+    r: &mut Report<'_>,
+) -> Result<(), StepFailure> {
     let exists = dst
         .run_quiet(&RemoteCommand::new(
             RunAs::User(s.user.clone()),
@@ -1301,12 +1327,12 @@ async fn read_env(
     if exists {
         r.note(
             dst.name(),
-            "secrets file",
+            check,
             Warn,
-            format!("'{file}' exists on the target; it is replaced, the old one kept beside it with a .hikkoshi-<run id> suffix"),
+            format!("'{file}' exists on the target and is replaced by the old host's; the profile's copy step says whether the new host's own is kept as a backup"),
         );
     }
-    Ok(env)
+    Ok(())
 }
 
 /// Misskey's default.yml: checked against the config and the hosts; the
@@ -1324,22 +1350,10 @@ async fn read_misskey(
     r: &mut Report<'_>,
 ) -> Result<Option<super::misskey::MisskeyConfig>, StepFailure> {
     use super::misskey::{MisskeyConfig, Search, is_local};
-    let out = src
-        .run_quiet(&RemoteCommand::new(
-            RunAs::User(s.user.clone()),
-            ["cat", "--", file],
-        ))
-        .await?;
-    if !out.success() {
-        r.note(
-            src.name(),
-            "config file",
-            Fail,
-            format!("cannot read '{file}' as '{}'", s.user),
-        );
+    let Some(text) = read_app_file(src, s, file, "config file", r).await? else {
         return Ok(None);
-    }
-    let cfg = match MisskeyConfig::parse(&out.stdout) {
+    };
+    let cfg = match MisskeyConfig::parse(&text) {
         Ok(c) => c,
         Err(e) => {
             r.note(src.name(), "config file", Fail, format!("'{file}': {e}"));
@@ -1460,21 +1474,7 @@ async fn read_misskey(
             }
         }
     }
-    let exists = dst
-        .run_quiet(&RemoteCommand::new(
-            RunAs::User(s.user.clone()),
-            ["test", "-e", file],
-        ))
-        .await?
-        .success();
-    if exists {
-        r.note(
-            dst.name(),
-            "config file",
-            Warn,
-            format!("'{file}' exists on the target; it is replaced, the old one kept beside it with a .hikkoshi-<run id> suffix"),
-        );
-    }
+    note_replaced(dst, s, file, "config file", r).await?;
     Ok(Some(cfg))
 }
 
@@ -1515,7 +1515,7 @@ async fn check_files(
             .map_or_else(|| "/".to_string(), |p| p.display().to_string());
         let writable = dst
             .run_quiet(&RemoteCommand::new(
-                as_user.clone(),
+                as_user,
                 ["test", "-d", &parent, "-a", "-w", &parent],
             ))
             .await?
@@ -1532,18 +1532,7 @@ async fn check_files(
             );
             continue;
         }
-        let exists = dst
-            .run_quiet(&RemoteCommand::new(as_user, ["test", "-e", f]))
-            .await?
-            .success();
-        if exists {
-            r.note(
-                dst.name(),
-                "file",
-                Warn,
-                format!("'{f}' exists on the target and is replaced by the old host's"),
-            );
-        }
+        note_replaced(dst, s, f, "file", r).await?;
     }
     Ok(())
 }
