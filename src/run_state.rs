@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::engine::events::{CheckStatus, EngineEvent, RunOutcome, StepOutcome, Stream};
 use crate::journal::Record;
 use crate::plan::StepInfo;
-use crate::plan::profile::DowntimeMark;
+use crate::plan::profile::{DowntimeMark, StepKind};
 
 /// Lines kept per step; older ones are counted, not kept, so a noisy command
 /// never grows memory without bound. The journal keeps everything.
@@ -100,6 +100,14 @@ pub struct RunState {
     pub awaiting: Option<(String, String)>,
     pub downtime_started: Option<jiff::Timestamp>,
     pub downtime_ended: Option<jiff::Timestamp>,
+    /// The step whose success showed the new host serving, which ended the
+    /// downtime: the profile's `downtime = "end"` step, or, when that one did
+    /// not run (no `[dns] expect` for a pinned check), the last health check
+    /// that answered before it.
+    pub downtime_end_step: Option<String>,
+    /// The last health check that answered while the instance was down.
+    #[serde(skip)]
+    serving_proof: Option<(jiff::Timestamp, String)>,
     /// How many times the run was resumed (same run id, same journal).
     pub resumes: u32,
 }
@@ -172,6 +180,40 @@ impl RunState {
         Some(end.duration_since(start))
     }
 
+    /// The downtime ends with the first step that proves the new host
+    /// serves: the profile's end step when it succeeds; when that step does
+    /// not run (skipped by its condition, by itself or by the operator), the
+    /// last health check that answered before it.
+    fn end_downtime(
+        &mut self,
+        step: &str,
+        outcome: &StepOutcome,
+        mark: Option<DowntimeMark>,
+        proves_serving: bool,
+        ts: jiff::Timestamp,
+    ) {
+        if self.downtime_started.is_none() || self.downtime_ended.is_some() {
+            return;
+        }
+        let succeeded = matches!(outcome, StepOutcome::Succeeded);
+        match mark {
+            Some(DowntimeMark::End) if succeeded => {
+                self.downtime_ended = Some(ts);
+                self.downtime_end_step = Some(step.to_string());
+            }
+            Some(DowntimeMark::End) if matches!(outcome, StepOutcome::Skipped { .. }) => {
+                if let Some((at, proof)) = self.serving_proof.take() {
+                    self.downtime_ended = Some(at);
+                    self.downtime_end_step = Some(proof);
+                }
+            }
+            _ if succeeded && proves_serving => {
+                self.serving_proof = Some((ts, step.to_string()));
+            }
+            _ => {}
+        }
+    }
+
     pub fn apply(&mut self, record: &Record) {
         let ts = record.ts;
         match &record.event {
@@ -192,8 +234,12 @@ impl RunState {
                 } else {
                     Vec::new()
                 };
-                let (downtime_started, downtime_ended) =
-                    (self.downtime_started, self.downtime_ended);
+                let (downtime_started, downtime_ended, end_step, proof) = (
+                    self.downtime_started,
+                    self.downtime_ended,
+                    self.downtime_end_step.take(),
+                    self.serving_proof.take(),
+                );
                 let first_started = self.started_at;
                 let prior_resumes = self.resumes;
                 *self = RunState {
@@ -248,6 +294,8 @@ impl RunState {
                     if kept_start {
                         self.downtime_started = downtime_started;
                         self.downtime_ended = downtime_ended;
+                        self.downtime_end_step = end_step;
+                        self.serving_proof = proof;
                     }
                 }
             }
@@ -324,7 +372,8 @@ impl RunState {
                 duration_ms,
             } => {
                 self.awaiting = None;
-                let mut ends_downtime = false;
+                let mut mark = None;
+                let mut proves_serving = false;
                 if let Some(s) = self.step_mut(step) {
                     s.status = match outcome {
                         StepOutcome::Succeeded => StepStatus::Succeeded,
@@ -343,13 +392,10 @@ impl RunState {
                     {
                         s.bytes_moved += bytes;
                     }
-                    ends_downtime =
-                        outcome.is_success() && s.info.downtime == Some(DowntimeMark::End);
+                    mark = s.info.downtime;
+                    proves_serving = s.info.kind == StepKind::Health;
                 }
-                if ends_downtime && self.downtime_started.is_some() && self.downtime_ended.is_none()
-                {
-                    self.downtime_ended = Some(ts);
-                }
+                self.end_downtime(step, outcome, mark, proves_serving, ts);
             }
             EngineEvent::RunFinished {
                 outcome,
@@ -366,8 +412,9 @@ impl RunState {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
-    use crate::plan::profile::StepKind;
 
     fn info(id: &str, downtime: Option<DowntimeMark>) -> StepInfo {
         StepInfo {
@@ -389,11 +436,163 @@ mod tests {
         }
     }
 
+    fn started(step: &str) -> EngineEvent {
+        EngineEvent::StepStarted {
+            step: step.into(),
+            commands: vec![],
+        }
+    }
+
+    fn finished(step: &str, outcome: StepOutcome) -> EngineEvent {
+        EngineEvent::StepFinished {
+            step: step.into(),
+            outcome,
+            duration_ms: 1,
+        }
+    }
+
     fn at(secs: i64, event: EngineEvent) -> Record {
         Record {
             ts: jiff::Timestamp::from_second(secs).expect("valid"),
             event,
         }
+    }
+
+    /// Every built-in profile and a user's own, with and without `[dns]`:
+    /// the downtime ends at the first step that shows the new host serving,
+    /// the pinned public check when it runs, the local health check when not.
+    #[rstest::rstest]
+    #[case::mastodon_with_dns("mastodon", true, "public-health")]
+    #[case::mastodon_without_dns("mastodon", false, "health")]
+    #[case::misskey_with_dns("misskey", true, "public-health")]
+    #[case::misskey_without_dns("misskey", false, "health")]
+    #[case::generic_with_dns("generic", true, "public-health")]
+    #[case::generic_without_dns("generic", false, "health")]
+    #[case::own_profile_with_dns("pleasanter.toml", true, "public-health")]
+    #[case::own_profile_without_dns("pleasanter.toml", false, "health")]
+    fn the_downtime_ends_where_the_new_host_is_shown_serving(
+        #[case] profile: &str,
+        #[case] dns: bool,
+        #[case] end: &str,
+    ) {
+        let profile = if profile.ends_with(".toml") {
+            format!("{}/assets/profiles/{profile}", env!("CARGO_MANIFEST_DIR"))
+        } else {
+            profile.to_string()
+        };
+        let mut text = format!(
+            "profile = \"{profile}\"\n[source]\nssh = \"old\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"a.example\"\n"
+        );
+        if profile == "generic" {
+            text.push_str("user = \"app\"\ndir = \"/srv/app\"\ndatabase = \"app\"\ndb_user = \"app\"\nservices = [\"app\"]\n[vars]\nhealth_url = \"http://127.0.0.1:5000/\"\n");
+        }
+        if dns {
+            text.push_str("[dns]\nexpect = [\"203.0.113.7\"]\n");
+        }
+        let config = crate::config::Config::parse(std::path::Path::new("/x/migration.toml"), &text)
+            .expect("config");
+        let plan = crate::plan::Plan::build(&config).expect("plan");
+        let mut records = vec![at(
+            0,
+            EngineEvent::RunStarted {
+                run_id: "r".into(),
+                mode: "run".into(),
+                profile: plan.profile_name.clone(),
+                domain: "a.example".into(),
+                source: "old".into(),
+                target: "new".into(),
+                steps: plan.infos(),
+                resumed: Vec::new(),
+            },
+        )];
+        let mut t = 0;
+        let mut finished_at = BTreeMap::new();
+        for step in &plan.steps {
+            // As the health step does without [dns] expect.
+            let outcome = if step.pinned && !dns {
+                StepOutcome::Skipped {
+                    reason: "no [dns] expect addresses in the config".into(),
+                }
+            } else {
+                StepOutcome::Succeeded
+            };
+            t += 1;
+            records.push(at(
+                t,
+                EngineEvent::StepStarted {
+                    step: step.id.clone(),
+                    commands: vec![],
+                },
+            ));
+            t += 1;
+            records.push(at(
+                t,
+                EngineEvent::StepFinished {
+                    step: step.id.clone(),
+                    outcome,
+                    duration_ms: 1000,
+                },
+            ));
+            finished_at.insert(step.id.clone(), t);
+        }
+        records.push(at(
+            t + 1,
+            EngineEvent::RunFinished {
+                outcome: RunOutcome::Succeeded,
+                duration_ms: 1,
+            },
+        ));
+        let state = RunState::from_records(&records);
+        assert_eq!(state.downtime_end_step.as_deref(), Some(end));
+        assert_eq!(
+            state.downtime_ended,
+            Some(jiff::Timestamp::from_second(finished_at[end]).expect("ts"))
+        );
+        assert!(state.downtime_started.is_some());
+    }
+
+    /// A health check that fails and is retried proves nothing until it
+    /// answers; one that never answers leaves the downtime open.
+    #[test]
+    fn only_a_health_check_that_answered_ends_the_downtime() {
+        let mut health = info("health", None);
+        health.kind = StepKind::Health;
+        let records = vec![
+            at(
+                0,
+                EngineEvent::RunStarted {
+                    run_id: "r".into(),
+                    mode: "run".into(),
+                    profile: "p".into(),
+                    domain: "d".into(),
+                    source: "old".into(),
+                    target: "new".into(),
+                    steps: vec![
+                        info("stop", Some(DowntimeMark::Start)),
+                        health,
+                        info("public", Some(DowntimeMark::End)),
+                    ],
+                    resumed: Vec::new(),
+                },
+            ),
+            at(1, started("stop")),
+            at(2, finished("stop", StepOutcome::Succeeded)),
+            at(3, started("health")),
+            at(4, finished("health", StepOutcome::failed("503"))),
+            at(5, started("public")),
+            at(
+                6,
+                finished(
+                    "public",
+                    StepOutcome::Skipped {
+                        reason: "no [dns]".into(),
+                    },
+                ),
+            ),
+        ];
+        let state = RunState::from_records(&records);
+        assert_eq!(state.downtime_ended, None);
+        assert_eq!(state.downtime_end_step, None);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Compares the restored database with the source: the exact row count of every
 //! table in every schema, every sequence's value, every materialized view and
-//! whether it is populated, and that every object is owned by the app's role.
+//! whether it is populated, and that every object the app's migrations may
+//! alter (tables, types, functions, schemas, collations, operators, ...) is
+//! owned by the app's role.
 //! Any difference fails the step and names the object.
 //!
 //! A materialized view's rows are not data but a query's result, and pg_restore
@@ -77,33 +79,202 @@ fn sequences_sql() -> String {
     "SELECT json_build_array(schemaname, sequencename, last_value) FROM pg_sequences WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY schemaname, sequencename;".to_string()
 }
 
+/// One kind of object an app's migrations may alter, and where its owner is
+/// kept. Only the owner may `ALTER` it: a type left to `postgres` stops the
+/// next `ALTER TYPE ... RENAME VALUE` as surely as a table stops an `INSERT`.
+struct Owned {
+    catalog: &'static str,
+    /// The object's name as shown, from the catalog row `o` (and schema `n`).
+    name: &'static str,
+    /// The kind as shown; may depend on the row.
+    kind: &'static str,
+    owner: &'static str,
+    /// The schema column, for objects that live in one; the others belong
+    /// to the database.
+    schema: Option<&'static str>,
+    /// Which rows are the app's own objects of this kind.
+    only: &'static str,
+}
+
+const SCHEMA_NAME: &str = "n.nspname || '.' || ";
+
+const OWNED: &[Owned] = &[
+    Owned {
+        catalog: "pg_class",
+        name: "relname",
+        kind: "CASE o.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'partitioned table' WHEN 'S' THEN 'sequence' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' ELSE 'foreign table' END",
+        owner: "relowner",
+        schema: Some("relnamespace"),
+        only: "o.relkind IN ('r', 'p', 'S', 'v', 'm', 'f')",
+    },
+    // A table's row type and an array type follow their table or element;
+    // a multirange follows its range. The rest are the app's own types.
+    Owned {
+        catalog: "pg_type",
+        name: "typname",
+        kind: "CASE o.typtype WHEN 'e' THEN 'enum type' WHEN 'c' THEN 'composite type' WHEN 'd' THEN 'domain' WHEN 'r' THEN 'range type' ELSE 'base type' END",
+        owner: "typowner",
+        schema: Some("typnamespace"),
+        only: "o.typtype <> 'm' AND (o.typrelid = 0 OR EXISTS (SELECT 1 FROM pg_class k WHERE k.oid = o.typrelid AND k.relkind = 'c')) AND NOT EXISTS (SELECT 1 FROM pg_type e WHERE e.typarray = o.oid)",
+    },
+    Owned {
+        catalog: "pg_proc",
+        name: "proname || '(' || pg_get_function_identity_arguments(o.oid) || ')'",
+        kind: "CASE o.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' WHEN 'w' THEN 'window function' ELSE 'function' END",
+        owner: "proowner",
+        schema: Some("pronamespace"),
+        // A range type's constructors belong to the type (an internal
+        // dependency) and change owner with it.
+        only: "NOT EXISTS (SELECT 1 FROM pg_depend i WHERE i.classid = 'pg_proc'::regclass AND i.objid = o.oid AND i.deptype = 'i')",
+    },
+    Owned {
+        catalog: "pg_collation",
+        name: "collname",
+        kind: "'collation'",
+        owner: "collowner",
+        schema: Some("collnamespace"),
+        only: "true",
+    },
+    Owned {
+        catalog: "pg_ts_config",
+        name: "cfgname",
+        kind: "'text search configuration'",
+        owner: "cfgowner",
+        schema: Some("cfgnamespace"),
+        only: "true",
+    },
+    Owned {
+        catalog: "pg_ts_dict",
+        name: "dictname",
+        kind: "'text search dictionary'",
+        owner: "dictowner",
+        schema: Some("dictnamespace"),
+        only: "true",
+    },
+    Owned {
+        catalog: "pg_operator",
+        name: "oprname || '(' || coalesce(format_type(o.oprleft, NULL), 'NONE') || ', ' || coalesce(format_type(o.oprright, NULL), 'NONE') || ')'",
+        kind: "'operator'",
+        owner: "oprowner",
+        schema: Some("oprnamespace"),
+        only: "true",
+    },
+    Owned {
+        catalog: "pg_opclass",
+        name: "opcname",
+        kind: "'operator class'",
+        owner: "opcowner",
+        schema: Some("opcnamespace"),
+        only: "true",
+    },
+    Owned {
+        catalog: "pg_opfamily",
+        name: "opfname",
+        kind: "'operator family'",
+        owner: "opfowner",
+        schema: Some("opfnamespace"),
+        only: "true",
+    },
+    Owned {
+        catalog: "pg_conversion",
+        name: "conname",
+        kind: "'conversion'",
+        owner: "conowner",
+        schema: Some("connamespace"),
+        only: "true",
+    },
+    Owned {
+        catalog: "pg_statistic_ext",
+        name: "stxname",
+        kind: "'statistics object'",
+        owner: "stxowner",
+        schema: Some("stxnamespace"),
+        only: "true",
+    },
+    // 'public' comes with every database, owned by pg_database_owner (15+)
+    // or the bootstrap superuser, and migrations do not alter it.
+    Owned {
+        catalog: "pg_namespace",
+        name: "nspname",
+        kind: "'schema'",
+        owner: "nspowner",
+        schema: None,
+        only: "o.nspname NOT IN ('pg_catalog', 'information_schema', 'public') AND o.nspname NOT LIKE 'pg\\_toast%' AND o.nspname NOT LIKE 'pg\\_temp%'",
+    },
+    Owned {
+        catalog: "pg_event_trigger",
+        name: "evtname",
+        kind: "'event trigger'",
+        owner: "evtowner",
+        schema: None,
+        only: "true",
+    },
+    Owned {
+        catalog: "pg_foreign_server",
+        name: "srvname",
+        kind: "'foreign server'",
+        owner: "srvowner",
+        schema: None,
+        only: "true",
+    },
+    Owned {
+        catalog: "pg_largeobject_metadata",
+        name: "oid::text",
+        kind: "'large object'",
+        owner: "lomowner",
+        schema: None,
+        only: "true",
+    },
+    Owned {
+        catalog: "pg_database",
+        name: "datname",
+        kind: "'database'",
+        owner: "datdba",
+        schema: None,
+        only: "o.datname = current_database()",
+    },
+];
+
+/// `[name, kind, owner]` for every object of the app's not owned by its role:
+/// every kind in [`OWNED`], in every schema but the system's, leaving out
+/// what belongs to an extension (the extension's script made it).
 fn ownership_sql() -> String {
+    let parts: Vec<String> = OWNED
+        .iter()
+        .map(|o| {
+            let (name, join) = match o.schema {
+                Some(col) => (
+                    format!("{SCHEMA_NAME}o.{}", o.name),
+                    format!(" JOIN pg_namespace n ON n.oid = o.{col} AND {USER_SCHEMAS}"),
+                ),
+                None => (format!("o.{}", o.name), String::new()),
+            };
+            format!(
+                "SELECT json_build_array({name}, {kind}, pg_get_userbyid(o.{owner}))\nFROM {cat} o{join}\nWHERE {only} AND o.{owner} <> (SELECT oid FROM r)\n  AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = '{cat}'::regclass AND ext.objid = o.oid)",
+                kind = o.kind,
+                owner = o.owner,
+                cat = o.catalog,
+                only = o.only,
+            )
+        })
+        .collect();
     format!(
-        r"SELECT j FROM (WITH r AS (SELECT oid FROM pg_roles WHERE rolname = :'role'),
-ext AS (SELECT objid, classid FROM pg_depend WHERE deptype = 'e')
-SELECT json_build_array(n.nspname || '.' || c.relname,
-  CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'S' THEN 'sequence' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' ELSE 'foreign table' END,
-  pg_get_userbyid(c.relowner))
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p', 'S', 'v', 'm', 'f') AND {USER_SCHEMAS}
-  AND c.relowner <> (SELECT oid FROM r)
-  AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_class'::regclass AND ext.objid = c.oid)
-UNION ALL
-SELECT json_build_array(n.nspname || '.' || p.proname, 'function', pg_get_userbyid(p.proowner))
-FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-WHERE {USER_SCHEMAS} AND p.proowner <> (SELECT oid FROM r)
-  AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_proc'::regclass AND ext.objid = p.oid)
-UNION ALL
-SELECT json_build_array(n.nspname, 'schema', pg_get_userbyid(n.nspowner))
-FROM pg_namespace n
-WHERE {USER_SCHEMAS} AND n.nspname <> 'public' AND n.nspowner <> (SELECT oid FROM r)
-  AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_namespace'::regclass AND ext.objid = n.oid)
-UNION ALL
-SELECT json_build_array(datname, 'database', pg_get_userbyid(datdba))
-FROM pg_database WHERE datname = current_database() AND datdba <> (SELECT oid FROM r)
-) AS found(j) ORDER BY j::text;
-"
+        "SELECT j FROM (WITH r AS (SELECT oid FROM pg_roles WHERE rolname = :'role'),\next AS (SELECT objid, classid FROM pg_depend WHERE deptype = 'e')\n{}\n) AS found(j) ORDER BY j::text;\n",
+        parts.join("\nUNION ALL\n")
     )
+}
+
+/// "3 enum types, 1 function": what the wrong owners are, by kind.
+fn kinds_summary(rows: &[(String, String, String)]) -> String {
+    let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, kind, _) in rows {
+        *by_kind.entry(kind.as_str()).or_default() += 1;
+    }
+    by_kind
+        .iter()
+        .map(|(k, n)| format!("{n} {k}{}", if *n == 1 { "" } else { "s" }))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 type Rows = BTreeMap<String, String>;
@@ -175,14 +346,19 @@ pub async fn run(_step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult 
     );
     let (src_views, dst_views) = (keyed(&a?), keyed(&b?));
     let (view_diffs, recomputed) = matview_differences(&src_views, &dst_views);
-    let owners: Vec<String> = query(dst, &admin, &database, &ownership_sql(), &[("role", &role)])
-        .await?
+    let wrong: Vec<(String, String, String)> =
+        query(dst, &admin, &database, &ownership_sql(), &[("role", &role)])
+            .await?
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Vec<Json>>(l).ok())
+            .map(|row| {
+                let s = |i: usize| row.get(i).and_then(Json::as_str).unwrap_or("?").to_string();
+                (s(0), s(1), s(2))
+            })
+            .collect();
+    let owners: Vec<String> = wrong
         .iter()
-        .filter_map(|l| serde_json::from_str::<Vec<Json>>(l).ok())
-        .map(|row| {
-            let s = |i: usize| row.get(i).and_then(Json::as_str).unwrap_or("?").to_string();
-            format!("{} '{}' is owned by '{}', not '{role}'", s(1), s(0), s(2))
-        })
+        .map(|(name, kind, owner)| format!("{kind} '{name}' is owned by '{owner}', not '{role}'"))
         .collect();
 
     let mut failures = Vec::new();
@@ -285,8 +461,9 @@ pub async fn run(_step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult 
     // and the app answers every request with 'permission denied'.
     let ownership_headline = (!data_differs && !owners.is_empty()).then(|| {
         format!(
-            "{} object(s) in the restored database are not owned by '{role}' (first: {}): the app, which connects as '{role}', would fail with 'permission denied'. Restore as the app's role (pg_restore --no-owner --role={role}), or give everything to it (REASSIGN OWNED BY <that role> TO {role}, as that role), then run again",
+            "{} object(s) in the restored database are not owned by '{role}' ({}; first: {}): the app, which connects as '{role}', would fail with 'permission denied' or, at its next migration, 'must be owner'. Restore as the app's role (pg_restore --no-owner --role={role}), or give everything to it (REASSIGN OWNED BY <that role> TO {role}, as that role: it covers every kind, where ALTER TABLE covers only tables), then run again",
             owners.len(),
+            kinds_summary(&wrong),
             owners[0]
         )
     });

@@ -127,6 +127,30 @@ fn down_advice(state: &RunState) -> String {
     )
 }
 
+/// A run that finished without any step showing that the new host serves
+/// (a profile whose health checks all had nothing to ask).
+fn unproven_advice(state: &RunState) -> String {
+    let why: Vec<String> = state
+        .steps
+        .iter()
+        .filter(|s| s.info.kind == crate::plan::profile::StepKind::Health)
+        .filter_map(|s| match &s.outcome {
+            Some(StepOutcome::Skipped { reason }) => Some(format!("'{}': {reason}", s.info.id)),
+            _ => None,
+        })
+        .collect();
+    format!(
+        "hikkoshi: every step finished, but no health check showed that {} serves {}{}.\n  Check it yourself before DNS sends anyone there; the downtime clock ran until the end of the run.",
+        state.target,
+        state.domain,
+        if why.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", why.join("; "))
+        }
+    )
+}
+
 /// A run that stopped after it began creating the target database leaves it
 /// in place (with hikkoshi's marker): say so, and how to go on.
 fn partial_database(state: &RunState) -> Option<String> {
@@ -357,8 +381,13 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
                     .downtime(jiff::Timestamp::now())
                     .map(|d| {
                         format!(
-                            ", downtime {}",
-                            short_duration(u64::try_from(d.as_millis()).unwrap_or(0))
+                            ", downtime {}{}",
+                            short_duration(u64::try_from(d.as_millis()).unwrap_or(0)),
+                            state
+                                .downtime_end_step
+                                .as_ref()
+                                .map(|s| format!(" (over at step '{s}')"))
+                                .unwrap_or_default()
                         )
                     })
                     .unwrap_or_default();
@@ -389,11 +418,19 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
                 let brought_back = state
                     .step(crate::plan::ROLLBACK)
                     .is_some_and(|s| s.status == crate::run_state::StepStatus::Succeeded);
+                let finished = matches!(
+                    outcome,
+                    RunOutcome::Succeeded | RunOutcome::Incomplete { .. }
+                );
                 if state.downtime_started.is_some()
                     && state.downtime_ended.is_none()
                     && !brought_back
                 {
-                    p.error(&down_advice(&state));
+                    if finished {
+                        p.error(&unproven_advice(&state));
+                    } else {
+                        p.error(&down_advice(&state));
+                    }
                 }
                 if let Some(note) = partial_database(&state) {
                     p.error(&note);

@@ -60,7 +60,24 @@ pub fn markdown(run: &RunState) -> String {
         .unwrap_or_else(jiff::Timestamp::now);
     let downtime = match (run.downtime(now), run.downtime_ended) {
         (None, _) => "none (the old host's services were not stopped)".to_string(),
-        (Some(d), Some(_)) => clock(d),
+        (Some(d), Some(_)) => match &run.downtime_end_step {
+            Some(step) => format!(
+                "{} (over when step '{step}' showed the new host serving)",
+                clock(d)
+            ),
+            None => clock(d),
+        },
+        (Some(d), None)
+            if matches!(
+                run.outcome,
+                Some(RunOutcome::Succeeded | RunOutcome::Incomplete { .. })
+            ) =>
+        {
+            format!(
+                "{} until the run ended: no health check showed the new host serving",
+                clock(d)
+            )
+        }
         (Some(d), None) => format!("{} and not over when the journal ends", clock(d)),
     };
     let rows = [

@@ -82,6 +82,9 @@ FROM (SELECT u, CASE u WHEN 1 THEN 'admin' WHEN 2 THEN 'alice' WHEN 3 THEN 'Bob'
       FROM generate_series(1, 32) u) s;
 
 -- --- note: 240 notes, some hostile ---------------------------------------------------------------
+-- Misskey's columns with a fixed set of values are enum types, which its migrations alter
+-- (ALTER TYPE ... RENAME VALUE / ADD VALUE): only their owner may.
+CREATE TYPE note_visibility_enum AS ENUM ('public', 'home', 'followers', 'specified');
 CREATE TABLE note (
   id character varying(32) PRIMARY KEY,
   "replyId" character varying(32),
@@ -89,7 +92,7 @@ CREATE TABLE note (
   "userHost" character varying(128),
   text text,
   cw character varying(512),
-  visibility character varying(16) NOT NULL DEFAULT 'public',
+  visibility note_visibility_enum NOT NULL DEFAULT 'public',
   "fileIds" character varying(32)[] NOT NULL DEFAULT '{}',
   "createdAt" timestamp with time zone NOT NULL
 );
@@ -109,7 +112,7 @@ SELECT pg_temp.aidx(200000000 + n::bigint * 600000, n),
          ELSE 'note ' || n || ' by ' || u.username
        END,
        CASE WHEN n % 17 = 0 THEN 'cw: spoilers "' || n || '"' END,
-       (ARRAY['public', 'home', 'followers', 'specified'])[n % 4 + 1],
+       ((ARRAY['public', 'home', 'followers', 'specified'])[n % 4 + 1])::note_visibility_enum,
        pg_temp.at(200000000 + n::bigint * 600000)
 FROM generate_series(1, 240) n
 JOIN (SELECT id, host, username, row_number() OVER (ORDER BY id) AS k FROM "user") u
