@@ -145,6 +145,35 @@ pub fn newest(domain: &str) -> Option<PathBuf> {
     found.pop()
 }
 
+/// Every journal in `also` (any name ending in `.jsonl`) and in the default
+/// place for `domain`, newest first by modification time.
+pub fn for_domain(domain: &str, also: Option<&std::path::Path>) -> Vec<PathBuf> {
+    let default_dir = default_path(domain, jiff::Timestamp::now())
+        .parent()
+        .map(std::path::Path::to_path_buf);
+    let mut found: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+    for dir in also
+        .map(std::path::Path::to_path_buf)
+        .into_iter()
+        .chain(default_dir)
+    {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.filter_map(Result::ok) {
+            let path = e.path();
+            if path.extension().is_some_and(|x| x == "jsonl")
+                && !found.iter().any(|(_, p)| *p == path)
+                && let Ok(modified) = e.metadata().and_then(|m| m.modified())
+            {
+                found.push((modified, path));
+            }
+        }
+    }
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
 pub fn default_path(domain: &str, now: jiff::Timestamp) -> PathBuf {
     let state = std::env::var_os("XDG_STATE_HOME")
         .filter(|s| !s.is_empty())

@@ -8,6 +8,7 @@ pub mod dns;
 pub mod engine;
 pub mod journal;
 pub mod plan;
+pub mod prediction;
 pub mod redact;
 pub mod remote;
 pub mod run_state;

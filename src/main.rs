@@ -247,6 +247,45 @@ async fn drive(
     Ok(exit_for(state.outcome.as_ref()))
 }
 
+/// The newest successful rehearsal of this move (same domain and hosts, a
+/// fresh dump rather than a backup), among the journals beside this run's
+/// and in the default place: its prediction goes into the run's journal.
+fn last_rehearsal(
+    plan: &Plan,
+    journal_path: &Path,
+) -> Option<hikkoshi::prediction::RehearsalPrediction> {
+    let mut candidates = journal::for_domain(&plan.domain, journal_path.parent());
+    candidates.retain(|p| p != journal_path);
+    candidates.into_iter().find_map(|path| {
+        // The first line is RunStarted: runs' journals are not read whole.
+        let mut first = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(std::fs::File::open(&path).ok()?),
+            &mut first,
+        )
+        .ok()?;
+        if !first.contains("\"mode\":\"rehearse\"") {
+            return None;
+        }
+        let records = Journal::read(&path).ok()?;
+        let state = hikkoshi::run_state::RunState::from_records(&records);
+        let same = (&state.domain, &state.source, &state.target)
+            == (&plan.domain, &plan.source, &plan.target);
+        if state.mode != "rehearse" || !same || state.outcome != Some(RunOutcome::Succeeded) {
+            return None;
+        }
+        let prediction = state.predicted_downtime()?;
+        if prediction.db_move.as_deref() == Some("from a backup") {
+            return None;
+        }
+        Some(hikkoshi::prediction::RehearsalPrediction {
+            rehearsal: state.run_id.clone(),
+            journal: path.display().to_string(),
+            prediction,
+        })
+    })
+}
+
 /// The earlier attempts of the run in `path` must be of this config's move.
 fn resume_from(path: &Path, plan: &Plan) -> Result<hikkoshi::run_state::ResumePoint, UsageError> {
     let records = Journal::read(path)?;
@@ -400,6 +439,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
                 reset_target,
                 resume_done,
                 from_backup: None,
+                prediction: last_rehearsal(&plan, &path),
+                run_dns: None,
             };
             let rollback = on_failure == OnFailure::Rollback;
             drive(plan, opts, &path, HeadlessOptions { yes, rollback }).await
@@ -437,6 +478,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
                 ssh_config: config.ssh_config.clone(),
                 // DNS is never touched, nor waited for, in a rehearsal.
                 dns: None,
+                run_dns: config.dns.clone(),
                 gated: wizard,
                 break_lock,
                 keep_dump,

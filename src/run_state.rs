@@ -110,7 +110,15 @@ pub struct RunState {
     serving_proof: Option<(jiff::Timestamp, String)>,
     /// How many times the run was resumed (same run id, same journal).
     pub resumes: u32,
+    /// A rehearsal's account of the real run's downtime window.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub forecast: Vec<crate::prediction::WindowStep>,
+    /// A real run's copy of the last rehearsal's prediction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rehearsal_prediction: Option<RehearsalPrediction>,
 }
+
+pub use crate::prediction::RehearsalPrediction;
 
 impl RunState {
     pub fn from_records<'a>(records: impl IntoIterator<Item = &'a Record>) -> RunState {
@@ -406,6 +414,12 @@ impl RunState {
                 self.finished_at = Some(ts);
                 self.duration_ms = Some(*duration_ms);
             }
+            EngineEvent::Forecast { window, .. } => {
+                self.forecast = window.clone();
+            }
+            EngineEvent::Predicted(p) => {
+                self.rehearsal_prediction = Some(p.clone());
+            }
         }
     }
 }
@@ -549,6 +563,77 @@ mod tests {
             Some(jiff::Timestamp::from_second(finished_at[end]).expect("ts"))
         );
         assert!(state.downtime_started.is_some());
+    }
+
+    /// A rehearsal's journal: its own steps measured, the Forecast with the
+    /// real run's window; the prediction overlaps what runs beside the dump.
+    #[test]
+    fn a_rehearsal_predicts_from_its_forecast() {
+        use crate::prediction::{Basis, Estimate, WindowStep};
+        let mut media = info("final-media", None);
+        media.kind = StepKind::Rsync;
+        let w = |id: &str, beside: Option<&str>, estimate: Option<Option<u64>>| WindowStep {
+            id: id.into(),
+            beside: beside.map(Into::into),
+            estimate: estimate.map(|ms| Estimate {
+                ms,
+                how: "test".into(),
+            }),
+        };
+        let mut records = vec![
+            at(
+                0,
+                EngineEvent::RunStarted {
+                    run_id: "r".into(),
+                    mode: "rehearse".into(),
+                    profile: "p".into(),
+                    domain: "d".into(),
+                    source: "old".into(),
+                    target: "new".into(),
+                    steps: vec![info("dump", None), info("restore", None), media],
+                    resumed: Vec::new(),
+                },
+            ),
+            at(
+                1,
+                EngineEvent::Forecast {
+                    step: "preflight".into(),
+                    window: vec![
+                        w("stop-source", None, Some(Some(300))),
+                        w("dump", None, None),
+                        w("restore", None, None),
+                        w("final-media", Some("dump"), None),
+                        w("post-commands", None, Some(None)),
+                        w("start-target", None, Some(Some(700))),
+                    ],
+                },
+            ),
+        ];
+        for (id, ms) in [("dump", 2000), ("restore", 5000), ("final-media", 4000)] {
+            records.push(at(2, started(id)));
+            records.push(at(
+                3,
+                EngineEvent::StepFinished {
+                    step: id.into(),
+                    outcome: StepOutcome::Succeeded,
+                    duration_ms: ms,
+                },
+            ));
+        }
+        let p = RunState::from_records(&records)
+            .predicted_downtime()
+            .expect("prediction");
+        assert_eq!(p.total_ms, 300 + 2000 + 5000 + 700);
+        assert_eq!(p.unknown().len(), 1);
+        let media = p
+            .parts
+            .iter()
+            .find(|x| x.step == "final-media")
+            .expect("part");
+        assert_eq!(
+            (media.ms, media.adds_ms, &media.basis),
+            (4000, 0, &Basis::Measured)
+        );
     }
 
     /// A health check that fails and is retried proves nothing until it
@@ -817,32 +902,67 @@ mod tests {
     }
 }
 
-/// What a rehearsal predicts for the real night: the measured durations of
-/// the steps that the real run does while the instance is down.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Prediction {
-    pub total_ms: u64,
-    pub parts: Vec<(String, u64)>,
-}
+pub use crate::prediction::Prediction;
 
 impl RunState {
+    /// What a rehearsal predicts for the real night's downtime: its window
+    /// walked with the durations measured here and the estimates made for
+    /// what a rehearsal must not do (see [`crate::prediction`]). A journal
+    /// from before forecasts had only the sum of the measured steps.
     pub fn predicted_downtime(&self) -> Option<Prediction> {
+        use crate::prediction::{Basis, Part, Seen, predict};
         if self.mode != "rehearse" {
             return None;
         }
-        let parts: Vec<(String, u64)> = self
+        if !self.forecast.is_empty() {
+            let seen = |id: &str| match self.step(id) {
+                Some(s) if s.status == StepStatus::Succeeded => {
+                    s.duration_ms.map_or(Seen::NotRun, Seen::Ran)
+                }
+                Some(s) if s.status == StepStatus::Skipped => Seen::Skipped,
+                _ => Seen::NotRun,
+            };
+            return Some(predict(&self.forecast, seen, self.db_move()));
+        }
+        let parts: Vec<Part> = self
             .steps
             .iter()
             .filter(|s| s.info.in_downtime && s.status == StepStatus::Succeeded)
-            .filter_map(|s| Some((s.info.id.clone(), s.duration_ms?)))
+            .filter_map(|s| {
+                let ms = s.duration_ms?;
+                Some(Part {
+                    step: s.info.id.clone(),
+                    ms,
+                    basis: Basis::Measured,
+                    beside: None,
+                    adds_ms: ms,
+                })
+            })
             .collect();
         if parts.is_empty() {
             return None;
         }
         Some(Prediction {
-            total_ms: parts.iter().map(|(_, ms)| ms).sum(),
+            total_ms: parts.iter().map(|p| p.ms).sum(),
             parts,
+            db_move: self.db_move(),
         })
+    }
+
+    /// How preflight chose to move the database ("parallel", "file", ...).
+    pub fn db_move(&self) -> Option<String> {
+        self.steps
+            .iter()
+            .flat_map(|s| &s.checks)
+            .find(|c| c.name == "database move")
+            .and_then(|c| c.message.split(':').next())
+            .map(|m| {
+                if m.contains(' ') {
+                    "from a backup".to_string()
+                } else {
+                    m.to_string()
+                }
+            })
     }
 }
 

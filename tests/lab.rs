@@ -1985,7 +1985,52 @@ fn a_rehearsal_leaves_the_source_serving_and_the_copy_quarantined() {
         );
     }
     let state = hikkoshi::run_state::RunState::from_records(&records);
-    assert!(state.predicted_downtime().is_some_and(|p| p.total_ms > 0));
+    // The prediction walks the real run's downtime: what the rehearsal ran,
+    // measured; what it must not run, estimated without harm; the steps
+    // beside the dump overlapping it.
+    let prediction = state.predicted_downtime().expect("a prediction");
+    assert!(prediction.total_ms > 0);
+    let part = |id: &str| {
+        prediction
+            .parts
+            .iter()
+            .find(|p| p.step == id)
+            .unwrap_or_else(|| panic!("no part '{id}' in {prediction:?}"))
+    };
+    use hikkoshi::prediction::Basis;
+    assert_eq!(part("restore").basis, Basis::Measured);
+    assert_eq!(
+        part("health").basis,
+        Basis::Measured,
+        "--start-web measures it"
+    );
+    assert_eq!(part("final-media").beside.as_deref(), Some("dump"));
+    for estimated in ["redis", "start-target", "stop-source"] {
+        assert!(
+            matches!(
+                &part(estimated).basis,
+                Basis::Estimated { .. } | Basis::Unknown { .. }
+            ),
+            "{estimated}: {:?}",
+            part(estimated).basis
+        );
+    }
+    assert!(
+        matches!(&part("redis").basis, Basis::Estimated { how } if how.contains("dump.rdb")),
+        "{:?}",
+        part("redis").basis
+    );
+    let measured: u64 = prediction
+        .parts
+        .iter()
+        .filter(|p| p.basis == Basis::Measured)
+        .map(|p| p.ms)
+        .sum();
+    assert!(
+        prediction.total_ms
+            < measured + part("redis").ms + part("start-target").ms + part("stop-source").ms,
+        "the overlap beside the dump was added up: {prediction:?}"
+    );
     for host in ["old", "new"] {
         assert!(
             !host_path(&lab, host, "home-mastodon", "hikkoshi-work").exists(),
@@ -2008,6 +2053,37 @@ fn a_rehearsal_leaves_the_source_serving_and_the_copy_quarantined() {
     let run = spawn_run(&lab.config, &real, &["--reset-target"]).finish();
     assert_eq!(run.code, Some(0), "{}", run.show());
     assert_migrated(&lab, &before, &real, &[&run.stdout, &run.stderr]);
+    // The run carries the rehearsal's prediction and reports it beside the
+    // downtime it measured.
+    let run_state =
+        hikkoshi::run_state::RunState::from_records(&Journal::read(&real).expect("journal"));
+    let carried = run_state
+        .rehearsal_prediction
+        .as_ref()
+        .expect("the rehearsal's prediction in the run's journal");
+    assert_eq!(carried.rehearsal, state.run_id);
+    assert_eq!(carried.prediction, prediction);
+    assert!(
+        run.stdout
+            .contains(&format!("rehearsal {} predicted", state.run_id)),
+        "{}",
+        run.show()
+    );
+    let review = hikkoshi(&[
+        "review",
+        real.to_str().expect("utf-8"),
+        "--format",
+        "markdown",
+    ]);
+    assert!(
+        review
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("| predicted downtime | downtime ")
+                && l.contains("measured; rehearsal")),
+        "{}",
+        review.stdout
+    );
     reset();
 }
 
@@ -2360,6 +2436,34 @@ fn misskey_restored_as_postgres(fixup: &str) -> String {
         .replace("name = \"misskey\"", "name = \"misskey-as-postgres\"")
 }
 
+/// A run of the lab's Misskey with [`misskey_restored_as_postgres`]: it must
+/// fail (at verify-db, which the callers check).
+fn run_misskey_as_postgres(lab: &Lab, fixup: &str) -> (tempfile::TempDir, Run) {
+    let (dir, config) = app_config(
+        lab,
+        "./as-postgres.toml",
+        "domain = \"misskey.example.net\"",
+        // A stream: pg_restore reads no file the postgres user could not open.
+        "[move]\ndatabase = \"stream\"\n",
+    );
+    std::fs::write(
+        dir.path().join("as-postgres.toml"),
+        misskey_restored_as_postgres(fixup),
+    )
+    .expect("profile");
+    let journal = dir.path().join("run.jsonl");
+    let run = spawn_run(&config, &journal, &[]).finish();
+    assert_eq!(run.code, Some(1), "{}", run.show());
+    (dir, run)
+}
+
+/// Stopped before the new host started: the old one serves again, unchanged.
+fn assert_old_misskey_serves_again(before: &AppBefore) {
+    assert_eq!(unit_state("new", "is-active", "misskey"), "inactive");
+    assert_eq!(unit_state("old", "is-active", "misskey"), "active");
+    assert_eq!(before.db, database_digest_of("old", "misskey_db"));
+}
+
 /// The trap in Misskey admins' notes: restored as postgres with --no-owner,
 /// every table belongs to postgres and Misskey answers Internal Server Error.
 /// A profile of one's own that restores that way is caught by the database
@@ -2371,21 +2475,7 @@ fn the_ownership_check_catches_a_restore_as_the_wrong_owner() {
     let lab = lab();
     reset();
     let before = app_before(&lab, &MISSKEY);
-    let (dir, config) = app_config(
-        &lab,
-        "./as-postgres.toml",
-        "domain = \"misskey.example.net\"",
-        // A stream: pg_restore reads no file the postgres user could not open.
-        "[move]\ndatabase = \"stream\"\n",
-    );
-    std::fs::write(
-        dir.path().join("as-postgres.toml"),
-        misskey_restored_as_postgres(""),
-    )
-    .expect("profile");
-    let journal = dir.path().join("run.jsonl");
-    let run = spawn_run(&config, &journal, &[]).finish();
-    assert_eq!(run.code, Some(1), "{}", run.show());
+    let (_dir, run) = run_misskey_as_postgres(&lab, "");
     let owner = psql(
         "new",
         "misskey_db",
@@ -2405,10 +2495,7 @@ fn the_ownership_check_catches_a_restore_as_the_wrong_owner() {
         "the ownership check does not name the table and its owner:\n{}",
         run.show()
     );
-    // Stopped before the new host started: the old one serves again.
-    assert_eq!(unit_state("new", "is-active", "misskey"), "inactive");
-    assert_eq!(unit_state("old", "is-active", "misskey"), "active");
-    assert_eq!(before.db, database_digest_of("old", "misskey_db"));
+    assert_old_misskey_serves_again(&before);
 }
 
 /// The same trap "fixed" the common way, `ALTER TABLE ... OWNER TO misskey`
@@ -2424,20 +2511,7 @@ fn a_table_only_ownership_fix_leaves_the_types_and_is_caught() {
     let before = app_before(&lab, &MISSKEY);
     let fixup = r#"  { argv = ["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", "{database}", "-c", "DO $$DECLARE t record; BEGIN FOR t IN SELECT schemaname, tablename FROM pg_tables WHERE schemaname = 'public' LOOP EXECUTE format('ALTER TABLE %I.%I OWNER TO %I', t.schemaname, t.tablename, 'misskey'); END LOOP; END$$"] },
 "#;
-    let (dir, config) = app_config(
-        &lab,
-        "./as-postgres.toml",
-        "domain = \"misskey.example.net\"",
-        "[move]\ndatabase = \"stream\"\n",
-    );
-    std::fs::write(
-        dir.path().join("as-postgres.toml"),
-        misskey_restored_as_postgres(fixup),
-    )
-    .expect("profile");
-    let journal = dir.path().join("run.jsonl");
-    let run = spawn_run(&config, &journal, &[]).finish();
-    assert_eq!(run.code, Some(1), "{}", run.show());
+    let (_dir, run) = run_misskey_as_postgres(&lab, fixup);
     // The fix-up did what admins' scripts do: every table is misskey's.
     let tables = psql(
         "new",
@@ -2465,9 +2539,7 @@ fn a_table_only_ownership_fix_leaves_the_types_and_is_caught() {
         "tables reported although the fix-up gave them to misskey:\n{}",
         run.show()
     );
-    assert_eq!(unit_state("new", "is-active", "misskey"), "inactive");
-    assert_eq!(unit_state("old", "is-active", "misskey"), "active");
-    assert_eq!(before.db, database_digest_of("old", "misskey_db"));
+    assert_old_misskey_serves_again(&before);
 }
 
 /// Puts a changed copy of the old host's default.yml in place for a test and

@@ -156,6 +156,15 @@ pub enum EngineEvent {
         outcome: RunOutcome,
         duration_ms: u64,
     },
+    /// A rehearsal's account of the real run's downtime window: its steps in
+    /// order, with an estimate for each one a rehearsal must not run.
+    Forecast {
+        step: String,
+        window: Vec<crate::prediction::WindowStep>,
+    },
+    /// The real run's copy of the last rehearsal's prediction, so that its
+    /// journal alone says what was expected.
+    Predicted(crate::prediction::RehearsalPrediction),
 }
 
 impl EngineEvent {
@@ -167,8 +176,11 @@ impl EngineEvent {
             | EngineEvent::Check { step, .. }
             | EngineEvent::Propagation { step, .. }
             | EngineEvent::AwaitingConfirm { step, .. }
-            | EngineEvent::StepFinished { step, .. } => Some(step),
-            EngineEvent::RunStarted { .. } | EngineEvent::RunFinished { .. } => None,
+            | EngineEvent::StepFinished { step, .. }
+            | EngineEvent::Forecast { step, .. } => Some(step),
+            EngineEvent::RunStarted { .. }
+            | EngineEvent::RunFinished { .. }
+            | EngineEvent::Predicted(_) => None,
         }
     }
 }

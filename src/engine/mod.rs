@@ -39,6 +39,11 @@ pub struct RunOptions {
     pub resume_done: std::collections::BTreeSet<String>,
     /// A rehearsal restores this backup on the old host instead of a fresh dump.
     pub from_backup: Option<String>,
+    /// A real run: what the last rehearsal of the same move predicted.
+    pub prediction: Option<crate::prediction::RehearsalPrediction>,
+    /// A rehearsal: the real run's [dns] (never used to touch DNS), so the
+    /// forecast knows whether the pinned check will run.
+    pub run_dns: Option<crate::config::DnsConfig>,
 }
 
 pub struct Hosts {
@@ -217,6 +222,13 @@ impl StepIo {
             step: self.step.clone(),
             elapsed_s: elapsed.as_secs(),
             report: report.clone(),
+        });
+    }
+
+    pub fn forecast(&self, window: Vec<crate::prediction::WindowStep>) {
+        let _ = self.tx.send(EngineEvent::Forecast {
+            step: self.step.clone(),
+            window,
         });
     }
 
@@ -659,6 +671,9 @@ async fn run(
                 .collect(),
         },
     );
+    if let Some(p) = &ctx.opts.prediction {
+        emit(&tx, EngineEvent::Predicted(p.clone()));
+    }
     let steps = ctx.plan.steps.clone();
     let mut failed_optional = Vec::new();
     let mut outcome = RunOutcome::Succeeded;

@@ -4,6 +4,7 @@
 pub mod command;
 pub mod db_move;
 pub mod dns;
+pub mod forecast;
 pub mod health;
 pub mod lock;
 pub mod media;

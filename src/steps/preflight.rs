@@ -136,6 +136,8 @@ pub struct Facts {
     pub source_rdb: Option<String>,
     pub target_rdb: Option<String>,
     pub schemas: Vec<String>,
+    /// Bytes per second through this machine, as preflight measured them.
+    pub link_bps: Option<f64>,
 }
 
 struct Report<'a> {
@@ -413,7 +415,7 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     };
     let from_backup = ctx.opts.from_backup.is_some();
     let forced = text_or(&ctx.vars, "db_compress", "").parse::<u8>().ok();
-    let choice = choose_db_move(
+    let (choice, link) = choose_db_move(
         src,
         dst,
         &s,
@@ -513,10 +515,15 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     if matches!(kind, Some(BackupKind::Plain | BackupKind::Gzip)) {
         vars.set("has_extra_schemas", false);
     }
+    facts.link_bps = link;
     ctx.facts = facts;
 
     if report.failed.is_empty() {
         check_lock(ctx, &s, &mut report).await?;
+    }
+    // A rehearsal measures, without harm, what it must not do itself.
+    if report.failed.is_empty() && ctx.opts.mode == "rehearse" {
+        super::forecast::forecast(ctx, io).await;
     }
     if report.failed.is_empty()
         && let Some(run) = report.drop_target.take()
@@ -1864,7 +1871,7 @@ async fn choose_db_move(
     db_size: u64,
     from_backup: bool,
     r: &mut Report<'_>,
-) -> Result<db_move::Choice, StepFailure> {
+) -> Result<(db_move::Choice, Option<f64>), StepFailure> {
     let (a, b) = tokio::join!(db_move::cores(src), db_move::cores(dst));
     let (source_cores, target_cores) = (a?, b?);
     let link = db_move::measure_link(src, dst).await;
@@ -1927,7 +1934,7 @@ async fn choose_db_move(
             choice.why
         ),
     );
-    Ok(choice)
+    Ok((choice, link))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -283,6 +283,26 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
                 }
             }
             EngineEvent::Progress { step, bytes, total } => p.progress(step, *bytes, *total),
+            EngineEvent::Forecast { window, .. } => {
+                for w in window {
+                    if let Some(e) = &w.estimate {
+                        let figure = e.ms.map_or_else(
+                            || "not measured".to_string(),
+                            |ms| format!("~{}", short_duration(ms)),
+                        );
+                        p.line(&format!(
+                            "  estimate for the real run: {} {figure}: {}",
+                            w.id, e.how
+                        ));
+                    }
+                }
+            }
+            EngineEvent::Predicted(r) => p.line(&format!(
+                "the last rehearsal ({}, {}) predicted a downtime of {}",
+                r.rehearsal,
+                r.journal,
+                short_duration(r.prediction.total_ms)
+            )),
             EngineEvent::Propagation {
                 elapsed_s, report, ..
             } => p.line(&format!(
@@ -397,9 +417,14 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
                 };
                 let total = short_duration(*duration_ms);
                 match outcome {
-                    RunOutcome::Succeeded => p.line(&format!(
-                        "finished: every step succeeded in {total}{downtime}{moved}"
-                    )),
+                    RunOutcome::Succeeded => {
+                        p.line(&format!(
+                            "finished: every step succeeded in {total}{downtime}{moved}"
+                        ));
+                        if let Some(line) = crate::ui::review::predicted_and_measured(&state) {
+                            p.line(&line);
+                        }
+                    }
                     RunOutcome::Incomplete { failed } => p.error(&format!(
                         "hikkoshi: finished in {total}{downtime}, but optional step{} {} failed",
                         if failed.len() == 1 { "" } else { "s" },

@@ -30,16 +30,78 @@ pub fn result_words(run: &RunState) -> String {
 
 /// One line for the end of a rehearsal, and for its report.
 pub fn prediction_words(p: &crate::run_state::Prediction) -> String {
+    use crate::prediction::Basis;
     let parts: Vec<String> = p
         .parts
         .iter()
-        .map(|(id, ms)| format!("{id} {}", short_duration(*ms)))
+        .filter(|part| part.basis != Basis::Skipped)
+        .map(|part| {
+            let mut w = format!("{} {}", part.step, short_duration(part.ms));
+            if let Some(l) = &part.beside {
+                if part.adds_ms == 0 {
+                    w.push_str(&format!(" beside {l}, hidden by it"));
+                } else {
+                    w.push_str(&format!(
+                        " beside {l}, adding {}",
+                        short_duration(part.adds_ms)
+                    ));
+                }
+            }
+            match &part.basis {
+                Basis::Estimated { how } => w.push_str(&format!(" (estimated: {how})")),
+                Basis::Unknown { how } => {
+                    w = format!("{} not counted ({how})", part.step);
+                }
+                Basis::Measured | Basis::Skipped => {}
+            }
+            w
+        })
         .collect();
+    let unknown = if p.unknown().is_empty() {
+        String::new()
+    } else {
+        " at least".to_string()
+    };
     format!(
-        "predicted downtime for the real run: {} ({}), plus stopping and starting the services and moving Redis, which a rehearsal leaves alone; the final media pass grows with what is uploaded between the pre-sync and the stop",
+        "predicted downtime for the real run:{unknown} {}{} = {}; the final media pass grows with what is uploaded between the pre-sync and the stop",
         short_duration(p.total_ms),
+        p.db_move
+            .as_ref()
+            .map(|m| format!(" (database move: {m})"))
+            .unwrap_or_default(),
         parts.join(", ")
     )
+}
+
+/// A real run's measured downtime beside what its last rehearsal predicted.
+pub fn predicted_and_measured(run: &RunState) -> Option<String> {
+    let r = run.rehearsal_prediction.as_ref()?;
+    let predicted = r.prediction.total_ms;
+    let at_least = if r.prediction.unknown().is_empty() {
+        ""
+    } else {
+        "at least "
+    };
+    let measured = run.downtime_ended.and_then(|end| {
+        let d = end.duration_since(run.downtime_started?);
+        u64::try_from(d.as_millis()).ok()
+    });
+    Some(match measured {
+        Some(ms) if predicted > 0 => {
+            let off = (ms as f64 - predicted as f64) / predicted as f64 * 100.0;
+            format!(
+                "downtime {} measured; rehearsal {} predicted {at_least}{} ({off:+.0}%)",
+                short_duration(ms),
+                r.rehearsal,
+                short_duration(predicted),
+            )
+        }
+        _ => format!(
+            "rehearsal {} predicted a downtime of {at_least}{}",
+            r.rehearsal,
+            short_duration(predicted)
+        ),
+    })
 }
 
 pub fn markdown(run: &RunState) -> String {
@@ -98,7 +160,16 @@ pub fn markdown(run: &RunState) -> String {
         (
             "predicted downtime",
             run.predicted_downtime()
-                .map_or_else(|| "-".into(), |p| prediction_words(&p)),
+                .map(|p| prediction_words(&p))
+                .or_else(|| {
+                    let r = run.rehearsal_prediction.as_ref()?;
+                    Some(format!(
+                        "{} (journal {})",
+                        predicted_and_measured(run)?,
+                        r.journal
+                    ))
+                })
+                .unwrap_or_else(|| "-".into()),
         ),
     ];
     out.push_str("| | |\n|---|---|\n");

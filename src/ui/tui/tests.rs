@@ -357,6 +357,36 @@ fn screens(#[case] name: &str, #[case] records: Vec<Record>) {
     insta::assert_snapshot!(format!("{name}_120x40"), screen(&app, 120, 40));
 }
 
+/// A run that follows a rehearsal shows, once the downtime is over, what
+/// the rehearsal predicted beside what it measured.
+#[test]
+fn the_end_shows_the_rehearsals_prediction_beside_the_downtime() {
+    let mut records = finished();
+    records.insert(
+        1,
+        at(
+            0,
+            EngineEvent::Predicted(crate::prediction::RehearsalPrediction {
+                rehearsal: "20261120T150000Z-beef".into(),
+                journal: "/root/rehearsal.jsonl".into(),
+                prediction: crate::prediction::Prediction {
+                    total_ms: 20_000,
+                    parts: Vec::new(),
+                    db_move: Some("parallel".into()),
+                },
+            }),
+        ),
+    );
+    let app = app_with(&records, Mode::Live);
+    let s = screen(&app, 80, 24);
+    assert!(s.contains("downtime 00:22 (over, predicted 20.0s)"), "{s}");
+    let report = crate::ui::review::markdown(&app.run);
+    assert!(
+        report.contains("| predicted downtime | downtime 22.0s measured; rehearsal 20261120T150000Z-beef predicted 20.0s (+10%) (journal /root/rehearsal.jsonl) |"),
+        "{report}"
+    );
+}
+
 #[test]
 fn review_screen_and_help() {
     let mut app = App::review(

@@ -31,6 +31,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 STATE = "/var/lib/hikkoshi-host"
@@ -530,11 +531,48 @@ def wait_ready(unit, pid_fn, timeout):
     return False
 
 
+def usec():
+    """CLOCK_MONOTONIC in microseconds, as systemd's *TimestampMonotonic properties."""
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+
+
+def stamp(unit, name):
+    """Records a state change as systemd does (InactiveExit, ActiveEnter, ActiveExit, InactiveEnter),
+    so `systemctl show` can tell how long the last start and stop took."""
+    path = os.path.join(RUN_DIR, unit.name + ".stamps")
+    try:
+        with open(path) as f:
+            stamps = json.load(f)
+    except (OSError, ValueError):
+        stamps = {}
+    stamps[name] = usec()
+    with open(path + ".tmp", "w") as f:
+        json.dump(stamps, f)
+    os.replace(path + ".tmp", path)
+
+
+def stamps_of(unit):
+    try:
+        with open(os.path.join(RUN_DIR, unit.name + ".stamps")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
 def start_unit(unit):
     if unit.masked:
         raise Fail(f"Failed to start {unit.unit_id}: Unit {unit.unit_id} is masked.")
     if unit.main_pid():
         return
+    stamp(unit, "InactiveExit")
+    try:
+        start_unit_now(unit)
+    finally:
+        if unit.main_pid():
+            stamp(unit, "ActiveEnter")
+
+
+def start_unit_now(unit):
     set_marker(os.path.join(RUN_DIR, unit.name + ".failed"), False)
     timeout = float(unit.get("TimeoutStartSec", "90"))
     if unit.forking:
@@ -580,6 +618,14 @@ def stop_unit(unit):
             set_marker(unit.pidfile, False)
             set_marker(unit.startfile, False)
         return
+    stamp(unit, "ActiveExit")
+    try:
+        stop_unit_now(unit, pid)
+    finally:
+        stamp(unit, "InactiveEnter")
+
+
+def stop_unit_now(unit, pid):
     timeout = float(unit.get("TimeoutStopSec", "90"))
     stop_cmd = unit.get("ExecStop")
     if stop_cmd:
@@ -695,7 +741,10 @@ def show_props(unit, name):
                 "FragmentPath": "", "Result": "success"}
     pid = unit.main_pid()
     state = unit.active_state()
+    stamps = stamps_of(unit)
     return {
+        **{f"{k}TimestampMonotonic": str(stamps.get(k, 0))
+           for k in ("InactiveExit", "ActiveEnter", "ActiveExit", "InactiveEnter")},
         "Id": unit.unit_id,
         "Names": unit.unit_id,
         "Description": unit.description,
@@ -736,6 +785,34 @@ def systemctl_main(args):
         if not targets:
             raise Fail("Too few arguments.")
         code, errors = 0, []
+        # As systemd does, the jobs of one start or stop run at once: `systemctl stop a b c`
+        # takes as long as the slowest unit, not the sum.
+        if verb in ("start", "stop") and len(targets) > 1:
+            units, failures = [], []
+            for pat in targets:
+                try:
+                    units += [u for u in resolve_units([pat], verb) if u.name not in {x.name for x in units}]
+                except Fail as e:
+                    failures.append(e)
+            results = [None] * len(units)
+
+            def act(i, u):
+                try:
+                    (start_unit if verb == "start" else stop_unit)(u)
+                except Fail as e:
+                    results[i] = e
+
+            threads = [threading.Thread(target=act, args=(i, u)) for i, u in enumerate(units)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            for e in failures + [r for r in results if r is not None]:
+                errors.append(str(e))
+                code = code or e.code
+            for e in errors:
+                err(e)
+            return code
         for pat in targets:
             try:
                 for u in resolve_units([pat], verb):

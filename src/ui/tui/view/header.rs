@@ -35,7 +35,20 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let downtime = match run.downtime(app.now) {
         None => Span::raw("downtime not started"),
         Some(d) if run.downtime_ended.is_some() => {
-            Span::styled(format!("downtime {} (over)", clock(d)), theme.ok())
+            let predicted = run
+                .rehearsal_prediction
+                .as_ref()
+                .map(|r| {
+                    format!(
+                        ", predicted {}",
+                        crate::ui::short_duration(r.prediction.total_ms)
+                    )
+                })
+                .unwrap_or_default();
+            Span::styled(
+                format!("downtime {} (over{predicted})", clock(d)),
+                theme.ok(),
+            )
         }
         Some(d) => Span::styled(format!("DOWN {}", clock(d)), theme.fail()),
     };
