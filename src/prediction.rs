@@ -27,6 +27,9 @@ pub struct Estimate {
     pub ms: Option<u64>,
     /// Where the figure comes from, or why there is none.
     pub how: String,
+    /// The figure leaves out part of what the step does (an app's boot).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub at_least: bool,
 }
 
 /// Where a part's duration comes from.
@@ -39,6 +42,8 @@ pub enum Basis {
     Skipped,
     Estimated {
         how: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        at_least: bool,
     },
     Unknown {
         how: String,
@@ -75,6 +80,17 @@ impl Prediction {
             .filter(|p| matches!(p.basis, Basis::Unknown { .. }))
             .collect()
     }
+
+    /// The real downtime may be longer than the total: a part has no figure,
+    /// or a figure that leaves something out.
+    pub fn open_ended(&self) -> bool {
+        self.parts.iter().any(|p| {
+            matches!(
+                p.basis,
+                Basis::Unknown { .. } | Basis::Estimated { at_least: true, .. }
+            )
+        })
+    }
 }
 
 /// The prediction a real run carries from the last rehearsal of the same move.
@@ -110,10 +126,21 @@ pub fn predict(
         let (ms, basis) = match (seen(&step.id), &step.estimate) {
             (Seen::Ran(ms), _) => (ms, Basis::Measured),
             (Seen::Skipped, _) => (0, Basis::Skipped),
-            (Seen::NotRun, Some(Estimate { ms: Some(ms), how })) => {
-                (*ms, Basis::Estimated { how: how.clone() })
-            }
-            (Seen::NotRun, Some(Estimate { ms: None, how })) => {
+            (
+                Seen::NotRun,
+                Some(Estimate {
+                    ms: Some(ms),
+                    how,
+                    at_least,
+                }),
+            ) => (
+                *ms,
+                Basis::Estimated {
+                    how: how.clone(),
+                    at_least: *at_least,
+                },
+            ),
+            (Seen::NotRun, Some(Estimate { ms: None, how, .. })) => {
                 (0, Basis::Unknown { how: how.clone() })
             }
             (Seen::NotRun, None) => (
@@ -157,6 +184,7 @@ mod tests {
             estimate: estimate.map(|(ms, how)| Estimate {
                 ms,
                 how: how.into(),
+                at_least: false,
             }),
         }
     }
@@ -202,9 +230,11 @@ mod tests {
         assert_eq!(
             p.parts[0].basis,
             Basis::Estimated {
-                how: "systemd".into()
+                how: "systemd".into(),
+                at_least: false
             }
         );
+        assert!(p.open_ended());
     }
 
     /// A small database: the media pass outlasts the database move, and the

@@ -188,6 +188,30 @@ impl RunState {
         Some(end.duration_since(start))
     }
 
+    /// Of the finished downtime, the time no step was running: in the wizard,
+    /// the time the admin took to answer and to go on; a few milliseconds
+    /// headless. (A retried step counts with its last attempt only.)
+    pub fn downtime_idle_ms(&self) -> Option<u64> {
+        let (start, end) = (self.downtime_started?, self.downtime_ended?);
+        let mut spans: Vec<(jiff::Timestamp, jiff::Timestamp)> = self
+            .steps
+            .iter()
+            .filter_map(|s| Some((s.started_at?.max(start), s.finished_at?.min(end))))
+            .filter(|(a, b)| a < b)
+            .collect();
+        spans.sort();
+        let mut busy = jiff::SignedDuration::ZERO;
+        let mut reach = start;
+        for (a, b) in spans {
+            if b > reach {
+                busy += b.duration_since(a.max(reach));
+                reach = b;
+            }
+        }
+        let idle = end.duration_since(start) - busy;
+        Some(u64::try_from(idle.as_millis()).unwrap_or(0))
+    }
+
     /// The downtime ends with the first step that proves the new host
     /// serves: the profile's end step when it succeeds; when that step does
     /// not run (skipped by its condition, by itself or by the operator), the
@@ -578,6 +602,7 @@ mod tests {
             estimate: estimate.map(|ms| Estimate {
                 ms,
                 how: "test".into(),
+                at_least: false,
             }),
         };
         let mut records = vec![
@@ -634,6 +659,43 @@ mod tests {
             (media.ms, media.adds_ms, &media.basis),
             (4000, 0, &Basis::Measured)
         );
+    }
+
+    /// The wizard's pauses inside the downtime are the time no step ran;
+    /// steps beside each other count once.
+    #[test]
+    fn idle_time_is_the_downtime_no_step_covered() {
+        let records = vec![
+            at(
+                0,
+                EngineEvent::RunStarted {
+                    run_id: "r".into(),
+                    mode: "run".into(),
+                    profile: "p".into(),
+                    domain: "d".into(),
+                    source: "old".into(),
+                    target: "new".into(),
+                    steps: vec![
+                        info("stop", Some(DowntimeMark::Start)),
+                        info("dump", None),
+                        info("media", None),
+                        info("start", Some(DowntimeMark::End)),
+                    ],
+                    resumed: Vec::new(),
+                },
+            ),
+            at(10, started("stop")),
+            at(12, finished("stop", StepOutcome::Succeeded)),
+            // 5 s waiting for the admin to confirm the dump.
+            at(17, started("dump")),
+            at(17, started("media")),
+            at(20, finished("media", StepOutcome::Succeeded)),
+            at(25, finished("dump", StepOutcome::Succeeded)),
+            at(26, started("start")),
+            at(30, finished("start", StepOutcome::Succeeded)),
+        ];
+        let state = RunState::from_records(&records);
+        assert_eq!(state.downtime_idle_ms(), Some(6000));
     }
 
     /// A health check that fails and is retried proves nothing until it

@@ -2016,7 +2016,7 @@ fn a_rehearsal_leaves_the_source_serving_and_the_copy_quarantined() {
         );
     }
     assert!(
-        matches!(&part("redis").basis, Basis::Estimated { how } if how.contains("dump.rdb")),
+        matches!(&part("redis").basis, Basis::Estimated { how, .. } if how.contains("dump.rdb")),
         "{:?}",
         part("redis").basis
     );

@@ -192,6 +192,7 @@ impl Measurer<'_> {
         Estimate {
             ms: Some(total),
             how: format!("systemd's record: {}", how.join("; ")),
+            at_least: false,
         }
     }
 
@@ -255,6 +256,7 @@ impl Measurer<'_> {
         // INFO, SAVE, stop on both, stat, the copy's two ends, start, INFO twice.
         let calls = 10 * call;
         Estimate {
+            at_least: false,
             ms: Some(save_ms + copy_ms + restart + calls),
             how: format!(
                 "SAVE as long as Redis's last save ({}), dump.rdb ({}) through this machine in {}, Redis's last stop and start on {} ({}), and 10 commands at {} each",
@@ -301,6 +303,8 @@ impl Measurer<'_> {
         let took = ms(t);
         match asked {
             Ok(o) if o.stdout.trim() == "200" => Estimate {
+                // Until it has booted, the new host's app does not answer.
+                at_least: true,
                 ms: Some(took),
                 how: format!(
                     "{url} answered on {} in {}; the app's boot on the new host is not in it (rehearse --start-web measures it where the profile can start the web alone)",
@@ -317,7 +321,11 @@ impl Measurer<'_> {
 }
 
 fn unknown(how: String) -> Estimate {
-    Estimate { ms: None, how }
+    Estimate {
+        ms: None,
+        how,
+        at_least: false,
+    }
 }
 
 /// The real run's downtime window, each step the rehearsal does not run with
@@ -346,10 +354,12 @@ pub async fn forecast(ctx: &RunCtx, io: &StepIo) {
                 StepKind::Redis => m.redis().await,
                 StepKind::Health if step.pinned => match (&ctx.opts.run_dns, health_ms) {
                     (None, _) => Estimate {
+                        at_least: false,
                         ms: Some(0),
                         how: "no [dns] expect in the config: the run skips it".into(),
                     },
                     (Some(_), Some(ms)) => Estimate {
+                        at_least: false,
                         ms: Some(ms),
                         how: "one request from this machine, as long as the local check's".into(),
                     },

@@ -269,7 +269,23 @@ pub async fn relay(
     drop(to);
     // The reader on the source may still have data for us: it stops on a closed pipe.
     drop(from);
-    let writer_ended_early = early_msg.is_some();
+    // The copy stopped on a failed write while the reader still had data:
+    // whatever the reader dies of once its pipe is gone (SIGPIPE, or a
+    // 'Broken pipe' error and exit 1 from a tool that ignores the signal) is
+    // a consequence, never the cause.
+    let write_broke = pipe_error
+        .as_deref()
+        .is_some_and(|e| e.starts_with("writing to"));
+    let writer_ended_early = early_msg.is_some() || write_broke;
+    if write_broke
+        && !dst.alive().await
+        && let Some(e) = pipe_error.take()
+    {
+        pipe_error = Some(format!(
+            "lost the connection to {} during the copy ({e})",
+            dst.name()
+        ));
+    }
     if early_msg.is_some() && pipe_error.is_none() {
         pipe_error = Some(if dst.alive().await {
             format!(

@@ -48,7 +48,10 @@ pub fn prediction_words(p: &crate::run_state::Prediction) -> String {
                 }
             }
             match &part.basis {
-                Basis::Estimated { how } => w.push_str(&format!(" (estimated: {how})")),
+                Basis::Estimated { how, at_least } => w.push_str(&format!(
+                    " ({}estimated: {how})",
+                    if *at_least { "at least; " } else { "" }
+                )),
                 Basis::Unknown { how } => {
                     w = format!("{} not counted ({how})", part.step);
                 }
@@ -57,7 +60,7 @@ pub fn prediction_words(p: &crate::run_state::Prediction) -> String {
             w
         })
         .collect();
-    let unknown = if p.unknown().is_empty() {
+    let unknown = if !p.open_ended() {
         String::new()
     } else {
         " at least".to_string()
@@ -77,7 +80,7 @@ pub fn prediction_words(p: &crate::run_state::Prediction) -> String {
 pub fn predicted_and_measured(run: &RunState) -> Option<String> {
     let r = run.rehearsal_prediction.as_ref()?;
     let predicted = r.prediction.total_ms;
-    let at_least = if r.prediction.unknown().is_empty() {
+    let at_least = if !r.prediction.open_ended() {
         ""
     } else {
         "at least "
@@ -86,7 +89,22 @@ pub fn predicted_and_measured(run: &RunState) -> Option<String> {
         let d = end.duration_since(run.downtime_started?);
         u64::try_from(d.as_millis()).ok()
     });
+    // The prediction has no time for answering questions: a wizard's run is
+    // compared without it.
+    let idle = run.downtime_idle_ms().unwrap_or(0);
     Some(match measured {
+        Some(ms) if predicted > 0 && idle >= 1000 => {
+            let worked = ms.saturating_sub(idle);
+            let off = (worked as f64 - predicted as f64) / predicted as f64 * 100.0;
+            format!(
+                "downtime {} measured, {} of it waiting for your answers; rehearsal {} predicted {at_least}{} for the rest, {} ({off:+.0}%)",
+                short_duration(ms),
+                short_duration(idle),
+                r.rehearsal,
+                short_duration(predicted),
+                short_duration(worked),
+            )
+        }
         Some(ms) if predicted > 0 => {
             let off = (ms as f64 - predicted as f64) / predicted as f64 * 100.0;
             format!(
