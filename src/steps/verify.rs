@@ -550,6 +550,53 @@ mod tests {
         assert_eq!(moved, ["'public.global_follow_recommendations' 175 -> 174"]);
     }
 
+    /// Every kind an app's migrations may alter has its place in the check.
+    #[test]
+    fn the_ownership_check_covers_every_kind_a_migration_alters() {
+        let sql = ownership_sql();
+        for kind in [
+            "'enum type'",
+            "'composite type'",
+            "'domain'",
+            "'range type'",
+            "'table'",
+            "'partitioned table'",
+            "'sequence'",
+            "'view'",
+            "'materialized view'",
+            "'foreign table'",
+            "'function'",
+            "'procedure'",
+            "'aggregate'",
+            "'schema'",
+            "'collation'",
+            "'text search configuration'",
+            "'operator'",
+            "'operator class'",
+            "'event trigger'",
+        ] {
+            assert!(sql.contains(kind), "{kind} is not checked");
+        }
+        // What an extension's script made is the extension's, in every catalog.
+        assert_eq!(
+            sql.matches("FROM ext WHERE ext.classid").count(),
+            OWNED.len()
+        );
+    }
+
+    #[test]
+    fn wrong_owners_are_summed_up_by_kind() {
+        let row = |n: &str, k: &str| (n.to_string(), k.to_string(), "postgres".to_string());
+        assert_eq!(
+            kinds_summary(&[
+                row("public.a", "enum type"),
+                row("public.b", "enum type"),
+                row("public.f()", "function"),
+            ]),
+            "2 enum types, 1 function"
+        );
+    }
+
     #[test]
     fn keyed_rows_from_psql_json() {
         let lines = vec![
