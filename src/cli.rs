@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(
     name = "hikkoshi",
     version,
-    about = "Moves a self-hosted, Postgres-backed web app (Mastodon first) from an old server to a new one over SSH",
+    about = "Moves a self-hosted, Postgres-backed web app (Mastodon, Misskey, or any app a profile describes) from an old server to a new one over SSH",
     after_help = "Exit codes: 0 success; 1 a step failed (the journal and stderr say which, where and why); 2 bad usage or config (nothing was touched)."
 )]
 pub struct Cli {
@@ -35,7 +35,9 @@ pub enum OnFailure {
 pub enum ReviewFormat {
     /// The wizard's screen, read-only (Markdown when stdout is not a terminal).
     Tui,
+    /// A report for the maintenance log.
     Markdown,
+    /// The folded run state, for scripts.
     Json,
 }
 
@@ -43,25 +45,28 @@ pub enum ReviewFormat {
 pub enum Command {
     /// Preflight only: checks both hosts, changes nothing; exit 0 when ready.
     Check {
+        /// The move's config (TOML): the hosts, the app, [dns], [move]; see the README.
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
     /// Shows the checklist with the exact commands per host; no side effects.
     #[command(group(clap::ArgGroup::new("what").required(true).args(["config", "profile"])))]
     Plan {
+        /// The move's config (TOML): the hosts, the app, [dns], [move]; see the README.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// A profile's checklist without hosts: a built-in profile's name
         /// (mastodon, misskey, generic, pleasanter) or a profile file.
         #[arg(long, value_name = "NAME|FILE", conflicts_with = "config")]
         profile: Option<String>,
+        /// text for people, json for scripts.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
         /// The checklist of `hikkoshi rehearse --start-web` instead.
         #[arg(long)]
         rehearse: bool,
     },
-    /// Runs the migration.
+    /// Moves the instance: the step-by-step wizard, or plain output with --headless.
     Run {
         #[command(flatten)]
         run: RunArgs,
@@ -74,9 +79,12 @@ pub enum Command {
         #[arg(long)]
         resume: bool,
     },
+    /// A staging copy on the new host while the old one keeps serving; predicts the downtime.
+    ///
     /// Restores the instance onto the new host as a staging copy while the old
     /// one keeps serving: nothing on the old host stops or changes, the copy's
-    /// Sidekiq is masked, DNS is not touched. Reports a predicted downtime.
+    /// Sidekiq is masked, DNS is not touched. Reports the downtime the real run
+    /// is expected to have, with its parts.
     Rehearse {
         #[command(flatten)]
         run: RunArgs,
@@ -88,9 +96,12 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         from_backup: Option<String>,
     },
-    /// Checks DNS for DOMAIN: the zone's own nameservers, then resolvers; exit 0
-    /// when every resolver answers the expected addresses.
+    /// Checks DNS for DOMAIN: its nameservers, then resolvers; exit 0 when all agree.
+    ///
+    /// Asks the zone's own nameservers, then about 20 public resolvers (or the
+    /// ones given); exit 0 when every resolver answers the expected addresses.
     Dns {
+        /// The name whose A/AAAA records are checked, e.g. social.example.net.
         #[arg(value_name = "DOMAIN")]
         domain: String,
         /// The new host's address(es); repeat for several.
@@ -102,6 +113,7 @@ pub enum Command {
         /// Keep looking (backing off) until every resolver agrees or this much time has passed, e.g. 30m.
         #[arg(long, value_name = "DURATION")]
         wait: Option<String>,
+        /// text for people, json for scripts.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
         /// How long to wait for each answer.
@@ -111,18 +123,40 @@ pub enum Command {
         #[arg(long, value_name = "PORT", default_value_t = 53)]
         ns_port: u16,
     },
-    /// Shows what happened in a run, from its journal (also of a run that crashed or still goes).
+    /// Shows what happened in a run, from its journal.
+    ///
+    /// Also of a run that crashed or is still going: the wizard's screen
+    /// read-only, a Markdown report for the maintenance log, or JSON.
     Review {
+        /// A run's journal: `run` and `rehearse` print where they wrote it.
         #[arg(value_name = "JOURNAL")]
         journal: PathBuf,
         #[arg(long, value_enum, default_value = "tui")]
         format: ReviewFormat,
+    },
+    /// Prints a shell completion script.
+    ///
+    /// e.g. `hikkoshi completions bash > /etc/bash_completion.d/hikkoshi`
+    Completions {
+        /// The shell the script is for.
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Prints a manual page (roff): hikkoshi(1), or hikkoshi-COMMAND(1).
+    ///
+    /// e.g. `hikkoshi man > /usr/local/share/man/man1/hikkoshi.1` and
+    /// `hikkoshi man run > /usr/local/share/man/man1/hikkoshi-run.1`
+    Man {
+        /// A command's own page instead of the main one.
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
     },
 }
 
 /// What `run` and `rehearse` share.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// The move's config (TOML): the hosts, the app, [dns], [move]; see the README.
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
     /// Plain output instead of the step-by-step wizard.

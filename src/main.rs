@@ -225,7 +225,7 @@ async fn drive(
     println!("journal: {}", path.display());
     let handle = engine::start(plan, opts, Some(journal));
     let (state, journal_error) = if wizard {
-        let state = hikkoshi::ui::tui::run(handle)
+        let state = hikkoshi::ui::tui::run(handle, path)
             .await
             .context("the wizard's terminal failed")?;
         println!(
@@ -502,6 +502,37 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
             timeout,
             ns_port,
         } => dns_command(domain, expect, resolvers, wait, format, timeout, ns_port).await,
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "hikkoshi", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { command } => {
+            let cli = <Cli as clap::CommandFactory>::command();
+            let page = match command {
+                None => cli,
+                Some(name) => {
+                    let names: Vec<String> = cli
+                        .get_subcommands()
+                        .map(|c| c.get_name().to_string())
+                        .collect();
+                    cli.find_subcommand(&name)
+                        .cloned()
+                        .ok_or_else(|| {
+                            UsageError(anyhow::anyhow!(
+                                "man: '{name}' is not a command of hikkoshi; its commands: {}",
+                                names.join(", ")
+                            ))
+                        })?
+                        .name(format!("hikkoshi-{name}"))
+                        .version(env!("CARGO_PKG_VERSION"))
+                }
+            };
+            clap_mangen::Man::new(page)
+                .render(&mut std::io::stdout())
+                .context("writing the manual page")?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Review { journal, format } => {
             let records = Journal::read(&journal)?;
             let state = hikkoshi::run_state::RunState::from_records(&records);

@@ -252,3 +252,56 @@ fn plan_refuses_an_unknown_profile() {
     insta::assert_snapshot!(env.run(&["plan", "--profile", "wordpress"]));
     insta::assert_snapshot!(env.run(&["plan"]));
 }
+
+const COMMANDS: [&str; 8] = [
+    "check",
+    "plan",
+    "run",
+    "rehearse",
+    "dns",
+    "review",
+    "completions",
+    "man",
+];
+
+/// Every help text as a new user meets it, in one place to read and review.
+#[test]
+fn help_for_every_command() {
+    let env = Env::new();
+    let mut all = env.run(&["--help"]);
+    for c in COMMANDS {
+        all.push_str(&format!("\n=== hikkoshi {c} --help\n"));
+        all.push_str(&env.run(&[c, "--help"]));
+    }
+    insta::assert_snapshot!(all);
+}
+
+#[test]
+fn completions_and_manual_pages_come_from_the_command_line_itself() {
+    let env = Env::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = env.run(&["completions", shell]);
+        assert!(out.starts_with("exit: 0\n"), "{shell}: {out}");
+        for word in ["rehearse", "reset-target", "from-backup", "on-failure"] {
+            assert!(out.contains(word), "{shell} completion lacks '{word}'");
+        }
+    }
+    let main = env.run(&["man"]);
+    assert!(
+        main.starts_with("exit: 0\n") && main.contains(".TH hikkoshi 1"),
+        "{main}"
+    );
+    for c in COMMANDS {
+        let page = env.run(&["man", c]);
+        assert!(
+            page.starts_with("exit: 0\n") && page.contains(&format!(".TH hikkoshi-{c} 1")),
+            "{c}: {page}"
+        );
+    }
+    insta::assert_snapshot!(env.run(&["man", "wordpress"]), @r"
+    exit: 2
+    --- stdout
+    --- stderr
+    hikkoshi: man: 'wordpress' is not a command of hikkoshi; its commands: check, plan, run, rehearse, dns, review, completions, man
+    ");
+}

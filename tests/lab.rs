@@ -1090,6 +1090,13 @@ fn wizard_run_in_a_terminal_migrates_the_lab_with_zero_differences() {
                 last_yes = Some(Instant::now());
             }
         } else if header.contains("finished: all steps succeeded") {
+            // The end: the result and what is left to do, in place of a step.
+            assert!(
+                screen.contains("The run has ended")
+                    && screen.contains("every step succeeded")
+                    && screen.contains("left to do by hand"),
+                "the end of the run is not summed up:\n{screen}"
+            );
             tmux.send("q");
             break;
         } else if header.contains("finished") || footer.contains("r retry  s skip") {

@@ -122,6 +122,173 @@ pub fn predicted_and_measured(run: &RunState) -> Option<String> {
     })
 }
 
+/// What a line of the end-of-run summary is, for its style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    Good,
+    Bad,
+    Heading,
+    Plain,
+}
+
+/// What an admin wants when a run has ended: the result, the downtime, what
+/// moved, what is left to do by hand, and where the journal is.
+pub fn end_summary(run: &RunState, journal: Option<&str>) -> Vec<(Tone, String)> {
+    use crate::engine::events::CheckStatus;
+    let mut out = Vec::new();
+    let succeeded = matches!(
+        run.outcome,
+        Some(RunOutcome::Succeeded | RunOutcome::Incomplete { .. })
+    );
+    let total = run.duration_ms.map(short_duration).unwrap_or_default();
+    out.push((
+        if succeeded { Tone::Good } else { Tone::Bad },
+        format!("{}: {} in {total}", run.domain, result_words(run)),
+    ));
+    let brought_back = run
+        .step(crate::plan::ROLLBACK)
+        .is_some_and(|s| s.status == StepStatus::Succeeded);
+    let now = run.finished_at.unwrap_or_else(jiff::Timestamp::now);
+    match (run.downtime(now), run.downtime_ended) {
+        (None, _) => out.push((
+            Tone::Plain,
+            format!(
+                "{} kept serving: its services were never stopped",
+                run.source
+            ),
+        )),
+        (Some(d), Some(_)) => {
+            let by = run
+                .downtime_end_step
+                .as_ref()
+                .map(|s| format!(", over when '{s}' showed {} serving", run.target))
+                .unwrap_or_default();
+            out.push((Tone::Good, format!("downtime {}{by}", clock(d))));
+            if let Some(p) = predicted_and_measured(run) {
+                out.push((Tone::Plain, p));
+            }
+        }
+        (Some(d), None) if brought_back => out.push((
+            Tone::Plain,
+            format!(
+                "{} serves again: the rollback brought it back after {} down",
+                run.source,
+                clock(d)
+            ),
+        )),
+        (Some(d), None) if succeeded => out.push((
+            Tone::Bad,
+            format!(
+                "down {} until the run ended: no health check showed {} serving; check it yourself",
+                clock(d),
+                run.target
+            ),
+        )),
+        (Some(d), None) => out.push((
+            Tone::Bad,
+            format!(
+                "{} is DOWN ({} so far): {} is stopped and {} is not live",
+                run.domain,
+                clock(d),
+                run.source,
+                run.target
+            ),
+        )),
+    }
+    // The first failure that ended the run, as the step said it.
+    if !succeeded
+        && let Some(message) = run.steps.iter().find_map(|s| match &s.outcome {
+            Some(StepOutcome::Failed { message, .. }) if s.info.id != crate::plan::ROLLBACK => {
+                Some(format!("step '{}': {message}", s.info.id))
+            }
+            _ => None,
+        })
+    {
+        out.push((Tone::Bad, message));
+    }
+    let mut moved = Vec::new();
+    if run.bytes_moved() > 0 {
+        moved.push(format!(
+            "{} through this machine",
+            human_bytes(run.bytes_moved())
+        ));
+    }
+    for s in &run.steps {
+        for c in s
+            .checks
+            .iter()
+            .filter(|c| c.status == CheckStatus::Pass && c.name == "row counts")
+        {
+            moved.push(format!("database: {}", c.message));
+        }
+    }
+    if !moved.is_empty() {
+        out.push((Tone::Plain, format!("moved: {}", moved.join("; "))));
+    }
+    out.push((Tone::Heading, "left to do by hand".into()));
+    if succeeded {
+        out.push((
+            Tone::Plain,
+            format!(
+                "- {} keeps all its data (database, media, config): nothing there was deleted; remove it yourself once you are sure",
+                run.source
+            ),
+        ));
+        out.push((
+            Tone::Plain,
+            format!(
+                "- TLS certificates: renewal (certbot or the like) must run on {} from now on, and no longer on {}",
+                run.target, run.source
+            ),
+        ));
+        let dns = run
+            .steps
+            .iter()
+            .find(|s| s.info.kind == crate::plan::profile::StepKind::Dns);
+        out.push((
+            Tone::Plain,
+            match dns.map(|s| (&s.status, &s.outcome)) {
+                Some((StepStatus::Succeeded, _)) => format!(
+                    "- DNS: every resolver asked answers with {}'s address; others follow as their caches expire",
+                    run.target
+                ),
+                Some((_, Some(StepOutcome::Skipped { reason }))) => {
+                    format!("- DNS: {reason}")
+                }
+                _ => format!(
+                    "- DNS: point {} at {} if it does not yet",
+                    run.domain, run.target
+                ),
+            },
+        ));
+    } else if brought_back || run.downtime_started.is_none() {
+        out.push((
+            Tone::Plain,
+            format!(
+                "- nothing on {} changed; fix the cause above, then run again (hikkoshi run --resume goes on from where it stopped)",
+                run.source
+            ),
+        ));
+    } else {
+        out.push((
+            Tone::Bad,
+            format!(
+                "- to go on: hikkoshi run --resume with the same --config; to bring {} back now, start what stop-source stopped there",
+                run.source
+            ),
+        ));
+    }
+    if let Some(j) = journal {
+        out.push((Tone::Heading, "journal".into()));
+        out.push((Tone::Plain, j.to_string()));
+        out.push((
+            Tone::Plain,
+            format!("review it: hikkoshi review {j} --format markdown"),
+        ));
+    }
+    out
+}
+
 pub fn markdown(run: &RunState) -> String {
     let mut out = format!(
         "# {} of {}: {} -> {}\n\n",

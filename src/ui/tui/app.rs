@@ -53,6 +53,8 @@ pub struct App {
     pub quitting: bool,
     pub quit: bool,
     pub dirty: bool,
+    /// Where the run's journal is, for the end of the run.
+    pub journal: Option<String>,
 }
 
 /// Rows of the output pane that PgUp/PgDn move.
@@ -77,6 +79,7 @@ impl App {
             quitting: false,
             quit: false,
             dirty: true,
+            journal: None,
         }
     }
 
@@ -92,7 +95,8 @@ impl App {
             Context::Help
         } else if self.dialog.is_some() || self.confirm_dialog_shown() {
             Context::Dialog
-        } else if self.mode == Mode::Review {
+        } else if self.mode == Mode::Review || self.run.waiting() == Waiting::Finished {
+            // A finished run is read like a journal: nothing is left to start.
             Context::Review
         } else if matches!(self.run.waiting(), Waiting::Decision(_)) {
             Context::Failed
@@ -109,6 +113,11 @@ impl App {
     /// the instance down unless the old host is brought back.
     pub fn instance_down(&self) -> bool {
         self.run.downtime_started.is_some() && self.run.downtime_ended.is_none()
+    }
+
+    /// At the end of a live run, until the admin selects a step.
+    pub fn shows_summary(&self) -> bool {
+        self.mode == Mode::Live && self.follow && self.run.waiting() == Waiting::Finished
     }
 
     pub fn confirm_dialog_shown(&self) -> bool {

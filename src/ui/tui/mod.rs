@@ -96,7 +96,7 @@ fn read_input(tx: mpsc::UnboundedSender<Option<event::KeyEvent>>, stop: Arc<Atom
 }
 
 /// Runs a live migration in the wizard until the admin quits.
-pub async fn run(mut handle: EngineHandle) -> std::io::Result<RunState> {
+pub async fn run(mut handle: EngineHandle, journal: &std::path::Path) -> std::io::Result<RunState> {
     let theme = theme();
     let mut screen = Screen::enter()?;
     let (key_tx, mut keys) = mpsc::unbounded_channel();
@@ -105,6 +105,7 @@ pub async fn run(mut handle: EngineHandle) -> std::io::Result<RunState> {
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut ticker = tokio::time::interval(Duration::from_millis(100));
     let mut app = App::new(Mode::Live, jiff::Timestamp::now());
+    app.journal = Some(journal.display().to_string());
     let mut records_open = true;
     let mut last_draw = Instant::now() - FRAME;
     let result = loop {

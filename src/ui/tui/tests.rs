@@ -201,6 +201,37 @@ fn failed() -> Vec<Record> {
     r
 }
 
+/// The failure above, stopped by the admin with the old host brought back.
+fn ended_in_failure() -> Vec<Record> {
+    let mut r = failed();
+    r.push(at(
+        16,
+        EngineEvent::StepStarted {
+            step: "rollback".into(),
+            commands: vec!["old as root: systemctl start mastodon-web".into()],
+        },
+    ));
+    r.push(at(
+        17,
+        EngineEvent::StepFinished {
+            step: "rollback".into(),
+            outcome: StepOutcome::Succeeded,
+            duration_ms: 900,
+        },
+    ));
+    r.extend(done(17, "cleanup", 100));
+    r.push(at(
+        18,
+        EngineEvent::RunFinished {
+            outcome: RunOutcome::Failed {
+                step: "restore".into(),
+            },
+            duration_ms: 18_000,
+        },
+    ));
+    r
+}
+
 fn finished() -> Vec<Record> {
     let mut r = started();
     let ids: Vec<String> = match &r[0].event {
@@ -350,9 +381,12 @@ fn screen(app: &App, width: u16, height: u16) -> String {
 #[case::awaiting_confirmation("awaiting_confirmation", awaiting_confirmation())]
 #[case::failed("failed", failed())]
 #[case::finished("finished", finished())]
+#[case::ended_in_failure("ended_in_failure", ended_in_failure())]
 #[case::dns_waiting("dns_waiting", dns_waiting())]
 fn screens(#[case] name: &str, #[case] records: Vec<Record>) {
-    let app = app_with(&records, Mode::Live);
+    let mut app = app_with(&records, Mode::Live);
+    app.journal =
+        Some("/root/.local/state/hikkoshi/runs/20261121T150000Z-social.example.net.jsonl".into());
     insta::assert_snapshot!(format!("{name}_80x24"), screen(&app, 80, 24));
     insta::assert_snapshot!(format!("{name}_120x40"), screen(&app, 120, 40));
 }

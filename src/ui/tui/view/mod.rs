@@ -7,6 +7,7 @@ pub mod footer;
 pub mod header;
 pub mod help;
 pub mod propagation;
+pub mod summary;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -70,7 +71,11 @@ pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
         let [list, info] =
             Layout::horizontal([Constraint::Length(left), Constraint::Min(10)]).areas(body);
         checklist::draw(frame, list, app, theme);
-        detail::draw(frame, info, app, theme);
+        if app.shows_summary() {
+            summary::draw(frame, info, app, theme);
+        } else {
+            detail::draw(frame, info, app, theme);
+        }
     }
     footer::draw(frame, bottom, app, theme);
     if app.confirm_dialog_shown() {
