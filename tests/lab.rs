@@ -616,6 +616,120 @@ fn config_with(lab: &Lab, extra: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// The new host's sshd rewritten by `edit` and reloaded; `tests/lab/reset`
+/// puts the lab's own configuration back (and reloads it).
+fn harden_new_sshd(lab: &Lab, edit: impl Fn(&str) -> String, port: u16, addr: &str) {
+    let path = host_path(lab, "new", "etc-ssh", "sshd_config");
+    let text = std::fs::read_to_string(&path).expect("new's sshd_config");
+    let hardened = edit(&text);
+    assert_ne!(hardened, text, "the sshd_config was not changed");
+    std::fs::write(&path, hardened).expect("write sshd_config");
+    exec_ok(
+        "new",
+        &[
+            "sh",
+            "-c",
+            "kill -HUP \"$(cat /var/lib/hikkoshi-host/sshd.pid)\"",
+        ],
+    );
+    let port = port.to_string();
+    wait_for("sshd listening as hardened", || {
+        exec("new", &["ssh-keyscan", "-T", "2", "-p", &port, addr])
+            .stdout
+            .len()
+            > 10
+    });
+}
+
+/// A target whose sshd is hardened — another port, or only its own address —
+/// is moved with rsync's delta transfer all the same: the relay connects
+/// where sshd really listens, and its key is gone afterwards.
+#[test]
+#[ignore = "needs root and the lab: tests/lab/up"]
+fn a_target_with_a_hardened_sshd_is_moved_with_zero_differences() {
+    let (_guard, lab, _) = fresh_lab();
+    let new_addr = lab.new_addr.clone();
+    type Edit = Box<dyn Fn(&str) -> String>;
+    let shapes: [(&str, Edit, u16, String); 2] = [
+        (
+            "Port 2222",
+            Box::new(|t: &str| t.replace("Port 22\n", "Port 2222\n")),
+            2222,
+            "127.0.0.1".to_string(),
+        ),
+        (
+            "ListenAddress on its lab address only",
+            Box::new(move |t: &str| {
+                t.replace(
+                    "ListenAddress 0.0.0.0\n",
+                    &format!("ListenAddress {new_addr}\n"),
+                )
+            }),
+            22,
+            lab.new_addr.clone(),
+        ),
+    ];
+    for (shape, edit, port, relay_addr) in shapes {
+        reset();
+        let before = snapshot_source(&lab);
+        harden_new_sshd(&lab, edit, port, &relay_addr);
+        // Where the relay used to connect, nothing answers now.
+        assert!(
+            exec("new", &["ssh-keyscan", "-T", "2", "-p", "22", "127.0.0.1"])
+                .stdout
+                .is_empty(),
+            "{shape}: sshd still answers on 127.0.0.1:22"
+        );
+        // The operator reaches the hardened sshd as its admin would: its
+        // port in ssh_config, the host key known under the host's name.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ssh_text = std::fs::read_to_string(&lab.ssh_config).expect("lab ssh config");
+        let ssh = dir.path().join("ssh_config");
+        std::fs::write(
+            &ssh,
+            ssh_text.replace(
+                &format!("    HostName {}\n", lab.new_addr),
+                &format!(
+                    "    HostName {}\n    Port {port}\n    HostKeyAlias new\n",
+                    lab.new_addr
+                ),
+            ),
+        )
+        .expect("ssh config");
+        let text = std::fs::read_to_string(&lab.config).expect("lab config");
+        let text = with_line(
+            &text,
+            "config_file",
+            &format!("config_file = \"{}\"", ssh.display()),
+        );
+        let text = with_line(
+            &text,
+            "ca_file",
+            &format!(
+                "ca_file = \"{}\"",
+                lab.config.with_file_name("ca.pem").display()
+            ),
+        );
+        let config = dir.path().join("migration.toml");
+        std::fs::write(&config, text).expect("config");
+        let journal = dir.path().join("run.jsonl");
+        let run = spawn_run(&config, &journal, &[]).finish();
+        assert_eq!(run.code, Some(0), "{shape}: {}", run.show());
+        let at = format!("sshd answers on {relay_addr}:{port} (from its configuration)");
+        assert!(run.stdout.contains(&at), "{shape}: {}", run.show());
+        // Zero differences, media included; the relay's key is gone.
+        assert_migrated(&lab, &before, &journal, &[&run.stdout, &run.stderr]);
+    }
+    reset();
+    // The lab's own sshd is back.
+    assert!(
+        exec("new", &["ssh-keyscan", "-T", "2", "-p", "22", "127.0.0.1"])
+            .stdout
+            .len()
+            > 10
+    );
+}
+
 /// The other two ways the database can move, forced by the config: a stream
 /// with no dump file anywhere, and parallel workers on both hosts with the
 /// dump as a directory; the second run also leaves the remote-media cache behind.

@@ -3,11 +3,13 @@
 //!
 //!   old: rsync -e "ssh -p PORT" --> old 127.0.0.1:PORT  (remote forward on our old-host connection)
 //!        --> this machine's unix socket  (local forward on our new-host connection)
-//!        --> new 127.0.0.1:22, logging in as the app user with a key made for this step
+//!        --> new's sshd where it listens (127.0.0.1:22, another port, or only its
+//!            own address: preflight reads it from `sshd -T`), logging in as the
+//!            app user with a key made for this step
 //!
 //! Nothing is stored on this machine. The key is authorised only from the new
-//! host's loopback, and key, authorisation and forwards are removed afterwards
-//! whether rsync succeeded or not.
+//! host itself (the address its sshd sees the relay come from), and key,
+//! authorisation and forwards are removed afterwards whether rsync succeeded or not.
 
 use std::time::{Duration, Instant};
 
@@ -30,11 +32,24 @@ struct Relay {
     socket: std::path::PathBuf,
     _socket_dir: tempfile::TempDir,
     target_home: String,
+    /// The target's sshd, as the target reaches it.
+    sshd: (String, u16),
     forwarded_local: bool,
     /// The key only runs `rrsync -wo <dir>`: the client names the directory as ".".
     restricted: bool,
     /// Both rsyncs run with this niceness (the step's `nice`).
     nice: Option<u8>,
+}
+
+/// Where the relay's connection comes from, as the target's sshd sees it:
+/// the loopback, or the address it connects to when sshd listens only there
+/// (a host's connection to one of its own addresses comes from that address).
+fn from_addresses(sshd_addr: &str) -> String {
+    if sshd_addr.starts_with("127.") || sshd_addr == "::1" {
+        "127.0.0.1,::1".to_string()
+    } else {
+        format!("127.0.0.1,::1,{sshd_addr}")
+    }
 }
 
 /// `nice -n N ` before a command, for the forced command and --rsync-path.
@@ -200,13 +215,19 @@ impl Relay {
         .await?;
         // sshd hands the forced command to the target's shell: only a plain path goes in it.
         let restricted = ctx.facts.target_rrsync && crate::config::is_simple_abs_path(path);
+        let sshd = ctx
+            .facts
+            .target_sshd
+            .clone()
+            .unwrap_or_else(|| ("127.0.0.1".to_string(), 22));
+        let from = from_addresses(&sshd.0);
         let options = if restricted {
             format!(
-                "command=\"{}rrsync -wo {path}\",restrict,from=\"127.0.0.1,::1\"",
+                "command=\"{}rrsync -wo {path}\",restrict,from=\"{from}\"",
                 nice_prefix(nice)
             )
         } else {
-            "restrict,from=\"127.0.0.1,::1\"".to_string()
+            format!("restrict,from=\"{from}\"")
         };
         let line = format!("{options} {}", public.stdout.trim());
 
@@ -224,6 +245,7 @@ impl Relay {
             socket: socket_dir.path().join("relay.sock"),
             _socket_dir: socket_dir,
             target_home,
+            sshd,
             forwarded_local: false,
             restricted,
             nice,
@@ -255,7 +277,7 @@ impl Relay {
             Socket::UnixSocket {
                 path: self.socket.clone().into(),
             },
-            Socket::new("127.0.0.1", 22),
+            Socket::new(self.sshd.0.as_str(), self.sshd.1),
         )
         .await?;
         self.forwarded_local = true;
@@ -340,7 +362,7 @@ impl Relay {
                     Socket::UnixSocket {
                         path: self.socket.clone().into(),
                     },
-                    Socket::new("127.0.0.1", 22),
+                    Socket::new(self.sshd.0.as_str(), self.sshd.1),
                 )
                 .await
         {
