@@ -8,7 +8,7 @@ use clap::Parser;
 
 use hikkoshi::cli::{Cli, Command, Format, OnFailure, ReviewFormat, RunArgs};
 use hikkoshi::config::Config;
-use hikkoshi::engine::events::{CheckStatus, RunOutcome};
+use hikkoshi::engine::events::{CheckStatus, EngineEvent, RunOutcome};
 use hikkoshi::engine::{self, RunOptions};
 use hikkoshi::journal::{self, Journal};
 use hikkoshi::plan::Plan;
@@ -257,14 +257,15 @@ fn last_rehearsal(
     let mut candidates = journal::for_domain(&plan.domain, journal_path.parent());
     candidates.retain(|p| p != journal_path);
     candidates.into_iter().find_map(|path| {
-        // The first line is RunStarted: runs' journals are not read whole.
+        // The first line is RunStarted: a run's journal is not read whole.
         let mut first = String::new();
         std::io::BufRead::read_line(
             &mut std::io::BufReader::new(std::fs::File::open(&path).ok()?),
             &mut first,
         )
         .ok()?;
-        if !first.contains("\"mode\":\"rehearse\"") {
+        let head: hikkoshi::journal::Record = serde_json::from_str(&first).ok()?;
+        if !matches!(&head.event, EngineEvent::RunStarted { mode, .. } if mode == "rehearse") {
             return None;
         }
         let records = Journal::read(&path).ok()?;

@@ -113,6 +113,9 @@ pub struct RunState {
     /// A rehearsal's account of the real run's downtime window.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub forecast: Vec<crate::prediction::WindowStep>,
+    /// The database move the rehearsal's preflight chose, with its forecast.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecast_db_move: Option<String>,
     /// A real run's copy of the last rehearsal's prediction.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rehearsal_prediction: Option<RehearsalPrediction>,
@@ -186,6 +189,12 @@ impl RunState {
         let start = self.downtime_started?;
         let end = self.downtime_ended.or(self.finished_at).unwrap_or(now);
         Some(end.duration_since(start))
+    }
+
+    /// The rollback brought the old host back: it serves again.
+    pub fn brought_back(&self) -> bool {
+        self.step(crate::plan::ROLLBACK)
+            .is_some_and(|s| s.status == StepStatus::Succeeded)
     }
 
     /// Of the finished downtime, the time no step was running: in the wizard,
@@ -438,8 +447,11 @@ impl RunState {
                 self.finished_at = Some(ts);
                 self.duration_ms = Some(*duration_ms);
             }
-            EngineEvent::Forecast { window, .. } => {
+            EngineEvent::Forecast {
+                window, db_move, ..
+            } => {
                 self.forecast = window.clone();
+                self.forecast_db_move = Some(db_move.clone());
             }
             EngineEvent::Predicted(p) => {
                 self.rehearsal_prediction = Some(p.clone());
@@ -471,6 +483,19 @@ mod tests {
             when: vec![],
             otherwise: None,
             commands: vec![],
+        }
+    }
+
+    fn run_started(mode: &str, steps: Vec<StepInfo>) -> EngineEvent {
+        EngineEvent::RunStarted {
+            run_id: "r".into(),
+            mode: mode.into(),
+            profile: "p".into(),
+            domain: "d".into(),
+            source: "old".into(),
+            target: "new".into(),
+            steps,
+            resumed: Vec::new(),
         }
     }
 
@@ -608,16 +633,10 @@ mod tests {
         let mut records = vec![
             at(
                 0,
-                EngineEvent::RunStarted {
-                    run_id: "r".into(),
-                    mode: "rehearse".into(),
-                    profile: "p".into(),
-                    domain: "d".into(),
-                    source: "old".into(),
-                    target: "new".into(),
-                    steps: vec![info("dump", None), info("restore", None), media],
-                    resumed: Vec::new(),
-                },
+                run_started(
+                    "rehearse",
+                    vec![info("dump", None), info("restore", None), media],
+                ),
             ),
             at(
                 1,
@@ -631,6 +650,7 @@ mod tests {
                         w("post-commands", None, Some(None)),
                         w("start-target", None, Some(Some(700))),
                     ],
+                    db_move: "parallel".into(),
                 },
             ),
         ];
@@ -650,6 +670,7 @@ mod tests {
             .expect("prediction");
         assert_eq!(p.total_ms, 300 + 2000 + 5000 + 700);
         assert_eq!(p.unknown().len(), 1);
+        assert_eq!(p.db_move.as_deref(), Some("parallel"));
         let media = p
             .parts
             .iter()
@@ -668,21 +689,15 @@ mod tests {
         let records = vec![
             at(
                 0,
-                EngineEvent::RunStarted {
-                    run_id: "r".into(),
-                    mode: "run".into(),
-                    profile: "p".into(),
-                    domain: "d".into(),
-                    source: "old".into(),
-                    target: "new".into(),
-                    steps: vec![
+                run_started(
+                    "run",
+                    vec![
                         info("stop", Some(DowntimeMark::Start)),
                         info("dump", None),
                         info("media", None),
                         info("start", Some(DowntimeMark::End)),
                     ],
-                    resumed: Vec::new(),
-                },
+                ),
             ),
             at(10, started("stop")),
             at(12, finished("stop", StepOutcome::Succeeded)),
@@ -707,20 +722,14 @@ mod tests {
         let records = vec![
             at(
                 0,
-                EngineEvent::RunStarted {
-                    run_id: "r".into(),
-                    mode: "run".into(),
-                    profile: "p".into(),
-                    domain: "d".into(),
-                    source: "old".into(),
-                    target: "new".into(),
-                    steps: vec![
+                run_started(
+                    "run",
+                    vec![
                         info("stop", Some(DowntimeMark::Start)),
                         health,
                         info("public", Some(DowntimeMark::End)),
                     ],
-                    resumed: Vec::new(),
-                },
+                ),
             ),
             at(1, started("stop")),
             at(2, finished("stop", StepOutcome::Succeeded)),
@@ -984,7 +993,7 @@ impl RunState {
                 Some(s) if s.status == StepStatus::Skipped => Seen::Skipped,
                 _ => Seen::NotRun,
             };
-            return Some(predict(&self.forecast, seen, self.db_move()));
+            return Some(predict(&self.forecast, seen, self.forecast_db_move.clone()));
         }
         let parts: Vec<Part> = self
             .steps
@@ -1007,24 +1016,8 @@ impl RunState {
         Some(Prediction {
             total_ms: parts.iter().map(|p| p.ms).sum(),
             parts,
-            db_move: self.db_move(),
+            db_move: None,
         })
-    }
-
-    /// How preflight chose to move the database ("parallel", "file", ...).
-    pub fn db_move(&self) -> Option<String> {
-        self.steps
-            .iter()
-            .flat_map(|s| &s.checks)
-            .find(|c| c.name == "database move")
-            .and_then(|c| c.message.split(':').next())
-            .map(|m| {
-                if m.contains(' ') {
-                    "from a backup".to_string()
-                } else {
-                    m.to_string()
-                }
-            })
     }
 }
 
@@ -1066,10 +1059,7 @@ pub fn resume_point(
         .filter(|s| s.kind != StepKind::Preflight && !s.finally && finished(&s.id))
         .map(|s| s.id.clone())
         .collect();
-    let rolled_back = state
-        .step(crate::plan::ROLLBACK)
-        .is_some_and(|s| s.status == StepStatus::Succeeded);
-    if rolled_back
+    if state.brought_back()
         && let Some(start) = steps
             .iter()
             .position(|s| s.downtime == Some(DowntimeMark::Start))

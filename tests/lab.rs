@@ -696,22 +696,7 @@ fn a_target_with_a_hardened_sshd_is_moved_with_zero_differences() {
             ),
         )
         .expect("ssh config");
-        let text = std::fs::read_to_string(&lab.config).expect("lab config");
-        let text = with_line(
-            &text,
-            "config_file",
-            &format!("config_file = \"{}\"", ssh.display()),
-        );
-        let text = with_line(
-            &text,
-            "ca_file",
-            &format!(
-                "ca_file = \"{}\"",
-                lab.config.with_file_name("ca.pem").display()
-            ),
-        );
-        let config = dir.path().join("migration.toml");
-        std::fs::write(&config, text).expect("config");
+        let config = lab_config_using(&lab, dir.path(), &ssh);
         let journal = dir.path().join("run.jsonl");
         let run = spawn_run(&config, &journal, &[]).finish();
         assert_eq!(run.code, Some(0), "{shape}: {}", run.show());
@@ -1409,6 +1394,11 @@ fn lab_config_with(lab: &Lab, dir: &Path, known_hosts: &Path) -> PathBuf {
     let ssh = dir.join("ssh_config");
     let known = format!("  UserKnownHostsFile {}", known_hosts.display());
     std::fs::write(&ssh, with_line(&ssh_text, "UserKnownHostsFile", &known)).expect("ssh config");
+    lab_config_using(lab, dir, &ssh)
+}
+
+/// The lab's config in `dir`, with ssh reading the client config `ssh`.
+fn lab_config_using(lab: &Lab, dir: &Path, ssh: &Path) -> PathBuf {
     let text = std::fs::read_to_string(&lab.config).expect("lab config");
     let config = dir.join("migration.toml");
     let line = format!("config_file = \"{}\"", ssh.display());

@@ -161,6 +161,9 @@ pub enum EngineEvent {
     Forecast {
         step: String,
         window: Vec<crate::prediction::WindowStep>,
+        /// How preflight chose to move the database ("file", "stream",
+        /// "parallel", or "from a backup"): the run chooses the same way.
+        db_move: String,
     },
     /// The real run's copy of the last rehearsal's prediction, so that its
     /// journal alone says what was expected.

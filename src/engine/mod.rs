@@ -225,10 +225,11 @@ impl StepIo {
         });
     }
 
-    pub fn forecast(&self, window: Vec<crate::prediction::WindowStep>) {
+    pub fn forecast(&self, window: Vec<crate::prediction::WindowStep>, db_move: &str) {
         let _ = self.tx.send(EngineEvent::Forecast {
             step: self.step.clone(),
             window,
+            db_move: db_move.to_string(),
         });
     }
 

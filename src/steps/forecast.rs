@@ -330,7 +330,7 @@ fn unknown(how: String) -> Estimate {
 
 /// The real run's downtime window, each step the rehearsal does not run with
 /// its estimate; reported as one `Forecast` event.
-pub async fn forecast(ctx: &RunCtx, io: &StepIo) {
+pub async fn forecast(ctx: &RunCtx, io: &StepIo, db_move: &str) {
     let Ok(hosts) = ctx.connected() else {
         return;
     };
@@ -383,7 +383,7 @@ pub async fn forecast(ctx: &RunCtx, io: &StepIo) {
             estimate,
         });
     }
-    io.forecast(window);
+    io.forecast(window, db_move);
 }
 
 #[cfg(test)]

@@ -529,7 +529,12 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     }
     // A rehearsal measures, without harm, what it must not do itself.
     if report.failed.is_empty() && ctx.opts.mode == "rehearse" {
-        super::forecast::forecast(ctx, io).await;
+        let db_move = if from_backup {
+            "from a backup"
+        } else {
+            choice.mode.name()
+        };
+        super::forecast::forecast(ctx, io, db_move).await;
     }
     if report.failed.is_empty()
         && let Some(run) = report.drop_target.take()
@@ -2117,10 +2122,12 @@ pub fn relay_socket(sshd_t: &str) -> Option<(String, u16)> {
         match (words.next(), words.next()) {
             (Some("port"), Some(p)) => ports.extend(p.parse::<u16>().ok()),
             (Some("listenaddress"), Some(a)) => {
+                // Only an address goes on: it ends up in the relay key's from="…".
                 if let Some((host, port)) = a.rsplit_once(':')
                     && let Ok(port) = port.parse::<u16>()
+                    && let Ok(ip) = host.trim_matches(['[', ']']).parse::<std::net::IpAddr>()
                 {
-                    listen.push((host.trim_matches(['[', ']']).to_string(), port));
+                    listen.push((ip.to_string(), port));
                 }
             }
             _ => {}
@@ -2266,6 +2273,7 @@ mod tests {
     #[case::loopback_and_public("port 22\nlistenaddress 203.0.113.7:22\nlistenaddress 127.0.0.1:2200\n", Some(("127.0.0.1", 2200)))]
     #[case::no_listen_lines("port 2022\n", Some(("127.0.0.1", 2022)))]
     #[case::nothing("usepam yes\n", None)]
+    #[case::not_an_address_is_left_out("port 22\nlistenaddress ho\"st:22\nlistenaddress 203.0.113.7:22\n", Some(("203.0.113.7", 22)))]
     fn the_relay_connects_where_sshd_really_listens(
         #[case] sshd_t: &str,
         #[case] want: Option<(&str, u16)>,

@@ -227,6 +227,7 @@ pub async fn relay(
     let mut buf = vec![0u8; CHUNK];
     let mut last_report = Instant::now();
     let mut pipe_error = None;
+    let mut write_broke = false;
     loop {
         let read = tokio::select! {
             r = from.read(&mut buf) => r,
@@ -255,6 +256,7 @@ pub async fn relay(
         };
         if let Err(e) = written {
             pipe_error = Some(format!("writing to {}: {e}", dst.name()));
+            write_broke = true;
             break;
         }
         moved += n as u64;
@@ -273,9 +275,6 @@ pub async fn relay(
     // whatever the reader dies of once its pipe is gone (SIGPIPE, or a
     // 'Broken pipe' error and exit 1 from a tool that ignores the signal) is
     // a consequence, never the cause.
-    let write_broke = pipe_error
-        .as_deref()
-        .is_some_and(|e| e.starts_with("writing to"));
     let writer_ended_early = early_msg.is_some() || write_broke;
     if write_broke
         && !dst.alive().await

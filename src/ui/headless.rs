@@ -440,9 +440,7 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
                             .unwrap_or_default()
                     )),
                 }
-                let brought_back = state
-                    .step(crate::plan::ROLLBACK)
-                    .is_some_and(|s| s.status == crate::run_state::StepStatus::Succeeded);
+                let brought_back = state.brought_back();
                 let finished = matches!(
                     outcome,
                     RunOutcome::Succeeded | RunOutcome::Incomplete { .. }

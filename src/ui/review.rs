@@ -145,9 +145,7 @@ pub fn end_summary(run: &RunState, journal: Option<&str>) -> Vec<(Tone, String)>
         if succeeded { Tone::Good } else { Tone::Bad },
         format!("{}: {} in {total}", run.domain, result_words(run)),
     ));
-    let brought_back = run
-        .step(crate::plan::ROLLBACK)
-        .is_some_and(|s| s.status == StepStatus::Succeeded);
+    let brought_back = run.brought_back();
     let now = run.finished_at.unwrap_or_else(jiff::Timestamp::now);
     match (run.downtime(now), run.downtime_ended) {
         (None, _) => out.push((

@@ -50,16 +50,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
                 theme.ok(),
             )
         }
-        Some(d)
-            if run
-                .step(crate::plan::ROLLBACK)
-                .is_some_and(|s| s.status == crate::run_state::StepStatus::Succeeded) =>
-        {
-            Span::styled(
-                format!("{} serves again (down {})", run.source, clock(d)),
-                theme.warn(),
-            )
-        }
+        Some(d) if run.brought_back() => Span::styled(
+            format!("{} serves again (down {})", run.source, clock(d)),
+            theme.warn(),
+        ),
         Some(d) => Span::styled(format!("DOWN {}", clock(d)), theme.fail()),
     };
     let elapsed = run
