@@ -43,6 +43,15 @@ pub enum ReviewFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Writes a config from what runs on the old host (reads only), for `check`.
+    ///
+    /// Over ssh it finds which app runs on the old host (Mastodon, Misskey,
+    /// Pleasanter, or another app with a PostgreSQL database of its own), its
+    /// user, directory, database, role, services, domain, Redis and media, and
+    /// writes a commented config saying where each value was found. What it
+    /// cannot find (the new host's public address for [dns] expect) it asks in
+    /// a terminal, or leaves as a "FILL IN" placeholder that `check` refuses.
+    Init(InitArgs),
     /// Preflight only: checks both hosts, changes nothing; exit 0 when ready.
     Check {
         /// The move's config (TOML): the hosts, the app, [dns], [move]; see the README.
@@ -179,4 +188,32 @@ pub struct RunArgs {
     /// Clear the lock another run left on the old host, once you know that run is gone.
     #[arg(long)]
     pub break_lock: bool,
+}
+
+/// `hikkoshi init`'s arguments.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The old host: an ssh destination or Host alias, as in the config's [source] ssh.
+    #[arg(long, value_name = "DEST")]
+    pub source: String,
+    /// The new host, as in the config's [target] ssh.
+    #[arg(long, value_name = "DEST")]
+    pub target: String,
+    /// An ssh config file (ssh -F), written as the config's [ssh] config_file.
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+    /// Where to write the config.
+    #[arg(long, value_name = "FILE", default_value = "migration.toml")]
+    pub out: PathBuf,
+    /// Write over an existing file.
+    #[arg(long)]
+    pub force: bool,
+    /// Which app, when the old host runs several: its profile's name (mastodon,
+    /// misskey, pleasanter) or, for another app, its first service.
+    #[arg(long, value_name = "NAME")]
+    pub app: Option<String>,
+    /// The new host's public address for [dns] expect; repeat for several
+    /// (otherwise asked in a terminal, or left as a placeholder).
+    #[arg(long, value_name = "IP")]
+    pub dns_expect: Vec<std::net::IpAddr>,
 }

@@ -279,6 +279,12 @@ impl Config {
 
         let app = &raw.app;
         let domain = app.domain.get_ref().clone();
+        if is_placeholder(&domain) {
+            return Err(src.error(
+                app.domain.span(),
+                "[app] 'domain' is still the placeholder `hikkoshi init` wrote: put the app's public domain name there (the comment above it says why it was not found)",
+            ));
+        }
         if !is_domain(&domain) {
             return Err(src.error(
                 app.domain.span(),
@@ -288,21 +294,24 @@ impl Config {
                 ),
             ));
         }
-        let user = check_opt(&src, &app.user, is_unix_user, "a unix user name")?;
+        let user = check_opt(&src, "user", &app.user, is_unix_user, "a unix user name")?;
         let db_user = check_opt(
             &src,
+            "db_user",
             &app.db_user,
             is_pg_name,
             "a PostgreSQL role name (letters, digits, '_', '.')",
         )?;
         let database = check_opt(
             &src,
+            "database",
             &app.database,
             is_pg_name,
             "a PostgreSQL database name (letters, digits, '_', '.')",
         )?;
         let dir = check_opt(
             &src,
+            "dir",
             &app.dir,
             is_plain_abs_path,
             "an absolute path (other than '/', with no trailing '/' or control characters)",
@@ -310,6 +319,7 @@ impl Config {
         // work_dir ends up inside rsync's -e option, which rsync splits on blanks.
         let work_dir = check_opt(
             &src,
+            "work_dir",
             &app.work_dir,
             is_simple_abs_path,
             "an absolute path of letters, digits and . _ - / only, without '..'",
@@ -453,10 +463,12 @@ fn parse_dns(src: &Source<'_>, base: &Path, d: RawDns) -> Result<DnsConfig, Conf
     let mut expect = Vec::new();
     for e in d.expect.get_ref() {
         let ip: IpAddr = e.get_ref().parse().map_err(|_| {
-            src.error(
-                e.span(),
-                format!("'{}' is not an IP address", e.get_ref().escape_debug()),
-            )
+            let message = if is_placeholder(e.get_ref()) {
+                "[dns] 'expect' is still the placeholder `hikkoshi init` wrote: put the new host's public address(es) there, or remove [dns] to leave DNS to yourself".to_string()
+            } else {
+                format!("'{}' is not an IP address", e.get_ref().escape_debug())
+            };
+            src.error(e.span(), message)
         })?;
         expect.push(ip);
     }
@@ -615,6 +627,7 @@ pub fn is_ssh_destination(s: &str) -> bool {
 
 fn check_opt(
     src: &Source<'_>,
+    key: &str,
     value: &Option<Spanned<String>>,
     valid: fn(&str) -> bool,
     what: &str,
@@ -622,11 +635,25 @@ fn check_opt(
     match value {
         None => Ok(None),
         Some(v) if valid(v.get_ref()) => Ok(Some(v.get_ref().clone())),
+        Some(v) if is_placeholder(v.get_ref()) => Err(src.error(
+            v.span(),
+            format!(
+                "[app] '{key}' is still the placeholder `hikkoshi init` wrote: put {what} there (the comment above it says why it was not found)"
+            ),
+        )),
         Some(v) => Err(src.error(
             v.span(),
             format!("'{}' is not {what}", v.get_ref().escape_debug()),
         )),
     }
+}
+
+/// What `hikkoshi init` writes where it could not find a value: refused by
+/// name, so a config is never used with a guess in it.
+pub const PLACEHOLDER: &str = "FILL IN";
+
+fn is_placeholder(value: &str) -> bool {
+    value.starts_with(PLACEHOLDER)
 }
 
 pub fn is_domain(s: &str) -> bool {

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod dns;
 pub mod engine;
+pub mod init;
 pub mod journal;
 pub mod plan;
 pub mod prediction;

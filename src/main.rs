@@ -325,6 +325,14 @@ fn exit_for(outcome: Option<&RunOutcome>) -> ExitCode {
 
 async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
     match cli.command {
+        Command::Init(args) => match hikkoshi::ui::init::run(&args).await {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(hikkoshi::ui::init::InitError::Usage(m)) => Err(UsageError(anyhow::anyhow!(m))),
+            Err(hikkoshi::ui::init::InitError::Failed(m)) => {
+                eprintln!("hikkoshi: {m}");
+                Ok(ExitCode::from(1))
+            }
+        },
         Command::Plan {
             config,
             profile,

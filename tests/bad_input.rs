@@ -499,6 +499,12 @@ fn a_bad_config_is_refused_and_touches_nothing(
 #[case::dns_wait_not_a_duration(&["dns", "social.example.net", "--expect", "192.0.2.7", "--wait", "soon"], "'soon'")]
 #[case::dns_timeout_not_a_duration(&["dns", "social.example.net", "--expect", "192.0.2.7", "--timeout", "$(touch MARKER)"], "'$(touch MARKER)'")]
 #[case::review_of_no_journal(&["review", "nothing.jsonl"], "nothing.jsonl")]
+#[case::init_over_an_existing_config(&["init", "--source", "old", "--target", "new", "--out", "migration.toml"], "--force")]
+#[case::init_source_like_an_option(&["init", "--source=-oProxyCommand=touch MARKER", "--target", "new", "--out", "x.toml"], "'-oProxyCommand=touch MARKER'")]
+#[case::init_target_with_command_substitution(&["init", "--source", "old", "--target", "$(touch MARKER)", "--out", "x.toml"], "'$(touch MARKER)'")]
+#[case::init_one_host_twice(&["init", "--source", "old", "--target", "old", "--out", "x.toml"], "'old'")]
+#[case::init_ssh_config_missing(&["init", "--source", "old", "--target", "new", "--ssh-config", "nope", "--out", "x.toml"], "'nope'")]
+#[case::init_dns_expect_not_an_address(&["init", "--source", "old", "--target", "new", "--dns-expect", "new-host", "--out", "x.toml"], "'new-host'")]
 fn a_bad_argument_is_refused_and_touches_nothing(
     #[context] ctx: Context,
     #[case] args: &[&str],
@@ -671,6 +677,42 @@ fn an_unreachable_host_fails_check_with_exit_1_and_creates_nothing() {
         created,
         ["state", "state/hikkoshi", "state/hikkoshi/hikkoshi.log"],
         "only hikkoshi's own log"
+    );
+    insta::assert_snapshot!(text);
+}
+
+/// `init` against hosts that refuse the connection: exit 1 naming the host,
+/// and no config written.
+#[test]
+fn an_unreachable_host_fails_init_with_exit_1_and_writes_nothing() {
+    let env = Env::new();
+    env.write(
+        "ssh_config",
+        "Host old new\n  HostName 127.0.0.1\n  Port 1\n  BatchMode yes\n  ConnectTimeout 2\n  UserKnownHostsFile /dev/null\n",
+    );
+    let before = env.tree();
+    let out = env.run_with_path(
+        &[
+            "init",
+            "--source",
+            "old",
+            "--target",
+            "new",
+            "--ssh-config",
+            "ssh_config",
+        ],
+        &std::env::var("PATH").unwrap_or_default(),
+    );
+    assert_eq!(out.code, Some(1), "{}", out.text());
+    let text = out.text();
+    for says in ["cannot connect to 'old'", "Connection refused"] {
+        assert!(text.contains(says), "says {says}:\n{text}");
+    }
+    let created: Vec<String> = env.tree().difference(&before).cloned().collect();
+    assert_eq!(
+        created,
+        ["state"],
+        "no config; only the directory ssh's control socket would live in"
     );
     insta::assert_snapshot!(text);
 }

@@ -253,7 +253,8 @@ fn plan_refuses_an_unknown_profile() {
     insta::assert_snapshot!(env.run(&["plan"]));
 }
 
-const COMMANDS: [&str; 8] = [
+const COMMANDS: [&str; 9] = [
+    "init",
     "check",
     "plan",
     "run",
@@ -302,6 +303,6 @@ fn completions_and_manual_pages_come_from_the_command_line_itself() {
     exit: 2
     --- stdout
     --- stderr
-    hikkoshi: man: 'wordpress' is not a command of hikkoshi; its commands: check, plan, run, rehearse, dns, review, completions, man
+    hikkoshi: man: 'wordpress' is not a command of hikkoshi; its commands: init, check, plan, run, rehearse, dns, review, completions, man
     ");
 }

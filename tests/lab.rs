@@ -2864,3 +2864,139 @@ fn a_generic_app_migrates_with_zero_differences_from_the_config_or_its_own_profi
         );
     }
 }
+
+/// `hikkoshi init` on the lab's old host, as a new user runs it: no terminal,
+/// so the one thing it cannot know (the new host's public address) is left as
+/// a placeholder. With only that filled in (or [dns] removed, for the apps
+/// whose domain the lab's DNS does not serve) the config passes `check` and
+/// moves each app with zero differences.
+#[test]
+#[ignore = "needs root and the lab: tests/lab/up"]
+fn init_writes_a_config_that_checks_and_moves_each_app() {
+    let _guard = lock();
+    let lab = lab();
+    for app in ["mastodon", "misskey", "pleasanter"] {
+        reset();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("migration.toml");
+        let ssh = lab.ssh_config.to_str().expect("utf-8");
+        let out = config.to_str().expect("utf-8");
+        let calls_before = calls(&lab, "old").len();
+        let init = hikkoshi(&[
+            "init",
+            "--source",
+            "old",
+            "--target",
+            "new",
+            "--ssh-config",
+            ssh,
+            "--app",
+            app,
+            "--out",
+            out,
+        ]);
+        assert_eq!(init.code, Some(0), "{app}: {}", init.show());
+        for line in [
+            "old: connected as root",
+            &format!("new: connected as root; ssh reached it at {}", lab.new_addr),
+            "fill in: 'expect' (line ",
+            &format!("next: hikkoshi check --config {out}"),
+        ] {
+            assert!(
+                init.stdout.contains(line),
+                "{app}: no '{line}':\n{}",
+                init.show()
+            );
+        }
+        // Only reads on the old host: systemd was asked, never told.
+        let told: Vec<serde_json::Value> = calls(&lab, "old")[calls_before..]
+            .iter()
+            .filter(|c| {
+                c["tool"] == "systemctl"
+                    && !matches!(
+                        c["argv"][0].as_str(),
+                        Some("show" | "list-unit-files" | "is-active" | "is-enabled")
+                    )
+            })
+            .cloned()
+            .collect();
+        assert!(
+            told.is_empty(),
+            "{app}: init changed systemd on old: {told:?}"
+        );
+        let written = std::fs::read_to_string(&config).expect("written config");
+
+        // It never writes over a file unless told to.
+        let again = hikkoshi(&[
+            "init",
+            "--source",
+            "old",
+            "--target",
+            "new",
+            "--ssh-config",
+            ssh,
+            "--app",
+            app,
+            "--out",
+            out,
+        ]);
+        assert_eq!(again.code, Some(2), "{}", again.show());
+        assert!(again.stderr.contains("--force"), "{}", again.show());
+        assert_eq!(std::fs::read_to_string(&config).expect("config"), written);
+
+        // The placeholder is refused by name.
+        let check = hikkoshi(&["check", "--config", out]);
+        assert_eq!(check.code, Some(2), "{}", check.show());
+        assert!(
+            check
+                .stderr
+                .contains("[dns] 'expect' is still the placeholder"),
+            "{}",
+            check.show()
+        );
+
+        let placeholder = "expect = [\"FILL IN: the new host's public address\"]";
+        let unfilled = written
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains("FILL IN"))
+            .count();
+        assert_eq!(unfilled, 1, "{written}");
+        let filled = if app == "mastodon" {
+            // The lab's resolver and CA stand in for the public ones.
+            written.replace(
+                placeholder,
+                &format!(
+                    "expect = [\"{}\"]\nresolvers = [\"127.0.53.1:53\"]\nca_file = \"{}\"",
+                    lab.new_addr,
+                    lab.config.with_file_name("ca.pem").display()
+                ),
+            )
+        } else {
+            written[..written.find("\n[dns]").expect("[dns]")].to_string()
+        };
+        assert_ne!(filled, written);
+        std::fs::write(&config, &filled).expect("filled config");
+        let check = hikkoshi(&["check", "--config", out]);
+        assert_eq!(check.code, Some(0), "{app}: {}", check.show());
+
+        let journal = dir.path().join("run.jsonl");
+        match app {
+            "mastodon" => {
+                let before = snapshot_source(&lab);
+                let run = spawn_run(&config, &journal, &[]).finish();
+                assert_eq!(run.code, Some(0), "{}", run.show());
+                assert_migrated(&lab, &before, &journal, &[&run.stdout, &run.stderr]);
+            }
+            other => {
+                let spec = if other == "misskey" {
+                    &MISSKEY
+                } else {
+                    &PLEASANTER
+                };
+                let before = app_before(&lab, spec);
+                let run = spawn_run(&config, &journal, &[]).finish();
+                assert_app_migrated(&lab, spec, &before, &run, &journal);
+            }
+        }
+    }
+}

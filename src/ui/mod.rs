@@ -1,6 +1,7 @@
 //! Front ends: headless lines, the wizard, and review. All read the same events.
 
 pub mod headless;
+pub mod init;
 pub mod review;
 pub mod tui;
 

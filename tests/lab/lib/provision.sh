@@ -147,7 +147,8 @@ make_tls() {
   install -m 0644 "$tls/ca.pem" "$LAB_OPERATOR/ca.pem"
 }
 
-# nginx: TLS for the domain in front of the web service on 127.0.0.1:3000.
+# nginx: TLS for the domain in front of the web service on 127.0.0.1:3000, and Pleasanter's
+# site on port 80.
 install_nginx() {
   local h=$1 hd tmp
   hd=$(host_dir "$h")
@@ -178,6 +179,16 @@ http {
       proxy_pass http://127.0.0.1:3000;
       proxy_set_header Host \$host;
       proxy_set_header X-Forwarded-Proto https;
+    }
+  }
+  # Pleasanter behind the same nginx, as its install guide sets it up: the only place on the
+  # host that names its domain (hikkoshi init reads it from here).
+  server {
+    listen 80;
+    server_name pleasanter.example.net;
+    location / {
+      proxy_pass http://127.0.0.1:5000;
+      proxy_set_header Host \$host;
     }
   }
 }
