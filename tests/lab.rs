@@ -2882,7 +2882,7 @@ fn init_writes_a_config_that_checks_and_moves_each_app() {
         let ssh = lab.ssh_config.to_str().expect("utf-8");
         let out = config.to_str().expect("utf-8");
         let calls_before = calls(&lab, "old").len();
-        let init = hikkoshi(&[
+        let init_args = [
             "init",
             "--source",
             "old",
@@ -2894,7 +2894,8 @@ fn init_writes_a_config_that_checks_and_moves_each_app() {
             app,
             "--out",
             out,
-        ]);
+        ];
+        let init = hikkoshi(&init_args);
         assert_eq!(init.code, Some(0), "{app}: {}", init.show());
         for line in [
             "old: connected as root",
@@ -2927,19 +2928,7 @@ fn init_writes_a_config_that_checks_and_moves_each_app() {
         let written = std::fs::read_to_string(&config).expect("written config");
 
         // It never writes over a file unless told to.
-        let again = hikkoshi(&[
-            "init",
-            "--source",
-            "old",
-            "--target",
-            "new",
-            "--ssh-config",
-            ssh,
-            "--app",
-            app,
-            "--out",
-            out,
-        ]);
+        let again = hikkoshi(&init_args);
         assert_eq!(again.code, Some(2), "{}", again.show());
         assert!(again.stderr.contains("--force"), "{}", again.show());
         assert_eq!(std::fs::read_to_string(&config).expect("config"), written);

@@ -47,13 +47,8 @@ async fn read(host: &Host, cmd: &RemoteCommand) -> Result<String, ProbeError> {
         return Err(ProbeError::Failed {
             host: host.name().to_string(),
             command: cmd.display(),
-            exit: done
-                .exit_code
-                .map_or_else(|| "by signal".into(), |c| c.to_string()),
-            message: done
-                .first_error
-                .or_else(|| done.stderr_tail.last().cloned())
-                .unwrap_or_default(),
+            exit: done.exit_text(),
+            message: done.cause(),
         });
     }
     Ok(done.stdout)

@@ -156,6 +156,20 @@ impl Finished {
     pub fn success(&self) -> bool {
         self.exit_code == Some(0)
     }
+
+    /// The exit code as people read it: a number, or "by signal".
+    pub fn exit_text(&self) -> String {
+        self.exit_code
+            .map_or_else(|| "by signal".into(), |c| c.to_string())
+    }
+
+    /// Why it failed, in one line: the first error line, else the last line of stderr.
+    pub fn cause(&self) -> String {
+        self.first_error
+            .clone()
+            .or_else(|| self.stderr_tail.last().cloned())
+            .unwrap_or_default()
+    }
 }
 
 const STDERR_TAIL: usize = 30;

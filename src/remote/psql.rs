@@ -39,13 +39,8 @@ pub async fn query(
         return Err(PsqlError::Failed {
             host: host.name().to_string(),
             database: database.to_string(),
-            exit: done
-                .exit_code
-                .map_or_else(|| "by signal".into(), |c| c.to_string()),
-            message: done
-                .first_error
-                .or_else(|| done.stderr_tail.last().cloned())
-                .unwrap_or_default(),
+            exit: done.exit_text(),
+            message: done.cause(),
         });
     }
     Ok(done
