@@ -3,6 +3,8 @@
 //! reaches a remote command line checked here, before anything is touched.
 
 use std::net::IpAddr;
+
+use crate::units::parse_duration;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -51,7 +53,7 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct ConfigVar {
     pub name: String,
-    pub value: crate::plan::profile::VarSpec,
+    pub value: crate::profile::VarSpec,
     pub line: usize,
     pub column: usize,
 }
@@ -154,7 +156,7 @@ struct RawConfig {
     dns: Option<RawDns>,
     #[serde(rename = "move")]
     moving: Option<RawMove>,
-    vars: Option<std::collections::BTreeMap<String, Spanned<crate::plan::profile::VarSpec>>>,
+    vars: Option<std::collections::BTreeMap<String, Spanned<crate::profile::VarSpec>>>,
 }
 
 #[derive(Deserialize)]
@@ -370,15 +372,15 @@ impl Config {
                     name.escape_debug()
                 )));
             }
-            if crate::plan::profile::PROVIDED.contains(&name.as_str())
-                || crate::steps::preflight::FACTS.contains(&name.as_str())
+            if crate::profile::PROVIDED.contains(&name.as_str())
+                || crate::profile::FACTS.contains(&name.as_str())
             {
                 return Err(here(format!(
                     "[vars] '{name}' is not the profile's to set: it comes from [app], [move] or what preflight finds"
                 )));
             }
             let v = value.into_inner();
-            if let crate::plan::profile::VarSpec::Commands(c) = &v
+            if let crate::profile::VarSpec::Commands(c) = &v
                 && c.iter().any(Vec::is_empty)
             {
                 return Err(here(format!(
@@ -532,13 +534,13 @@ fn profile_ref(value: &str, base: &Path) -> Result<ProfileRef, String> {
                 p.display().to_string().escape_debug()
             ))
         }
-    } else if crate::plan::profile::builtin(value).is_some() {
+    } else if crate::profile::builtin(value).is_some() {
         Ok(ProfileRef::Builtin(value.to_string()))
     } else {
         Err(format!(
             "unknown profile '{}'; built-in profiles: {}; or give a path to a profile file",
             value.escape_debug(),
-            crate::plan::profile::builtin_names().join(", ")
+            crate::profile::builtin_names().join(", ")
         ))
     }
 }
@@ -583,12 +585,6 @@ fn existing_file(
             ),
         ))
     }
-}
-
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let span: jiff::Span = text.trim().parse().ok()?;
-    let signed = jiff::SignedDuration::try_from(span).ok()?;
-    Duration::try_from(signed).ok()
 }
 
 fn check_ssh_destination(src: &Source<'_>, dest: Spanned<String>) -> Result<String, ConfigError> {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::events::EngineEvent;
+use crate::events::EngineEvent;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
@@ -190,7 +190,7 @@ pub fn default_path(domain: &str, now: jiff::Timestamp) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::events::{StepOutcome, Stream};
+    use crate::events::{StepOutcome, Stream};
 
     #[test]
     fn round_trip_and_truncated_last_line() {

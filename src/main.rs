@@ -8,8 +8,8 @@ use clap::Parser;
 
 use hikkoshi::cli::{Cli, Command, Format, OnFailure, ReviewFormat, RunArgs};
 use hikkoshi::config::Config;
-use hikkoshi::engine::events::{CheckStatus, EngineEvent, RunOutcome};
 use hikkoshi::engine::{self, RunOptions};
+use hikkoshi::events::{CheckStatus, EngineEvent, RunOutcome};
 use hikkoshi::journal::{self, Journal};
 use hikkoshi::plan::Plan;
 use hikkoshi::ui::headless::{self, HeadlessOptions};
@@ -129,7 +129,7 @@ async fn dns_command(
             .collect::<Result<Vec<_>, _>>()?
     };
     let parse = |flag: &str, text: &str| {
-        hikkoshi::config::parse_duration(text).ok_or_else(|| {
+        hikkoshi::units::parse_duration(text).ok_or_else(|| {
             UsageError(anyhow::anyhow!(
                 "{flag} '{}' is not a duration (like 90s, 30m or 1h)",
                 text.escape_debug()
@@ -358,8 +358,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
                 plan
             };
             match format {
-                Format::Text => print!("{}", plan.render_text()),
-                Format::Json => println!("{}", serde_json::to_string_pretty(&plan.render_json())?),
+                Format::Text => print!("{}", hikkoshi::ui::plan::render_text(&plan)),
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&hikkoshi::ui::plan::render_json(&plan))?
+                ),
             }
             Ok(ExitCode::SUCCESS)
         }

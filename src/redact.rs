@@ -111,7 +111,7 @@ mod tests {
 
     #[test]
     fn records_are_redacted_string_by_string() {
-        use crate::engine::events::{EngineEvent, Stream};
+        use crate::events::{EngineEvent, Stream};
         let r = Redactor::new();
         r.add("s3cr3t\"va$lue");
         r.add("short");

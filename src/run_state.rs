@@ -5,10 +5,10 @@ use std::collections::VecDeque;
 
 use serde::Serialize;
 
-use crate::engine::events::{CheckStatus, EngineEvent, RunOutcome, StepOutcome, Stream};
+use crate::events::{CheckStatus, EngineEvent, RunOutcome, StepOutcome, Stream};
 use crate::journal::Record;
 use crate::plan::StepInfo;
-use crate::plan::profile::{DowntimeMark, StepKind};
+use crate::profile::{DowntimeMark, StepKind};
 
 /// Lines kept per step; older ones are counted, not kept, so a noisy command
 /// never grows memory without bound. The journal keeps everything.
@@ -564,7 +564,7 @@ mod tests {
                 domain: "a.example".into(),
                 source: "old".into(),
                 target: "new".into(),
-                steps: plan.infos(),
+                steps: crate::steps::describe::infos(&plan),
                 resumed: Vec::new(),
             },
         )];
@@ -861,7 +861,7 @@ mod tests {
     fn failed_at_restore(
         rolled_back: bool,
         cleaned_up: bool,
-    ) -> (RunState, Vec<crate::plan::profile::StepSpec>) {
+    ) -> (RunState, Vec<crate::profile::StepSpec>) {
         let config = crate::config::Config::parse(
             std::path::Path::new("/x/migration.toml"),
             "[source]\nssh = \"old\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"a.example\"\n",
@@ -877,7 +877,7 @@ mod tests {
                 domain: "a.example".into(),
                 source: "old".into(),
                 target: "new".into(),
-                steps: plan.infos(),
+                steps: crate::steps::describe::infos(&plan),
                 resumed: Vec::new(),
             },
         )];
@@ -1037,9 +1037,9 @@ pub struct ResumePoint {
 /// since, so the data must be moved again), and what a `finally` step removed.
 pub fn resume_point(
     state: &RunState,
-    steps: &[crate::plan::profile::StepSpec],
+    steps: &[crate::profile::StepSpec],
 ) -> Result<ResumePoint, String> {
-    use crate::plan::profile::StepKind;
+    use crate::profile::StepKind;
     if state.run_id.is_empty() {
         return Err("the journal holds no run".into());
     }

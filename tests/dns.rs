@@ -455,7 +455,7 @@ async fn a_run_waits_in_its_cutover_step_until_dns_has_propagated() {
     let records = hikkoshi::journal::Journal::read(&journal).expect("journal");
     assert!(records.iter().any(|r| matches!(
         &r.event,
-        hikkoshi::engine::events::EngineEvent::StepFinished { step, outcome: hikkoshi::engine::events::StepOutcome::Succeeded, .. } if step == "dns"
+        hikkoshi::events::EngineEvent::StepFinished { step, outcome: hikkoshi::events::StepOutcome::Succeeded, .. } if step == "dns"
     )));
     swap.abort();
 }
@@ -464,7 +464,7 @@ async fn a_run_waits_in_its_cutover_step_until_dns_has_propagated() {
 /// Skip while the DNS step waits ends it as skipped, and the run goes on.
 #[tokio::test]
 async fn the_operator_can_move_on_while_resolvers_still_hold_the_old_answer() {
-    use hikkoshi::engine::events::{EngineCommand, EngineEvent, RunOutcome, StepOutcome};
+    use hikkoshi::events::{EngineCommand, EngineEvent, RunOutcome, StepOutcome};
     let net = Net::new(47);
     let server = net
         .serve(11, net.zone(1, &[("social.example.net.", 3600, a(OLD))]))

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
-use hikkoshi::engine::events::{EngineEvent, RunOutcome};
+use hikkoshi::events::{EngineEvent, RunOutcome};
 use hikkoshi::journal::Journal;
 
 /// The lab is one shared machine: its tests take turns.
@@ -863,7 +863,7 @@ fn the_new_host_must_answer_as_visitors_will_before_dns_changes() {
     assert!(
         matches!(
             rollback_outcome(&records),
-            Some(hikkoshi::engine::events::StepOutcome::Succeeded)
+            Some(hikkoshi::events::StepOutcome::Succeeded)
         ),
         "{}",
         run.show()
@@ -921,7 +921,7 @@ fn run_until_restore_fails(lab: &Lab, extra: &[&str]) -> (Run, Vec<hikkoshi::jou
 
 fn rollback_outcome(
     records: &[hikkoshi::journal::Record],
-) -> Option<hikkoshi::engine::events::StepOutcome> {
+) -> Option<hikkoshi::events::StepOutcome> {
     records.iter().rev().find_map(|r| match &r.event {
         EngineEvent::StepFinished { step, outcome, .. } if step == "rollback" => {
             Some(outcome.clone())
@@ -945,7 +945,7 @@ fn a_failure_while_down_brings_the_old_host_back_unless_told_to_stay() {
     assert!(
         matches!(
             rollback_outcome(&records),
-            Some(hikkoshi::engine::events::StepOutcome::Succeeded)
+            Some(hikkoshi::events::StepOutcome::Succeeded)
         ),
         "the rollback step ran and succeeded:\n{}",
         run.show()
@@ -971,7 +971,7 @@ fn a_failure_while_down_brings_the_old_host_back_unless_told_to_stay() {
     assert!(
         matches!(
             rollback_outcome(&records),
-            Some(hikkoshi::engine::events::StepOutcome::Skipped { .. })
+            Some(hikkoshi::events::StepOutcome::Skipped { .. })
         ),
         "{}",
         run.show()
@@ -2747,7 +2747,7 @@ fn misskey_with_object_storage_and_meilisearch_leaves_media_and_index_where_they
             .expect("step");
         let skipped_for_storage = matches!(
             &s.outcome,
-            Some(hikkoshi::engine::events::StepOutcome::Skipped { reason }) if reason.contains("object storage")
+            Some(hikkoshi::events::StepOutcome::Skipped { reason }) if reason.contains("object storage")
         );
         assert!(skipped_for_storage, "{step}: {:?}", s.outcome);
     }

@@ -1,10 +1,6 @@
 //! Runs a plan: `EngineCommand`s in, `EngineEvent`s out, nothing else. The
 //! engine knows no terminal; a failed remote command becomes a step outcome.
 
-pub mod events;
-
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
@@ -12,231 +8,13 @@ use tokio::task::JoinHandle;
 
 use crate::journal::{Journal, Record};
 use crate::plan::Plan;
-use crate::plan::profile::{StepKind, StepSpec};
-use crate::plan::template::Vars;
+use crate::profile::template::Vars;
+use crate::profile::{StepKind, StepSpec};
 use crate::redact::Redactor;
-use crate::remote::{Host, RemoteError, Role};
-use events::{CheckStatus, EngineCommand, EngineEvent, RunOutcome, StepOutcome, Stream};
 
-#[derive(Debug, Clone, Default)]
-pub struct RunOptions {
-    pub run_id: String,
-    /// "run" or "check"; recorded in the journal.
-    pub mode: String,
-    pub ssh_config: Option<PathBuf>,
-    /// The config's [dns]: what the cutover waits for, and where it asks.
-    pub dns: Option<crate::config::DnsConfig>,
-    /// Wait for `Start` before each step: the wizard runs step by step. The wait
-    /// leaves no trace in the journal, so a gated run's journal reads like any other.
-    pub gated: bool,
-    /// Clear another run's lock on the old host (the admin knows it is stale).
-    pub break_lock: bool,
-    /// Leave the dump files in place when the run does not succeed.
-    pub keep_dump: bool,
-    /// Drop a target database an earlier hikkoshi run created (by its marker).
-    pub reset_target: bool,
-    /// Resuming: the steps the earlier attempts finished, not run again.
-    pub resume_done: std::collections::BTreeSet<String>,
-    /// A rehearsal restores this backup on the old host instead of a fresh dump.
-    pub from_backup: Option<String>,
-    /// A real run: what the last rehearsal of the same move predicted.
-    pub prediction: Option<crate::prediction::RehearsalPrediction>,
-    /// A rehearsal: the real run's [dns] (never used to touch DNS), so the
-    /// forecast knows whether the pinned check will run.
-    pub run_dns: Option<crate::config::DnsConfig>,
-}
-
-pub struct Hosts {
-    pub source: Host,
-    pub target: Host,
-}
-
-impl Hosts {
-    pub fn get(&self, role: Role) -> &Host {
-        match role {
-            Role::Source => &self.source,
-            Role::Target => &self.target,
-        }
-    }
-}
-
-/// Everything a step may read or change while the run goes on.
-pub struct RunCtx {
-    pub plan: Plan,
-    /// The plan's settings plus `run_id` and the facts preflight found.
-    pub vars: Vars,
-    /// Shared with the steps that run beside another one (`beside` in the profile).
-    pub hosts: Option<Arc<Hosts>>,
-    pub facts: crate::steps::preflight::Facts,
-    pub redactor: Redactor,
-    pub opts: RunOptions,
-    /// The work directory (on the old host) whose lock this run holds.
-    pub lock: Option<(String, String)>,
-}
-
-impl RunCtx {
-    /// Connects both hosts on first use. Preflight connects itself, to report
-    /// each host as a check; other steps only get here on a profile without preflight.
-    pub async fn connect(&mut self) -> Result<(), RemoteError> {
-        if self.hosts.is_none() {
-            let cfg = self.opts.ssh_config.as_deref();
-            let (source, target) = tokio::join!(
-                Host::connect(Role::Source, &self.plan.source, cfg),
-                Host::connect(Role::Target, &self.plan.target, cfg),
-            );
-            let (mut source, mut target) = (source?, target?);
-            source.set_tag(&self.opts.run_id);
-            target.set_tag(&self.opts.run_id);
-            self.hosts = Some(Arc::new(Hosts { source, target }));
-        }
-        Ok(())
-    }
-
-    /// After a step failed, timed out or was stopped: ends what it left
-    /// running on either host, and forgets a connection that died so the next
-    /// attempt connects again. Says what it did, as output of `io`'s step.
-    async fn after_failure(&mut self, io: &StepIo) {
-        let Some(hosts) = self.hosts.take() else {
-            return;
-        };
-        let (s, t) = tokio::join!(hosts.source.alive(), hosts.target.alive());
-        if !(s && t) {
-            let dead: Vec<&str> = [(s, hosts.source.name()), (t, hosts.target.name())]
-                .iter()
-                .filter(|(alive, _)| !alive)
-                .map(|(_, n)| *n)
-                .collect();
-            io.output(
-                Stream::Stderr,
-                format!(
-                    "the connection to {} was lost; the next attempt connects again",
-                    dead.join(" and ")
-                ),
-            );
-        }
-        for (alive, host) in [(s, &hosts.source), (t, &hosts.target)] {
-            if !alive {
-                continue;
-            }
-            match host.stop_leftovers().await {
-                Ok(0) => {}
-                Ok(n) => io.output(
-                    Stream::Stderr,
-                    format!(
-                        "on {}: stopped {n} process(es) the step left running",
-                        host.name()
-                    ),
-                ),
-                Err(e) => io.output(
-                    Stream::Stderr,
-                    format!(
-                        "on {}: could not stop what the step left running: {e}",
-                        host.name()
-                    ),
-                ),
-            }
-        }
-        if s && t {
-            self.hosts = Some(hosts);
-        } else {
-            close(hosts).await;
-            // Connecting again now also ends what the dead connection left
-            // running; if the host stays unreachable, the next attempt tries again.
-            if self.connect().await.is_ok()
-                && let Some(h) = &self.hosts
-            {
-                let again = if s { &h.target } else { &h.source };
-                if let Ok(n) = again.stop_leftovers().await
-                    && n > 0
-                {
-                    io.output(
-                        Stream::Stderr,
-                        format!(
-                            "on {}: stopped {n} process(es) the step left running",
-                            again.name()
-                        ),
-                    );
-                }
-            }
-        }
-    }
-
-    /// A context for a step that runs beside the current one: the same
-    /// connections and settings; what it changes stays its own.
-    fn beside(&self) -> RunCtx {
-        RunCtx {
-            plan: self.plan.clone(),
-            vars: self.vars.clone(),
-            hosts: self.hosts.clone(),
-            facts: self.facts.clone(),
-            redactor: self.redactor.clone(),
-            opts: self.opts.clone(),
-            lock: None,
-        }
-    }
-
-    pub fn connected(&self) -> Result<&Hosts, RemoteError> {
-        self.hosts.as_deref().ok_or_else(|| RemoteError::Connect {
-            dest: format!("{} and {}", self.plan.source, self.plan.target),
-            message: "connecting failed earlier in this run".into(),
-        })
-    }
-}
-
-/// A step's line to the outside: its output, progress and check results.
-#[derive(Clone)]
-pub struct StepIo {
-    pub step: String,
-    tx: UnboundedSender<EngineEvent>,
-}
-
-impl StepIo {
-    pub fn output(&self, stream: Stream, line: String) {
-        let _ = self.tx.send(EngineEvent::Output {
-            step: self.step.clone(),
-            stream,
-            lines: vec![line],
-        });
-    }
-
-    pub fn progress(&self, bytes: u64, total: Option<u64>) {
-        let _ = self.tx.send(EngineEvent::Progress {
-            step: self.step.clone(),
-            bytes,
-            total,
-        });
-    }
-
-    pub fn check(&self, host: &str, name: &str, status: CheckStatus, message: impl Into<String>) {
-        let _ = self.tx.send(EngineEvent::Check {
-            step: self.step.clone(),
-            host: host.to_string(),
-            name: name.to_string(),
-            status,
-            message: message.into(),
-        });
-    }
-
-    pub fn propagation(&self, elapsed: Duration, report: &crate::dns::Report) {
-        let _ = self.tx.send(EngineEvent::Propagation {
-            step: self.step.clone(),
-            elapsed_s: elapsed.as_secs(),
-            report: report.clone(),
-        });
-    }
-
-    pub fn forecast(&self, window: Vec<crate::prediction::WindowStep>, db_move: &str) {
-        let _ = self.tx.send(EngineEvent::Forecast {
-            step: self.step.clone(),
-            window,
-            db_move: db_move.to_string(),
-        });
-    }
-
-    pub fn sink(&self) -> impl FnMut(Stream, String) + Send + '_ {
-        move |stream, line| self.output(stream, line)
-    }
-}
+use crate::events::{EngineCommand, EngineEvent, RunOutcome, StepOutcome, Stream};
+use crate::steps::ctx::close;
+pub use crate::steps::ctx::{Hosts, RunCtx, RunOptions, StepIo};
 
 pub struct EngineHandle {
     pub commands: UnboundedSender<EngineCommand>,
@@ -359,13 +137,13 @@ fn stops(d: Option<EngineCommand>) -> Option<bool> {
 /// How long a step may run before the engine stops it. Health and DNS steps
 /// use their timeout as the window they keep asking in, and end by themselves.
 fn step_limit(step: &StepSpec) -> Option<Duration> {
-    use crate::plan::profile::StepKind;
+    use crate::profile::StepKind;
     match step.kind {
         StepKind::Health | StepKind::Dns => None,
         _ => step
             .timeout
             .as_deref()
-            .and_then(crate::config::parse_duration),
+            .and_then(crate::units::parse_duration),
     }
 }
 
@@ -406,7 +184,7 @@ async fn roll_back(
     requested: bool,
     window: &Downtime<'_>,
 ) {
-    let Some(info) = ctx.plan.rollback_info(&ctx.vars) else {
+    let Some(info) = crate::steps::describe::rollback_info(&ctx.plan, &ctx.vars) else {
         return;
     };
     let finish = |outcome: StepOutcome, ms: u64| {
@@ -453,10 +231,7 @@ async fn roll_back(
             commands,
         },
     );
-    let io = StepIo {
-        step: info.id.clone(),
-        tx: tx.clone(),
-    };
+    let io = StepIo::new(info.id.clone(), tx.clone());
     // A connection lost in the failure is made again: the old host must come back.
     if let Err(e) = ctx.connect().await {
         io.output(Stream::Stderr, format!("connecting again: {e}"));
@@ -540,16 +315,13 @@ impl Beside {
             let step = step.clone();
             let id = step.id.clone();
             let task = tokio::spawn(async move {
-                let io = StepIo {
-                    step: step.id.clone(),
-                    tx: tx.clone(),
-                };
+                let io = StepIo::new(step.id.clone(), tx.clone());
                 let started = Instant::now();
                 let result = match conditions_hold(&step, &ctx.vars) {
                     Ok(Some(reason)) => StepOutcome::Skipped { reason },
                     Err(message) => StepOutcome::failed(message),
                     Ok(None) => {
-                        let info = ctx.plan.step_info(&step, &ctx.vars);
+                        let info = crate::steps::describe::step_info(&ctx.plan, &step, &ctx.vars);
                         emit(
                             &tx,
                             EngineEvent::StepStarted {
@@ -612,7 +384,7 @@ impl Beside {
 }
 
 fn timed_out(step: &StepSpec, plan: &Plan) -> StepOutcome {
-    let hosts = crate::steps::hosts_of(step, plan).join(" and ");
+    let hosts = crate::steps::describe::hosts_of(step, plan).join(" and ");
     StepOutcome::Failed {
         message: format!(
             "on {hosts}: step '{}' did not finish within {} (its timeout in the profile); what it still ran there is stopped",
@@ -662,7 +434,7 @@ async fn run(
             domain: ctx.plan.domain.clone(),
             source: ctx.plan.source.clone(),
             target: ctx.plan.target.clone(),
-            steps: ctx.plan.infos(),
+            steps: crate::steps::describe::infos(&ctx.plan),
             resumed: ctx
                 .plan
                 .steps
@@ -689,10 +461,7 @@ async fn run(
     // a failure made the engine wait for all of them.
     let mut beside: Beside = Beside::default();
     'steps: for step in &steps {
-        let io = StepIo {
-            step: step.id.clone(),
-            tx: tx.clone(),
-        };
+        let io = StepIo::new(step.id.clone(), tx.clone());
         let finish = |outcome: StepOutcome, ms: u64| {
             emit(
                 &tx,
@@ -706,10 +475,10 @@ async fn run(
         if ctx.opts.resume_done.contains(&step.id) && step.kind != StepKind::Preflight {
             // Done by an earlier attempt: it still counts for the downtime
             // window and for what a rollback has to undo.
-            if step.downtime == Some(crate::plan::profile::DowntimeMark::Start) {
+            if step.downtime == Some(crate::profile::DowntimeMark::Start) {
                 window.started = true;
             }
-            if step.downtime == Some(crate::plan::profile::DowntimeMark::End) {
+            if step.downtime == Some(crate::profile::DowntimeMark::End) {
                 window.ended = true;
             }
             if step.undo.is_some() {
@@ -793,7 +562,7 @@ async fn run(
                     }
                 }
             }
-            if step.downtime == Some(crate::plan::profile::DowntimeMark::Start) {
+            if step.downtime == Some(crate::profile::DowntimeMark::Start) {
                 window.started = true;
             }
             // Pushed before it runs: a step that fails halfway is undone too.
@@ -808,7 +577,7 @@ async fn run(
                 (r, None)
             } else {
                 let started = Instant::now();
-                let info = ctx.plan.step_info(step, &ctx.vars);
+                let info = crate::steps::describe::step_info(&ctx.plan, step, &ctx.vars);
                 emit(
                     &tx,
                     EngineEvent::StepStarted {
@@ -820,7 +589,7 @@ async fn run(
                     companions_started = true;
                     beside.start(step, &steps, &ctx, &tx, &io, &mut window);
                 }
-                let waits = step.kind == crate::plan::profile::StepKind::Dns;
+                let waits = step.kind == crate::profile::StepKind::Dns;
                 let limit = step_limit(step);
                 let result = tokio::select! {
                     o = crate::steps::execute(step, &mut ctx, &io) => o,
@@ -845,7 +614,7 @@ async fn run(
             if !ok {
                 ctx.after_failure(&io).await;
             }
-            if ok && step.downtime == Some(crate::plan::profile::DowntimeMark::End) {
+            if ok && step.downtime == Some(crate::profile::DowntimeMark::End) {
                 window.ended = true;
             }
             // A step beside another has already reported how it ended.
@@ -922,22 +691,13 @@ async fn run(
 
 /// Closes both connections, unless a step beside another still holds them
 /// (dropping the last handle closes them then).
-async fn close(hosts: Arc<Hosts>) {
-    if let Ok(h) = Arc::try_unwrap(hosts) {
-        tokio::join!(h.source.close(), h.target.close());
-    }
-}
-
 /// After a run that stopped early: the steps marked `finally` (removing the
 /// dump, which holds every private message) run anyway, unless --keep-dump.
 async fn run_finally(ctx: &mut RunCtx, tx: &UnboundedSender<EngineEvent>, steps: &[StepSpec]) {
     for step in steps.iter().filter(|s| s.finally) {
-        let io = StepIo {
-            step: step.id.clone(),
-            tx: tx.clone(),
-        };
+        let io = StepIo::new(step.id.clone(), tx.clone());
         let started = Instant::now();
-        let info = ctx.plan.step_info(step, &ctx.vars);
+        let info = crate::steps::describe::step_info(&ctx.plan, step, &ctx.vars);
         emit(
             tx,
             EngineEvent::StepStarted {
@@ -977,10 +737,7 @@ async fn release_lock(ctx: &mut RunCtx, tx: &UnboundedSender<EngineEvent>) {
     };
     if let Err(e) = crate::steps::lock::release(&hosts.source, &dir, &user, &ctx.opts.run_id).await
     {
-        let io = StepIo {
-            step: "preflight".into(),
-            tx: tx.clone(),
-        };
+        let io = StepIo::new("preflight", tx.clone());
         io.output(
             Stream::Stderr,
             format!(

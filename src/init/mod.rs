@@ -9,7 +9,7 @@ pub mod detect;
 pub mod probe;
 pub mod render;
 
-use crate::plan::profile::{Profile, StepKind};
+use crate::profile::{Profile, StepKind};
 use crate::remote::psql::query;
 use crate::remote::{Host, RemoteCommand, RunAs};
 pub use detect::{App, Kind};

@@ -2,16 +2,13 @@
 //! Facts that only preflight can know (which schemas hold data, whether the
 //! target database exists) stay visible as `{name}` until the run fills them.
 
-pub mod profile;
-pub mod template;
-
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, ProfileRef};
-use profile::{
+use crate::profile::template::{Value, Vars};
+use crate::profile::{
     DowntimeMark, HostSel, PhaseSpec, Profile, ProfileError, StepKind, StepSpec, VarSpec,
 };
-use template::{Value, Vars};
 
 fn load_profile(config: &Config) -> Result<Profile, ProfileError> {
     match &config.profile {
@@ -81,13 +78,12 @@ fn check_config_vars(profile: &Profile, config: &Config) -> Result<(), crate::co
                 ),
             ));
         }
-        let as_path = profile.steps.iter().any(|s| {
-            s.paths
-                .iter()
-                .chain(&s.files)
-                .chain(&s.media)
-                .any(|p| template::whole_placeholder(p) == Some(cv.name.as_str()))
-        });
+        let as_path =
+            profile.steps.iter().any(|s| {
+                s.paths.iter().chain(&s.files).chain(&s.media).any(|p| {
+                    crate::profile::template::whole_placeholder(p) == Some(cv.name.as_str())
+                })
+            });
         if as_path
             && let Some(bad) =
                 cv.value.strings().into_iter().find(|p| {
@@ -281,7 +277,7 @@ impl Plan {
                 .filter(|s| {
                     !matches!(
                         s.rehearsal,
-                        Some(profile::Rehearsal::Only | profile::Rehearsal::OnlyWeb)
+                        Some(crate::profile::Rehearsal::Only | crate::profile::Rehearsal::OnlyWeb)
                     )
                 })
                 .cloned()
@@ -300,7 +296,7 @@ impl Plan {
     /// also those that start and check the web service), and no downtime
     /// clock, since the old host keeps serving.
     pub fn for_rehearsal(&self, start_web: bool) -> Plan {
-        use profile::Rehearsal::{Only, OnlyWeb, Run, Web};
+        use crate::profile::Rehearsal::{Only, OnlyWeb, Run, Web};
         let mut p = self.clone();
         p.steps = self
             .all_steps
@@ -340,156 +336,6 @@ impl Plan {
             Some(HostSel::Target) => vec![self.target.clone()],
             Some(HostSel::Both) | None => vec![self.source.clone(), self.target.clone()],
         }
-    }
-
-    pub fn step_info(&self, step: &StepSpec, vars: &Vars) -> StepInfo {
-        StepInfo {
-            id: step.id.clone(),
-            phase: step.phase.clone(),
-            phase_title: self.phase_title(&step.phase),
-            title: step.title.clone(),
-            why: step.why.clone(),
-            kind: step.kind,
-            hosts: crate::steps::hosts_of(step, self),
-            user: step.user.as_ref().map(|u| vars.render_lenient(u)),
-            confirm: step.confirm.as_ref().map(|c| vars.render_lenient(c)),
-            downtime: step.downtime,
-            in_downtime: step.in_downtime,
-            optional: step.optional,
-            when: step.conditions(),
-            otherwise: step.otherwise.as_ref().map(|o| vars.render_lenient(o)),
-            commands: crate::steps::describe(step, self, vars),
-        }
-    }
-
-    pub fn infos(&self) -> Vec<StepInfo> {
-        self.infos_with(&self.vars)
-    }
-
-    pub fn infos_with(&self, vars: &Vars) -> Vec<StepInfo> {
-        let mut infos: Vec<StepInfo> = self.steps.iter().map(|s| self.step_info(s, vars)).collect();
-        infos.extend(self.rollback_info(vars));
-        infos
-    }
-
-    /// The rollback, as a step of its own at the end: it runs only when a run
-    /// stops while the instance is down, and says so either way.
-    pub fn rollback_info(&self, vars: &Vars) -> Option<StepInfo> {
-        let commands: Vec<String> = self
-            .steps
-            .iter()
-            .rev()
-            .filter(|s| s.undo.is_some())
-            .flat_map(|s| crate::steps::command::describe_undo(s, self, vars))
-            .collect();
-        if commands.is_empty() {
-            return None;
-        }
-        Some(StepInfo {
-            id: ROLLBACK.into(),
-            phase: ROLLBACK.into(),
-            phase_title: "Rollback".into(),
-            title: format!("Bring {} back", self.source),
-            why: format!(
-                "Only when a run stops after the services on {} were stopped and before {} went live: undoes, in reverse, what the steps that ran can undo, so the instance comes back.",
-                self.source, self.target
-            ),
-            kind: StepKind::Command,
-            hosts: self.host_names(Some(HostSel::Both)),
-            user: None,
-            confirm: None,
-            downtime: None,
-            in_downtime: false,
-            optional: false,
-            when: Vec::new(),
-            otherwise: None,
-            commands,
-        })
-    }
-
-    pub fn render_text(&self) -> String {
-        let mut out = format!(
-            "hikkoshi plan: {} ({}), {} -> {}\nprofile: {}\n",
-            self.domain, self.profile_name, self.source, self.target, self.profile_origin
-        );
-        let mut phase = String::new();
-        let infos = self.infos();
-        for (n, info) in infos.iter().enumerate() {
-            if info.phase != phase {
-                phase = info.phase.clone();
-                out.push_str(&format!("\n{}\n", info.phase_title));
-            }
-            let mut marks = Vec::new();
-            if info.confirm.is_some() {
-                marks.push("asks for confirmation".to_string());
-            }
-            match info.downtime {
-                Some(DowntimeMark::Start) => marks.push("downtime starts".into()),
-                Some(DowntimeMark::End) => marks.push("downtime ends".into()),
-                None => {}
-            }
-            if info.optional {
-                marks.push("optional".into());
-            }
-            if !info.when.is_empty() {
-                marks.push(format!("only if {}", info.when.join(" and ")));
-            }
-            let marks = if marks.is_empty() {
-                String::new()
-            } else {
-                format!("  [{}]", marks.join("; "))
-            };
-            out.push_str(&format!(
-                "{:>3}. {}: {}{}\n",
-                n + 1,
-                info.id,
-                info.title,
-                marks
-            ));
-            if let Some(c) = &info.confirm {
-                out.push_str(&format!("       confirm: {c}\n"));
-            }
-            if let Some(o) = &info.otherwise {
-                out.push_str(&format!("       otherwise: {o}\n"));
-            }
-            for c in &info.commands {
-                out.push_str(&format!("       {c}\n"));
-            }
-        }
-        let facts: Vec<&str> = crate::steps::preflight::FACTS
-            .iter()
-            .copied()
-            .filter(|f| {
-                infos
-                    .iter()
-                    .any(|i| i.commands.iter().any(|c| c.contains(&format!("{{{f}}}"))))
-            })
-            .collect();
-        out.push_str("\n{run_id} is set when the run starts");
-        if !facts.is_empty() {
-            out.push_str(&format!(
-                "; preflight fills in {}",
-                facts
-                    .iter()
-                    .map(|f| format!("{{{f}}}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-        out.push_str(".\n");
-        out
-    }
-
-    pub fn render_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "profile": self.profile_name,
-            "profile_origin": self.profile_origin,
-            "domain": self.domain,
-            "source": self.source,
-            "target": self.target,
-            "phases": self.phases,
-            "steps": self.infos(),
-        })
     }
 }
 
@@ -568,69 +414,12 @@ mod tests {
         }
     }
 
-    #[test]
-    fn config_overrides_profile_defaults() {
-        let config = Config::parse(
-            Path::new("/lab/migration.toml"),
-            "[source]\nssh = \"old\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"a.example\"\nuser = \"masto\"\ndir = \"/srv/masto/live\"\ndatabase = \"masto\"\ndb_user = \"masto_role\"\nservices = [\"a\", \"b\"]\n",
-        )
-        .expect("valid");
-        let plan = Plan::build(&config).expect("plan");
-        let v = &plan.vars;
-        assert_eq!(
-            v.text("env_file").unwrap(),
-            "/srv/masto/live/.env.production"
-        );
-        assert_eq!(v.text("home").unwrap(), "/home/masto");
-        let text = plan.render_text();
-        assert!(text.contains("systemctl stop a b"), "{text}");
-        assert!(text.contains("--role=masto_role"), "{text}");
-        assert!(
-            text.contains("pg_dump -Fc -Z {dump_compress} -U masto_role"),
-            "{text}"
-        );
-    }
-
     fn build(text: &str) -> Result<Plan, PlanError> {
         let config = Config::parse(Path::new("/lab/migration.toml"), text).expect("valid config");
         Plan::build(&config)
     }
 
     const GENERIC: &str = "profile = \"generic\"\n[source]\nssh = \"old\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"app.example\"\nuser = \"app\"\ndir = \"/srv/app\"\ndatabase = \"app\"\ndb_user = \"app\"\nservices = [\"app\"]\n";
-
-    #[test]
-    fn generic_profile_takes_its_settings_from_the_config() {
-        let text = format!(
-            "{GENERIC}[vars]\nsync_dirs = [\"/srv/app/uploads\", \"/srv/app/avatars\"]\nfiles = [\"/srv/app/secrets.json\"]\npost_commands = [[\"bin/app\", \"migrate\", \"$(id)\"], [\"bin/app\", \"cache\"]]\nhealth_url = \"http://127.0.0.1:8080/up\"\n"
-        );
-        let plan = build(&text).expect("plan");
-        let out = plan.render_text();
-        for want in [
-            "rsync -a /srv/app/uploads/ -> new as app:/srv/app/uploads/",
-            "rsync -a /srv/app/avatars/ -> new as app:/srv/app/avatars/",
-            "cat -- /srv/app/secrets.json  | through this machine |  new as app: write /srv/app/secrets.json (mode 0600, an existing file kept as a backup)",
-            "new as app: cd /srv/app && bin/app migrate '$(id)'",
-            "new as app: cd /srv/app && bin/app cache",
-            "curl http://127.0.0.1:8080/up",
-        ] {
-            assert!(out.contains(want), "missing '{want}' in\n{out}");
-        }
-        assert!(plan.vars.condition("post_commands").unwrap());
-        assert_eq!(
-            plan.vars.commands("post_commands").unwrap()[0],
-            ["bin/app", "migrate", "$(id)"]
-        );
-    }
-
-    #[test]
-    fn generic_profile_without_vars_leaves_its_optional_steps_out() {
-        let plan = build(GENERIC).expect("plan");
-        for c in ["sync_dirs", "files", "post_commands", "health_url"] {
-            assert!(!plan.vars.condition(c).unwrap(), "{c}");
-        }
-        let out = plan.render_text();
-        assert!(out.contains("otherwise: no directories to copy"), "{out}");
-    }
 
     #[test]
     fn generic_profile_needs_the_app_settings() {
@@ -685,21 +474,5 @@ mod tests {
             };
             assert!(e.starts_with(want), "{vars}: got '{e}'");
         }
-    }
-
-    #[test]
-    fn misskey_profile_reads_its_config_and_leaves_media_to_object_storage() {
-        let text = "profile = \"misskey\"\n[source]\nssh = \"old\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"misskey.example\"\n";
-        let plan = build(text).expect("plan");
-        let out = plan.render_text();
-        assert!(
-            out.contains("reads /home/misskey/misskey/.config/default.yml"),
-            "{out}"
-        );
-        assert!(out.contains("presync-media: Copy drive files while the instance is still up  [only if !object_storage]\n       otherwise: media stays where it is"), "{out}");
-        assert!(
-            out.contains("curl http://127.0.0.1:{app_port}/healthz"),
-            "{out}"
-        );
     }
 }

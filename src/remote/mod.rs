@@ -15,7 +15,7 @@ use std::time::Duration;
 use openssh::{ForwardType, KnownHosts, Session, SessionBuilder, Socket, Stdio};
 use tokio::io::AsyncWriteExt;
 
-use crate::engine::events::Stream;
+use crate::events::Stream;
 use crate::plan::shell_join;
 use lines::LineSplitter;
 

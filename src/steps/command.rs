@@ -2,12 +2,12 @@
 
 use super::transfer::End;
 use super::{Done, StepResult, run_as, run_checked};
-use crate::engine::events::Stream;
-use crate::engine::{RunCtx, StepIo};
+use crate::events::Stream;
 use crate::plan::Plan;
-use crate::plan::profile::{HostSel, PipeInput, StepSpec};
-use crate::plan::template::{TemplateError, Vars};
+use crate::profile::template::{TemplateError, Vars};
+use crate::profile::{HostSel, PipeInput, StepSpec};
 use crate::remote::{RemoteCommand, Role, RunAs};
+use crate::steps::ctx::{RunCtx, StepIo};
 
 fn roles_of(host: Option<HostSel>) -> Vec<Role> {
     match host {
@@ -131,7 +131,7 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
                 Stream::Stdout,
                 format!(
                     "{} streamed from {} to {} through this machine",
-                    crate::steps::preflight::human_bytes(relayed.moved),
+                    crate::units::human_bytes(relayed.moved),
                     feeder.name(),
                     host.name()
                 ),

@@ -4,11 +4,11 @@
 
 use super::{Done, StepFailure, StepResult};
 use crate::dns;
-use crate::engine::events::CheckStatus;
-use crate::engine::events::Stream;
-use crate::engine::{RunCtx, StepIo};
+use crate::events::CheckStatus;
+use crate::events::Stream;
 use crate::plan::Plan;
-use crate::plan::profile::StepSpec;
+use crate::profile::StepSpec;
+use crate::steps::ctx::{RunCtx, StepIo};
 
 /// The resolvers a run asks: the config's, or the public list.
 pub fn servers(config: &crate::config::DnsConfig) -> Vec<dns::Server> {

@@ -9,10 +9,10 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use crate::engine::{RunCtx, StepIo};
-use crate::plan::profile::{HostSel, Rehearsal, StepKind, StepSpec};
 use crate::prediction::{Estimate, WindowStep};
+use crate::profile::{HostSel, Rehearsal, StepKind, StepSpec};
 use crate::remote::{Host, RemoteCommand, RunAs};
+use crate::steps::ctx::{RunCtx, StepIo};
 
 const STAMPS: [&str; 4] = [
     "InactiveExitTimestampMonotonic",
@@ -261,7 +261,7 @@ impl Measurer<'_> {
             how: format!(
                 "SAVE as long as Redis's last save ({}), dump.rdb ({}) through this machine in {}, Redis's last stop and start on {} ({}), and 10 commands at {} each",
                 short(save_ms),
-                crate::steps::preflight::human_bytes(size),
+                crate::units::human_bytes(size),
                 short(copy_ms),
                 self.source.name(),
                 short(restart),

@@ -8,17 +8,17 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::{Done, StepFailure, StepResult};
-use crate::engine::events::{CheckStatus, Stream};
-use crate::engine::{RunCtx, StepIo};
+use crate::events::{CheckStatus, Stream};
 use crate::plan::Plan;
-use crate::plan::profile::StepSpec;
-use crate::plan::template::Vars;
+use crate::profile::StepSpec;
+use crate::profile::template::Vars;
 use crate::remote::{RemoteCommand, RunAs};
+use crate::steps::ctx::{RunCtx, StepIo};
 
 fn limit(step: &StepSpec) -> Duration {
     step.timeout
         .as_deref()
-        .and_then(crate::config::parse_duration)
+        .and_then(crate::units::parse_duration)
         .unwrap_or(Duration::from_secs(120))
 }
 

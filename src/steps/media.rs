@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 use openssh::{ForwardType, Socket};
 
 use super::{Done, StepFailure, StepResult, run_quiet_checked};
-use crate::engine::events::Stream;
-use crate::engine::{RunCtx, StepIo};
+use crate::events::Stream;
 use crate::plan::Plan;
-use crate::plan::profile::StepSpec;
-use crate::plan::template::{TemplateError, Vars};
+use crate::profile::StepSpec;
+use crate::profile::template::{TemplateError, Vars};
 use crate::remote::{Host, RemoteCommand, RunAs};
+use crate::steps::ctx::{RunCtx, StepIo};
 
 struct Relay {
     user: String,

@@ -2,7 +2,9 @@
 //! logic (preflight, transfer, rsync, verify, redis, health, dns) are Rust.
 
 pub mod command;
+pub mod ctx;
 pub mod db_move;
+pub mod describe;
 pub mod dns;
 pub mod forecast;
 pub mod health;
@@ -14,13 +16,12 @@ pub mod redis;
 pub mod transfer;
 pub mod verify;
 
-use crate::engine::events::StepOutcome;
-use crate::engine::{RunCtx, StepIo};
-use crate::plan::Plan;
-use crate::plan::profile::{HostSel, StepKind, StepSpec};
-use crate::plan::template::{TemplateError, Vars};
+use crate::events::StepOutcome;
+use crate::profile::template::{TemplateError, Vars};
+use crate::profile::{StepKind, StepSpec};
 use crate::remote::psql::PsqlError;
 use crate::remote::{Finished, Host, RemoteCommand, RemoteError, RunAs};
+use crate::steps::ctx::{RunCtx, StepIo};
 
 /// Why a step failed, with what a person needs to act on it.
 #[derive(Debug, Clone, Default)]
@@ -182,81 +183,6 @@ pub fn run_as(step: &StepSpec, vars: &Vars) -> Result<RunAs, TemplateError> {
         Some(u) => RunAs::from_profile(&vars.render(u)?),
         None => RunAs::Login,
     })
-}
-
-pub fn hosts_of(step: &StepSpec, plan: &Plan) -> Vec<String> {
-    match step.kind {
-        StepKind::Command => plan.host_names(step.host),
-        StepKind::Health if step.pinned => Vec::new(),
-        StepKind::Health => plan.host_names(Some(HostSel::Target)),
-        StepKind::Dns => Vec::new(),
-        _ => plan.host_names(Some(HostSel::Both)),
-    }
-}
-
-/// What the step will do, as lines a person can read and check; with facts
-/// not yet known shown as `{name}`.
-pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars) -> Vec<String> {
-    let user = step
-        .user
-        .as_ref()
-        .map_or_else(|| "login user".into(), |u| vars.render_lenient(u));
-    match step.kind {
-        StepKind::Command => command::describe(step, plan, vars, &user),
-        StepKind::Preflight => {
-            let mut lines = vec![format!(
-                "on {} and {}: ssh, tools, PostgreSQL versions, disk space, target database and role, app directory, {} and app versions, systemd units{}",
-                plan.source,
-                plan.target,
-                step.env_file
-                    .as_deref()
-                    .map_or_else(|| "config".into(), |f| vars.render_lenient(f)),
-                if plan.kinds.contains(&StepKind::Redis) {
-                    ", Redis"
-                } else {
-                    ""
-                }
-            )];
-            if let Some(f) = &step.misskey_config {
-                lines.push(format!(
-                    "on {}: reads {} for the url, database and role (unless the config names them), Redis, port, id method and search",
-                    plan.source,
-                    vars.render_lenient(f)
-                ));
-            }
-            let files = vars.render_argv_lenient(&step.files);
-            if !files.is_empty() {
-                lines.push(format!(
-                    "on {}: {} readable (contents never shown)",
-                    plan.source,
-                    files.join(", ")
-                ));
-            }
-            if let Some(k) = &step.object_storage_env {
-                lines.push(format!(
-                    "object storage when {k}=true: media steps left out"
-                ));
-            }
-            if step.object_storage_sql.is_some() {
-                lines.push(
-                    "object storage when the instance's settings say so: media steps left out"
-                        .into(),
-                );
-            }
-            lines
-        }
-        StepKind::Transfer => transfer::describe(step, plan, vars, &user),
-        StepKind::Rsync => media::describe(step, plan, vars, &user),
-        StepKind::Verify => vec![format!(
-            "on {} and {}: exact row count of every table in every schema, sequence values, and ownership of every object by {}",
-            plan.source,
-            plan.target,
-            vars.render_lenient("{db_user}")
-        )],
-        StepKind::Redis => redis::describe(step, plan, vars),
-        StepKind::Health => health::describe(step, plan, vars),
-        StepKind::Dns => dns::describe(plan),
-    }
 }
 
 /// Free bytes and mount point of the filesystem holding `path` (or its nearest existing parent).

@@ -9,38 +9,13 @@ use serde_json::Value as Json;
 use super::db_move;
 use super::{Done, StepFailure, StepResult, free_space};
 use crate::config::DbMove;
-use crate::engine::events::CheckStatus::{self, Fail, Pass, Warn};
-use crate::engine::{RunCtx, StepIo};
-use crate::plan::profile::{StepKind, StepSpec};
+use crate::events::CheckStatus::{self, Fail, Pass, Warn};
+use crate::profile::{StepKind, StepSpec};
 use crate::redact::is_secret_key;
 use crate::remote::psql::query;
 use crate::remote::{Host, RemoteCommand, Role, RunAs};
-
-/// Facts preflight provides to the profile as placeholders.
-pub const FACTS: &[&str] = &[
-    "schema_args",
-    "has_extra_schemas",
-    "extra_schemas_sql",
-    "restore_jobs",
-    "dump_jobs",
-    "dump_compress",
-    "restore_pgoptions",
-    "db_file",
-    "db_stream",
-    "db_parallel",
-    "dump_is_file",
-    "target_db_exists",
-    "es_enabled",
-    "redis_local",
-    "object_storage",
-    "app_port",
-    "from_backup",
-    "backup_path",
-    "backup_dir",
-    "backup_plain",
-    "backup_gzip",
-    "restore_archive",
-];
+use crate::steps::ctx::{RunCtx, StepIo};
+use crate::units::human_bytes;
 
 /// What `rehearse --from-backup` found at the path on the old host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,7 +136,7 @@ impl Report<'_> {
     }
 }
 
-fn text_or(vars: &crate::plan::template::Vars, name: &str, default: &str) -> String {
+fn text_or(vars: &crate::profile::template::Vars, name: &str, default: &str) -> String {
     vars.text(name).unwrap_or_else(|_| default.to_string())
 }
 
@@ -201,7 +176,7 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
         db_admin: text_or(v, "db_admin", "postgres"),
         domain: v.text("domain")?,
         services: match v.get("services")? {
-            crate::plan::template::Value::List(l) => l,
+            crate::profile::template::Value::List(l) => l,
             _ => vec![v.text("services")?],
         },
         work_dir: text_or(v, "work_dir", "/var/tmp"),
@@ -259,7 +234,10 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
             (Ok(mut source), Ok(mut target)) => {
                 source.set_tag(&ctx.opts.run_id);
                 target.set_tag(&ctx.opts.run_id);
-                ctx.hosts = Some(std::sync::Arc::new(crate::engine::Hosts { source, target }));
+                ctx.hosts = Some(std::sync::Arc::new(crate::steps::ctx::Hosts {
+                    source,
+                    target,
+                }));
             }
             (a, b) => {
                 for h in [a, b].into_iter().flatten() {
@@ -1363,7 +1341,7 @@ async fn read_misskey(
     (configured, redactor, vars): (
         &[String],
         &crate::redact::Redactor,
-        &mut crate::plan::template::Vars,
+        &mut crate::profile::template::Vars,
     ),
     r: &mut Report<'_>,
 ) -> Result<Option<super::misskey::MisskeyConfig>, StepFailure> {
@@ -2241,21 +2219,6 @@ pub fn create_schemas_sql(schemas: &[&String]) -> String {
 
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 #[cfg(test)]

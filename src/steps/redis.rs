@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use super::transfer::{CopySpec, copy_file};
 use super::{Done, StepFailure, StepResult, run_checked, run_quiet_checked};
-use crate::engine::events::Stream;
-use crate::engine::{RunCtx, StepIo};
+use crate::events::Stream;
 use crate::plan::Plan;
-use crate::plan::profile::StepSpec;
-use crate::plan::template::Vars;
+use crate::profile::StepSpec;
+use crate::profile::template::Vars;
 use crate::remote::{Host, RemoteCommand, RunAs};
+use crate::steps::ctx::{RunCtx, StepIo};
 
 async fn cli(h: &Host, port: &str, args: &[&str]) -> Result<String, StepFailure> {
     let mut argv = vec!["redis-cli", "-p", port];

@@ -8,14 +8,14 @@ use openssh::Stdio;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::preflight::human_bytes;
 use super::{Done, StepFailure, StepResult, free_space, run_quiet_checked};
-use crate::engine::events::Stream;
-use crate::engine::{RunCtx, StepIo};
+use crate::events::Stream;
 use crate::plan::Plan;
-use crate::plan::profile::StepSpec;
-use crate::plan::template::Vars;
+use crate::profile::StepSpec;
+use crate::profile::template::Vars;
 use crate::remote::{Host, RemoteCommand, RunAs};
+use crate::steps::ctx::{RunCtx, StepIo};
+use crate::units::human_bytes;
 
 pub struct CopySpec {
     pub from: String,
@@ -485,13 +485,13 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
                     .then(|| format!("hikkoshi-{}", v.text("run_id").unwrap_or_default())),
             })
         })
-        .collect::<Result<Vec<_>, crate::plan::template::TemplateError>>()?;
+        .collect::<Result<Vec<_>, crate::profile::template::TemplateError>>()?;
     ctx.connect().await?;
     let hosts = ctx.connected()?;
     for spec in &specs {
         if specs.len() > 1 {
             io.output(
-                crate::engine::events::Stream::Stdout,
+                crate::events::Stream::Stdout,
                 format!("copying '{}'", spec.from),
             );
         }

@@ -15,11 +15,11 @@ use std::collections::BTreeMap;
 use serde_json::Value as Json;
 
 use super::{Done, StepFailure, StepResult};
-use crate::engine::events::CheckStatus::{Fail, Pass, Warn};
-use crate::engine::{RunCtx, StepIo};
-use crate::plan::profile::StepSpec;
+use crate::events::CheckStatus::{Fail, Pass, Warn};
+use crate::profile::StepSpec;
 use crate::remote::RunAs;
 use crate::remote::psql::query;
+use crate::steps::ctx::{RunCtx, StepIo};
 
 const USER_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'";
 

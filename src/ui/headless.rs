@@ -8,12 +8,10 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::engine::EngineHandle;
-use crate::engine::events::{
-    CheckStatus, EngineCommand, EngineEvent, RunOutcome, StepOutcome, Stream,
-};
+use crate::events::{CheckStatus, EngineCommand, EngineEvent, RunOutcome, StepOutcome, Stream};
 use crate::run_state::RunState;
-use crate::steps::preflight::human_bytes;
 use crate::ui::short_duration;
+use crate::units::human_bytes;
 
 pub struct HeadlessOptions {
     /// Confirm every step that asks, without asking.
@@ -110,7 +108,7 @@ fn down_advice(state: &RunState) -> String {
     let stop = state
         .steps
         .iter()
-        .find(|s| s.info.downtime == Some(crate::plan::profile::DowntimeMark::Start));
+        .find(|s| s.info.downtime == Some(crate::profile::DowntimeMark::Start));
     let what = stop
         .map(|s| {
             format!(
@@ -133,7 +131,7 @@ fn unproven_advice(state: &RunState) -> String {
     let why: Vec<String> = state
         .steps
         .iter()
-        .filter(|s| s.info.kind == crate::plan::profile::StepKind::Health)
+        .filter(|s| s.info.kind == crate::profile::StepKind::Health)
         .filter_map(|s| match &s.outcome {
             Some(StepOutcome::Skipped { reason }) => Some(format!("'{}': {reason}", s.info.id)),
             _ => None,
@@ -162,7 +160,7 @@ fn partial_database(state: &RunState) -> Option<String> {
             && s.commands.iter().any(|c| c.contains("createdb "))
     })?;
     let verified = state.steps.iter().any(|s| {
-        s.info.kind == crate::plan::profile::StepKind::Verify
+        s.info.kind == crate::profile::StepKind::Verify
             && s.status == crate::run_state::StepStatus::Succeeded
     });
     (!verified).then(|| {

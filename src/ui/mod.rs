@@ -2,6 +2,7 @@
 
 pub mod headless;
 pub mod init;
+pub mod plan;
 pub mod review;
 pub mod tui;
 

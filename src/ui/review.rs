@@ -1,10 +1,10 @@
 //! `hikkoshi review --format markdown`: the report an admin pastes into a
 //! maintenance log, folded from the journal like every other view.
 
-use crate::engine::events::{RunOutcome, StepOutcome};
+use crate::events::{RunOutcome, StepOutcome};
 use crate::run_state::{RunState, StepStatus};
-use crate::steps::preflight::human_bytes;
 use crate::ui::tui::view::{clock, short_duration};
+use crate::units::human_bytes;
 
 fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
@@ -134,7 +134,7 @@ pub enum Tone {
 /// What an admin wants when a run has ended: the result, the downtime, what
 /// moved, what is left to do by hand, and where the journal is.
 pub fn end_summary(run: &RunState, journal: Option<&str>) -> Vec<(Tone, String)> {
-    use crate::engine::events::CheckStatus;
+    use crate::events::CheckStatus;
     let mut out = Vec::new();
     let succeeded = matches!(
         run.outcome,
@@ -242,7 +242,7 @@ pub fn end_summary(run: &RunState, journal: Option<&str>) -> Vec<(Tone, String)>
         let dns = run
             .steps
             .iter()
-            .find(|s| s.info.kind == crate::plan::profile::StepKind::Dns);
+            .find(|s| s.info.kind == crate::profile::StepKind::Dns);
         out.push((
             Tone::Plain,
             match dns.map(|s| (&s.status, &s.outcome)) {

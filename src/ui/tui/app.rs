@@ -5,7 +5,7 @@
 use ratatui::crossterm::event::KeyEvent;
 
 use super::keymap::{self, Action, Context};
-use crate::engine::events::{EngineCommand, EngineEvent};
+use crate::events::{EngineCommand, EngineEvent};
 use crate::journal::Record;
 use crate::run_state::{RunState, Waiting};
 

@@ -148,9 +148,7 @@ pub async fn run(mut handle: EngineHandle, journal: &std::path::Path) -> std::io
     stop.store(true, Ordering::Relaxed);
     drop(screen);
     if !handle.task.is_finished() {
-        let _ = handle
-            .commands
-            .send(crate::engine::events::EngineCommand::Abort);
+        let _ = handle.commands.send(crate::events::EngineCommand::Abort);
         // Drain so the engine's last events reach the journal before we leave.
         let _ = tokio::time::timeout(Duration::from_secs(10), async {
             while let Some(r) = handle.records.recv().await {

@@ -11,9 +11,7 @@ use rstest::rstest;
 use super::app::{App, Dialog, Mode, Msg, update};
 use super::view::{self, Theme};
 use crate::config::Config;
-use crate::engine::events::{
-    CheckStatus, EngineCommand, EngineEvent, RunOutcome, StepOutcome, Stream,
-};
+use crate::events::{CheckStatus, EngineCommand, EngineEvent, RunOutcome, StepOutcome, Stream};
 use crate::journal::Record;
 use crate::plan::Plan;
 use crate::run_state::Waiting;
@@ -36,7 +34,7 @@ fn started() -> Vec<Record> {
     let plan = Plan::build(&config).expect("plan");
     let mut vars = plan.vars.clone();
     vars.set("run_id", "20261121T150000Z-abcd");
-    let steps = plan.infos_with(&vars);
+    let steps = crate::steps::describe::infos_with(&plan, &vars);
     vec![at(
         0,
         EngineEvent::RunStarted {

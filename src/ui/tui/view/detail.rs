@@ -7,10 +7,10 @@ use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, LineGauge, Paragraph, Wrap};
 
 use super::{Theme, short_duration};
-use crate::engine::events::{CheckStatus, StepOutcome, Stream};
+use crate::events::{CheckStatus, StepOutcome, Stream};
 use crate::run_state::{StepState, StepStatus};
-use crate::steps::preflight::human_bytes;
 use crate::ui::tui::app::App;
+use crate::units::human_bytes;
 
 fn status_line(s: &StepState, app: &App, theme: Theme) -> Line<'static> {
     let icon = super::checklist::icon(s, app.frame, theme);

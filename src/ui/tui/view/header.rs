@@ -7,8 +7,8 @@ use ratatui::widgets::Paragraph;
 
 use super::{Theme, clock};
 use crate::run_state::Waiting;
-use crate::steps::preflight::human_bytes;
 use crate::ui::tui::app::{App, Mode};
+use crate::units::human_bytes;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let run = &app.run;
@@ -63,9 +63,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let mode = match (app.mode, app.auto, run.waiting()) {
         (Mode::Review, _, _) => "review (read-only)".to_string(),
         (_, _, Waiting::Finished) => match &run.outcome {
-            Some(crate::engine::events::RunOutcome::Succeeded) => {
-                "finished: all steps succeeded".into()
-            }
+            Some(crate::events::RunOutcome::Succeeded) => "finished: all steps succeeded".into(),
             Some(o) => format!("finished: {}", outcome_word(o)),
             None => "finished".into(),
         },
@@ -81,8 +79,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     frame.render_widget(Paragraph::new(vec![first, Line::from(second)]), area);
 }
 
-fn outcome_word(o: &crate::engine::events::RunOutcome) -> String {
-    use crate::engine::events::RunOutcome::*;
+fn outcome_word(o: &crate::events::RunOutcome) -> String {
+    use crate::events::RunOutcome::*;
     match o {
         Succeeded => "all steps succeeded".into(),
         Incomplete { failed } => format!("optional steps failed: {}", failed.join(", ")),

@@ -9,7 +9,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use super::template::{TemplateError, placeholders};
+pub mod template;
+
+use template::{TemplateError, placeholders};
 
 const BUILTIN: &[(&str, &str)] = &[
     (
@@ -146,7 +148,7 @@ impl CommandSpec {
     /// The setting an `Each` entry names.
     pub fn each(&self) -> Option<&str> {
         match self {
-            CommandSpec::Each(t) => super::template::whole_placeholder(t),
+            CommandSpec::Each(t) => template::whole_placeholder(t),
             _ => None,
         }
     }
@@ -423,6 +425,33 @@ pub struct Profile {
     pub steps: Vec<StepSpec>,
 }
 
+/// Facts preflight provides to the profile as placeholders (the typed
+/// `steps::preflight::Facts` fills them).
+pub const FACTS: &[&str] = &[
+    "schema_args",
+    "has_extra_schemas",
+    "extra_schemas_sql",
+    "restore_jobs",
+    "dump_jobs",
+    "dump_compress",
+    "restore_pgoptions",
+    "db_file",
+    "db_stream",
+    "db_parallel",
+    "dump_is_file",
+    "target_db_exists",
+    "es_enabled",
+    "redis_local",
+    "object_storage",
+    "app_port",
+    "from_backup",
+    "backup_path",
+    "backup_dir",
+    "backup_plain",
+    "backup_gzip",
+    "restore_archive",
+];
+
 /// Names the engine and preflight provide; a profile may use them without defining them.
 pub const PROVIDED: &[&str] = &[
     "source",
@@ -532,7 +561,7 @@ impl Profile {
         }
 
         let mut known: Vec<String> = PROVIDED.iter().map(|s| s.to_string()).collect();
-        known.extend(crate::steps::preflight::FACTS.iter().map(|s| s.to_string()));
+        known.extend(FACTS.iter().map(|s| s.to_string()));
         known.extend(raw.vars.keys().cloned());
 
         for (name, value) in &raw.vars {
@@ -588,7 +617,7 @@ impl Profile {
                 }
             }
             if let Some(t) = &step.timeout
-                && crate::config::parse_duration(t).is_none()
+                && crate::units::parse_duration(t).is_none()
             {
                 return Err(here(format!("timeout '{t}' is not a duration")));
             }
