@@ -426,7 +426,7 @@ pub struct Profile {
 }
 
 /// Facts preflight provides to the profile as placeholders (the typed
-/// `steps::preflight::Facts` fills them).
+/// `steps::facts::Facts` carries what steps need typed).
 pub const FACTS: &[&str] = &[
     "schema_args",
     "has_extra_schemas",

@@ -64,7 +64,7 @@ pub struct RunCtx {
     pub vars: Vars,
     /// Shared with the steps that run beside another one (`beside` in the profile).
     pub hosts: Option<Arc<Hosts>>,
-    pub facts: crate::steps::preflight::Facts,
+    pub facts: super::facts::Facts,
     pub redactor: Redactor,
     pub opts: RunOptions,
     /// The work directory (on the old host) whose lock this run holds.

@@ -6,6 +6,7 @@ pub mod ctx;
 pub mod db_move;
 pub mod describe;
 pub mod dns;
+pub mod facts;
 pub mod forecast;
 pub mod health;
 pub mod lock;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::Value as Json;
 
 use super::db_move;
+use super::facts::Facts;
 use super::{Done, StepFailure, StepResult, free_space};
 use crate::config::DbMove;
 use crate::events::CheckStatus::{self, Fail, Pass, Warn};
@@ -96,27 +97,6 @@ async fn check_backup(
             Ok(None)
         }
     }
-}
-
-/// Facts other step kinds need in typed form.
-#[derive(Debug, Clone, Default)]
-pub struct Facts {
-    pub source_home: String,
-    pub target_home: String,
-    /// `ssh-keyscan` lines of the target's sshd as seen from the target itself.
-    pub target_host_keys: Vec<String>,
-    /// The target has rrsync, so the relay's key can be pinned to one directory.
-    pub target_rrsync: bool,
-    /// Where the target's sshd listens, as the target itself reaches it: the
-    /// media relay connects there (hardened hosts use another port, or only
-    /// their public address).
-    pub target_sshd: Option<(String, u16)>,
-    pub redis_port: String,
-    pub source_rdb: Option<String>,
-    pub target_rdb: Option<String>,
-    pub schemas: Vec<String>,
-    /// Bytes per second through this machine, as preflight measured them.
-    pub link_bps: Option<f64>,
 }
 
 struct Report<'a> {

@@ -3,7 +3,7 @@
 
 use crate::events::{RunOutcome, StepOutcome};
 use crate::run_state::{RunState, StepStatus};
-use crate::ui::tui::view::{clock, short_duration};
+use crate::ui::{clock, short_duration};
 use crate::units::human_bytes;
 
 fn cell(text: &str) -> String {
