@@ -15,6 +15,7 @@ pub mod profile;
 pub mod redact;
 pub mod remote;
 pub mod run_state;
+pub mod runtime;
 pub mod steps;
 pub mod ui;
 pub mod units;

@@ -20,7 +20,8 @@ const LAYERS: &[&[&str]] = &[
     &["events"],
     // Hosts over ssh; the journal's records and files.
     &["remote", "journal"],
-    &["redact"],
+    // Where each tool runs: the database, services and cache sides of a host.
+    &["redact", "runtime"],
     // Step kinds and what they work with.
     &["steps"],
     // The engine runs steps; init reads a host to write a config.

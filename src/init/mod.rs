@@ -10,8 +10,8 @@ pub mod probe;
 pub mod render;
 
 use crate::profile::{Profile, StepKind};
-use crate::remote::psql::query;
 use crate::remote::{Host, RemoteCommand, RunAs};
+use crate::runtime::database::query;
 pub use detect::{App, Kind};
 pub use probe::ProbeError;
 

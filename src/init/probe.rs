@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 use super::detect::{Probe, Signature, Unit, parse_nginx, parse_rds};
-use crate::remote::psql::query;
 use crate::remote::{Host, RemoteCommand, RemoteError, RunAs};
+use crate::runtime::database::query;
 use crate::steps::misskey::MisskeyConfig;
 
 /// The settings of .env.production init may read: none of them a secret.

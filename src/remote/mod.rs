@@ -7,7 +7,6 @@
 //! values as positional parameters.
 
 pub mod lines;
-pub mod psql;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

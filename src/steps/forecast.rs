@@ -12,6 +12,7 @@ use std::time::Instant;
 use crate::prediction::{Estimate, WindowStep};
 use crate::profile::{HostSel, Rehearsal, StepKind, StepSpec};
 use crate::remote::{Host, RemoteCommand, RunAs};
+use crate::runtime::{cache, services};
 use crate::steps::ctx::{RunCtx, StepIo};
 
 const STAMPS: [&str; 4] = [
@@ -45,17 +46,7 @@ pub fn transitions(show: &str) -> Vec<(Option<u64>, Option<u64>)> {
 /// What `systemctl start|stop UNITS` took last time on `host`: the slowest
 /// unit (systemd runs the jobs together); `None` if any unit has no record.
 async fn last_transition(host: &Host, units: &[String], stop: bool) -> Option<u64> {
-    let mut argv = vec![
-        "systemctl".to_string(),
-        "show".into(),
-        format!("--property={}", STAMPS.join(",")),
-        "--".into(),
-    ];
-    argv.extend(units.iter().cloned());
-    let out = host
-        .run_quiet(&RemoteCommand::new(RunAs::Root, argv))
-        .await
-        .ok()?;
+    let out = host.run_quiet(&services::show(&STAMPS, units)).await.ok()?;
     if !out.success() {
         return None;
     }
@@ -73,9 +64,7 @@ async fn last_transition(host: &Host, units: &[String], stop: bool) -> Option<u6
 /// One remote command's cost on `host` (ssh round trip and the tool's own
 /// start), timed with a harmless `systemctl is-enabled`; the faster of two.
 async fn call_cost(host: &Host, units: &[String]) -> u64 {
-    let mut argv = vec!["systemctl".to_string(), "is-enabled".into(), "--".into()];
-    argv.extend(units.iter().cloned());
-    let cmd = RemoteCommand::new(RunAs::Root, argv);
+    let cmd = services::is_enabled(units);
     let mut best = u64::MAX;
     for _ in 0..2 {
         let t = Instant::now();
@@ -142,7 +131,7 @@ impl Measurer<'_> {
             let Ok(argv) = vars.render_argv(c.argv()) else {
                 return unknown(format!("'{}' cannot be rendered yet", c.argv().join(" ")));
             };
-            if c.each().is_some() || argv.first().map(String::as_str) != Some("systemctl") {
+            if c.each().is_some() || !services::is_service_command(&argv) {
                 return unknown(format!(
                     "the rehearsal does not run '{}', and nothing tells how long it takes",
                     argv.join(" ")
@@ -205,16 +194,7 @@ impl Measurer<'_> {
         };
         let info = self
             .source
-            .run_quiet(&RemoteCommand::new(
-                RunAs::Root,
-                [
-                    "redis-cli",
-                    "-p",
-                    facts.redis_port.as_str(),
-                    "INFO",
-                    "persistence",
-                ],
-            ))
+            .run_quiet(&cache::cli(&facts.redis_port, &["INFO", "persistence"]))
             .await
             .map(|o| o.stdout)
             .unwrap_or_default();

@@ -20,8 +20,8 @@ pub mod verify;
 use crate::events::StepOutcome;
 use crate::profile::template::{TemplateError, Vars};
 use crate::profile::{StepKind, StepSpec};
-use crate::remote::psql::PsqlError;
 use crate::remote::{Finished, Host, RemoteCommand, RemoteError, RunAs};
+use crate::runtime::database::PsqlError;
 use crate::steps::ctx::{RunCtx, StepIo};
 
 /// Why a step failed, with what a person needs to act on it.

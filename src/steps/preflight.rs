@@ -13,8 +13,9 @@ use crate::config::DbMove;
 use crate::events::CheckStatus::{self, Fail, Pass, Warn};
 use crate::profile::{StepKind, StepSpec};
 use crate::redact::is_secret_key;
-use crate::remote::psql::query;
 use crate::remote::{Host, RemoteCommand, Role, RunAs};
+use crate::runtime::database::{self, Tool, query};
+use crate::runtime::{cache, services};
 use crate::steps::ctx::{RunCtx, StepIo};
 use crate::units::human_bytes;
 
@@ -561,15 +562,17 @@ async fn check_tools(
     s: &Settings,
     r: &mut Report<'_>,
 ) -> Result<(), StepFailure> {
-    let mut src_tools = vec!["pg_dump", "psql", "sha256sum", "cat", "df", "du"];
-    let mut dst_tools = vec!["pg_restore", "psql", "createdb", "sha256sum", "curl", "df"];
+    let mut src_tools = database::DUMP_TOOLS.to_vec();
+    src_tools.extend(["sha256sum", "cat", "df", "du"]);
+    let mut dst_tools = database::RESTORE_TOOLS.to_vec();
+    dst_tools.extend(["sha256sum", "curl", "df"]);
     if s.has_rsync {
         src_tools.extend(["rsync", "ssh", "ssh-keygen"]);
         dst_tools.extend(["rsync", "ssh-keyscan"]);
     }
     if s.has_redis {
-        src_tools.push("redis-cli");
-        dst_tools.push("redis-cli");
+        src_tools.push(cache::TOOL);
+        dst_tools.push(cache::TOOL);
     }
     for (h, tools) in [(src, src_tools), (dst, dst_tools)] {
         let mut cmd = RemoteCommand::script(
@@ -640,19 +643,11 @@ async fn check_app_user(
     Ok((source, target))
 }
 
-fn pg_major_from_version(text: &str) -> Option<u32> {
-    // "pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
-    let v = text
-        .split_whitespace()
-        .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))?;
-    v.split('.').next()?.parse().ok()
-}
-
-async fn tool_major(h: &Host, tool: &str) -> Option<u32> {
-    h.run_quiet(&RemoteCommand::new(RunAs::Login, [tool, "--version"]))
+async fn tool_major(h: &Host, tool: Tool) -> Option<u32> {
+    h.run_quiet(&tool.version())
         .await
         .ok()
-        .and_then(|f| pg_major_from_version(&f.stdout))
+        .and_then(|f| database::major_from_version(&f.stdout))
 }
 
 async fn check_postgres_versions(
@@ -683,8 +678,8 @@ async fn check_postgres_versions(
             }
         }
     }
-    let dump = tool_major(src, "pg_dump").await;
-    let restore = tool_major(dst, "pg_restore").await;
+    let dump = tool_major(src, Tool::Dump).await;
+    let restore = tool_major(dst, Tool::Restore).await;
     let (Some(from), Some(to)) = (servers[0], servers[1]) else {
         return Ok(());
     };
@@ -1625,19 +1620,7 @@ async fn check_units(
         let mut missing = Vec::new();
         let mut masked = Vec::new();
         for u in &units {
-            let out = h
-                .run_quiet(&RemoteCommand::new(
-                    RunAs::Root,
-                    [
-                        "systemctl",
-                        "show",
-                        "-p",
-                        "LoadState",
-                        "--value",
-                        u.as_str(),
-                    ],
-                ))
-                .await?;
+            let out = h.run_quiet(&services::load_state(u)).await?;
             match out.stdout.trim() {
                 "loaded" => {}
                 // A rehearsal masks what must never run on a copy; the real
@@ -1662,12 +1645,7 @@ async fn check_units(
     }
     let mut inactive = Vec::new();
     for u in &s.services {
-        let out = src
-            .run_quiet(&RemoteCommand::new(
-                RunAs::Root,
-                ["systemctl", "is-active", u.as_str()],
-            ))
-            .await?;
+        let out = src.run_quiet(&services::verb("is-active", u)).await?;
         if out.stdout.trim() != "active" {
             inactive.push(u.clone());
         }
@@ -1684,9 +1662,7 @@ async fn check_units(
 }
 
 async fn redis_cli(h: &Host, port: &str, args: &[&str]) -> Result<(bool, String), StepFailure> {
-    let mut argv = vec!["redis-cli", "-p", port];
-    argv.extend_from_slice(args);
-    let out = h.run_quiet(&RemoteCommand::new(RunAs::Root, argv)).await?;
+    let out = h.run_quiet(&cache::cli(port, args)).await?;
     Ok((out.success(), out.stdout.trim().to_string()))
 }
 
@@ -2249,11 +2225,11 @@ mod tests {
     #[test]
     fn pg_tool_versions() {
         assert_eq!(
-            pg_major_from_version("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"),
+            database::major_from_version("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"),
             Some(15)
         );
         assert_eq!(
-            pg_major_from_version("pg_restore (PostgreSQL) 17.2"),
+            database::major_from_version("pg_restore (PostgreSQL) 17.2"),
             Some(17)
         );
     }

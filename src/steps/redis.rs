@@ -12,12 +12,11 @@ use crate::plan::Plan;
 use crate::profile::StepSpec;
 use crate::profile::template::Vars;
 use crate::remote::{Host, RemoteCommand, RunAs};
+use crate::runtime::{cache, services};
 use crate::steps::ctx::{RunCtx, StepIo};
 
 async fn cli(h: &Host, port: &str, args: &[&str]) -> Result<String, StepFailure> {
-    let mut argv = vec!["redis-cli", "-p", port];
-    argv.extend_from_slice(args);
-    Ok(run_quiet_checked(h, &RemoteCommand::new(RunAs::Root, argv))
+    Ok(run_quiet_checked(h, &cache::cli(port, args))
         .await?
         .stdout
         .trim()
@@ -84,7 +83,7 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
         ),
     );
     for h in [src, dst] {
-        let stop = RemoteCommand::new(RunAs::Root, ["systemctl", "stop", service.as_str()]);
+        let stop = services::verb("stop", &service);
         io.output(Stream::Stdout, format!("{}$ {}", h.name(), stop.display()));
         run_checked(h, &stop, io).await?;
     }
@@ -112,7 +111,7 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
         io,
     )
     .await?;
-    let start = RemoteCommand::new(RunAs::Root, ["systemctl", "start", service.as_str()]);
+    let start = services::verb("start", &service);
     io.output(
         Stream::Stdout,
         format!("{}$ {}", dst.name(), start.display()),
@@ -164,16 +163,19 @@ pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars) -> Vec<String> {
     vec![
         format!("{}: redis-cli INFO keyspace; redis-cli SAVE", plan.source),
         format!(
-            "{} and {}: systemctl stop {service}",
-            plan.source, plan.target
+            "{} and {}: {}",
+            plan.source,
+            plan.target,
+            services::verb("stop", &service).display()
         ),
         format!(
             "dump.rdb {} -> {} through this machine, sha256 compared",
             plan.source, plan.target
         ),
         format!(
-            "{}: systemctl start {service}; every key without an expiry must be there",
-            plan.target
+            "{}: {}; every key without an expiry must be there",
+            plan.target,
+            services::verb("start", &service).display()
         ),
     ]
 }

@@ -18,7 +18,7 @@ use super::{Done, StepFailure, StepResult};
 use crate::events::CheckStatus::{Fail, Pass, Warn};
 use crate::profile::StepSpec;
 use crate::remote::RunAs;
-use crate::remote::psql::query;
+use crate::runtime::database::query;
 use crate::steps::ctx::{RunCtx, StepIo};
 
 const USER_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'";

@@ -1,0 +1,86 @@
+//! The database side of a host: SQL through `psql -XAtq` over SSH (the database
+//! is usually only reachable from its own host), and the PostgreSQL client
+//! tools a move needs. Values travel as psql variables (`-v name=value`, used
+//! as :'name' in the SQL), so none is ever part of the SQL text.
+
+use crate::remote::{Finished, Host, RemoteCommand, RemoteError, RunAs};
+
+/// The client tools the old host needs to dump, and the new one to restore.
+pub const DUMP_TOOLS: [&str; 2] = ["pg_dump", "psql"];
+pub const RESTORE_TOOLS: [&str; 3] = ["pg_restore", "psql", "createdb"];
+
+/// The tools whose versions decide whether a dump can be made and read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    Dump,
+    Restore,
+}
+
+impl Tool {
+    pub fn name(self) -> &'static str {
+        match self {
+            Tool::Dump => "pg_dump",
+            Tool::Restore => "pg_restore",
+        }
+    }
+
+    /// `pg_dump --version`, as the login user: any user may ask.
+    pub fn version(self) -> RemoteCommand {
+        RemoteCommand::new(RunAs::Login, [self.name(), "--version"])
+    }
+}
+
+/// "pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)" -> 15.
+pub fn major_from_version(text: &str) -> Option<u32> {
+    let v = text
+        .split_whitespace()
+        .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))?;
+    v.split('.').next()?.parse().ok()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PsqlError {
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    #[error("on {host}: psql on database '{database}' failed (exit {exit}): {message}")]
+    Failed {
+        host: String,
+        database: String,
+        exit: String,
+        message: String,
+    },
+}
+
+pub async fn query(
+    host: &Host,
+    run_as: &RunAs,
+    database: &str,
+    sql: &str,
+    vars: &[(&str, &str)],
+) -> Result<Vec<String>, PsqlError> {
+    let mut argv: Vec<String> = ["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-d", database]
+        .map(String::from)
+        .to_vec();
+    for (k, v) in vars {
+        argv.push("-v".into());
+        argv.push(format!("{k}={v}"));
+    }
+    let cmd = RemoteCommand::new(run_as.clone(), argv);
+    let done: Finished = host
+        .run_with_input(&cmd, Some(sql.as_bytes()), &mut |_, _| {})
+        .await?;
+    if !done.success() {
+        return Err(PsqlError::Failed {
+            host: host.name().to_string(),
+            database: database.to_string(),
+            exit: done.exit_text(),
+            message: done.cause(),
+        });
+    }
+    Ok(done
+        .stdout
+        .lines()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty())
+        .collect())
+}
