@@ -31,7 +31,9 @@ mod tests {
     #[test]
     fn sizes_and_durations() {
         assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(55 * 1024 * 1024), "55.0 MiB");
+        assert_eq!(human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
         assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
         assert_eq!(parse_duration("soon"), None);
     }

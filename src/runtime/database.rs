@@ -84,3 +84,17 @@ pub async fn query(
         .filter(|l| !l.is_empty())
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pg_tool_versions() {
+        assert_eq!(
+            major_from_version("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"),
+            Some(15)
+        );
+        assert_eq!(major_from_version("pg_restore (PostgreSQL) 17.2"), Some(17));
+    }
+}

@@ -173,10 +173,19 @@ impl RunCtx {
     }
 
     pub fn connected(&self) -> Result<&Hosts, RemoteError> {
-        self.hosts.as_deref().ok_or_else(|| RemoteError::Connect {
+        self.hosts.as_deref().ok_or_else(|| self.not_connected())
+    }
+
+    /// The connections, for a step to hold while it also changes the context.
+    pub fn shared_hosts(&self) -> Result<Arc<Hosts>, RemoteError> {
+        self.hosts.clone().ok_or_else(|| self.not_connected())
+    }
+
+    fn not_connected(&self) -> RemoteError {
+        RemoteError::Connect {
             dest: format!("{} and {}", self.plan.source, self.plan.target),
             message: "connecting failed earlier in this run".into(),
-        })
+        }
     }
 }
 

@@ -1,0 +1,179 @@
+//! Room for the move: media size, and free disk for the dump, media and database.
+
+use super::{Report, Settings};
+use crate::events::CheckStatus::{Fail, Pass, Warn};
+use crate::remote::{Host, RemoteCommand, RunAs};
+use crate::runtime::database::query;
+use crate::steps::{StepFailure, free_space};
+use crate::units::human_bytes;
+use std::collections::BTreeMap;
+
+pub(super) async fn check_media(
+    src: &Host,
+    dst: &Host,
+    s: &Settings,
+    r: &mut Report<'_>,
+) -> Result<u64, StepFailure> {
+    let mut total = 0;
+    for m in &s.media {
+        let out = src
+            .run_quiet(&RemoteCommand::script(
+                RunAs::User(s.user.clone()),
+                "[ -d \"$1\" ] || exit 3; du -sb -- \"$1\"",
+                &[m],
+            ))
+            .await?;
+        match out.exit_code {
+            Some(0) => {
+                let bytes: u64 = out
+                    .stdout
+                    .split_whitespace()
+                    .next()
+                    .and_then(|b| b.parse().ok())
+                    .unwrap_or(0);
+                total += bytes;
+                r.note(
+                    src.name(),
+                    "media",
+                    Pass,
+                    format!("'{m}': {}", human_bytes(bytes)),
+                );
+            }
+            Some(3) => r.note(
+                src.name(),
+                "media",
+                Warn,
+                format!("'{m}' does not exist: nothing to copy"),
+            ),
+            _ => r.note(
+                src.name(),
+                "media",
+                Fail,
+                format!(
+                    "cannot read '{m}' as '{}': {}",
+                    s.user,
+                    out.stderr_tail.join(" ")
+                ),
+            ),
+        }
+        let out = dst
+            .run_quiet(&RemoteCommand::script(
+                RunAs::User(s.user.clone()),
+                "[ -d \"$1\" ] || exit 0; find \"$1\" -type f | head -n 1000 | wc -l",
+                &[m],
+            ))
+            .await?;
+        let n: u64 = out.stdout.trim().parse().unwrap_or(0);
+        if n > 0 {
+            r.note(
+                dst.name(),
+                "media",
+                Warn,
+                format!("'{m}' on the target already holds files; it becomes an exact copy of the source's (files only on the target are removed)"),
+            );
+        }
+    }
+    Ok(total)
+}
+
+/// A dump leaves out indexes; compressed, half the database's size is a safe
+/// ceiling for real instances, and uncompressed about two thirds.
+pub(super) fn dump_size_estimate(db_size: u64, compress: u8) -> u64 {
+    if compress == 0 {
+        db_size / 3 * 2
+    } else {
+        db_size / 2
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn check_disk(
+    src: &Host,
+    dst: &Host,
+    s: &Settings,
+    db_size: u64,
+    dump_estimate: u64,
+    media_bytes: u64,
+    r: &mut Report<'_>,
+) -> Result<(), StepFailure> {
+    let user = RunAs::User(s.user.clone());
+    if dump_estimate > 0
+        && let Some((avail, mount)) = free_space(src, user.clone(), &s.work_dir).await?
+    {
+        let need = dump_estimate + dump_estimate / 10;
+        if avail < need {
+            r.note(
+                src.name(),
+                "disk",
+                Fail,
+                format!(
+                    "{} free on {mount} for the dump in '{}', about {} needed",
+                    human_bytes(avail),
+                    s.work_dir,
+                    human_bytes(need)
+                ),
+            );
+        } else {
+            r.note(
+                src.name(),
+                "disk",
+                Pass,
+                format!(
+                    "{} free on {mount} for a dump of about {}",
+                    human_bytes(avail),
+                    human_bytes(dump_estimate)
+                ),
+            );
+        }
+    }
+    let admin = RunAs::User(s.db_admin.clone());
+    let data_dir = query(dst, &admin, "postgres", "SHOW data_directory", &[])
+        .await?
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "/var/lib/postgresql".into());
+    let mut needs: BTreeMap<String, (u64, u64, Vec<&str>)> = BTreeMap::new();
+    for (path, bytes, what, run_as) in [
+        (s.work_dir.as_str(), dump_estimate, "dump", user.clone()),
+        (data_dir.as_str(), db_size, "database", admin.clone()),
+        (s.dir.as_str(), media_bytes, "media", user.clone()),
+    ] {
+        if bytes == 0 && what == "dump" {
+            continue;
+        }
+        if let Some((avail, mount)) = free_space(dst, run_as, path).await? {
+            let e = needs.entry(mount).or_insert((avail, 0, Vec::new()));
+            e.1 += bytes;
+            e.2.push(what);
+        }
+    }
+    for (mount, (avail, need, what)) in needs {
+        let need = need + need / 10;
+        if avail < need {
+            r.note(
+                dst.name(),
+                "disk",
+                Fail,
+                format!(
+                    "{} free on {mount}, about {} needed for {}",
+                    human_bytes(avail),
+                    human_bytes(need),
+                    what.join(" + ")
+                ),
+            );
+        } else {
+            r.note(
+                dst.name(),
+                "disk",
+                Pass,
+                format!(
+                    "{} free on {mount} for {} (about {})",
+                    human_bytes(avail),
+                    what.join(" + "),
+                    human_bytes(need)
+                ),
+            );
+        }
+    }
+    Ok(())
+}

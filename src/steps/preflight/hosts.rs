@@ -1,0 +1,95 @@
+//! Both hosts as such: the tools a move needs, and the app's unix user and its home.
+
+use super::{Report, Settings};
+use crate::events::CheckStatus::{Fail, Pass};
+use crate::remote::{Host, RemoteCommand, RunAs};
+use crate::runtime::cache;
+use crate::runtime::database::{self};
+use crate::steps::StepFailure;
+
+pub(super) async fn check_tools(
+    src: &Host,
+    dst: &Host,
+    s: &Settings,
+    r: &mut Report<'_>,
+) -> Result<(), StepFailure> {
+    let mut src_tools = database::DUMP_TOOLS.to_vec();
+    src_tools.extend(["sha256sum", "cat", "df", "du"]);
+    let mut dst_tools = database::RESTORE_TOOLS.to_vec();
+    dst_tools.extend(["sha256sum", "curl", "df"]);
+    if s.has_rsync {
+        src_tools.extend(["rsync", "ssh", "ssh-keygen"]);
+        dst_tools.extend(["rsync", "ssh-keyscan"]);
+    }
+    if s.has_redis {
+        src_tools.push(cache::TOOL);
+        dst_tools.push(cache::TOOL);
+    }
+    for (h, tools) in [(src, src_tools), (dst, dst_tools)] {
+        let mut cmd = RemoteCommand::script(
+            RunAs::Login,
+            "for t do command -v \"$t\" >/dev/null 2>&1 || printf '%s\\n' \"$t\"; done",
+            &tools,
+        );
+        cmd.run_as = RunAs::Root;
+        let out = h.run_quiet(&cmd).await?;
+        let missing: Vec<&str> = out.stdout.lines().filter(|l| !l.is_empty()).collect();
+        if missing.is_empty() && out.success() {
+            r.note(h.name(), "tools", Pass, tools.join(", "));
+        } else {
+            r.note(
+                h.name(),
+                "tools",
+                Fail,
+                format!("missing: {} (install them, e.g. apt-get install postgresql-client rsync redis-tools curl)", missing.join(", ")),
+            );
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn check_app_user(
+    src: &Host,
+    dst: &Host,
+    s: &Settings,
+    r: &mut Report<'_>,
+) -> Result<(String, String), StepFailure> {
+    let mut homes = Vec::new();
+    for h in [src, dst] {
+        let out = h
+            .run_quiet(&RemoteCommand::new(
+                RunAs::Login,
+                ["getent", "passwd", s.user.as_str()],
+            ))
+            .await?;
+        let home = out
+            .stdout
+            .trim()
+            .split(':')
+            .nth(5)
+            .unwrap_or("")
+            .to_string();
+        if out.success() && !home.is_empty() {
+            r.note(
+                h.name(),
+                "app user",
+                Pass,
+                format!("'{}' (home {home})", s.user),
+            );
+        } else {
+            r.note(
+                h.name(),
+                "app user",
+                Fail,
+                format!(
+                    "no unix user '{}'; create it as in the app's install guide",
+                    s.user
+                ),
+            );
+        }
+        homes.push(home);
+    }
+    let target = homes.pop().unwrap_or_default();
+    let source = homes.pop().unwrap_or_default();
+    Ok((source, target))
+}

@@ -1,0 +1,514 @@
+//! PostgreSQL on both hosts: server and client versions, the source database
+//! (size, schemas, what the app's role can read), the target database and role.
+
+use super::{Report, Settings};
+use crate::events::CheckStatus::{Fail, Pass, Warn};
+use crate::remote::{Host, RunAs};
+use crate::runtime::database::{self, Tool, query};
+use crate::steps::StepFailure;
+use crate::units::human_bytes;
+use serde_json::Value as Json;
+
+/// What the restore step writes on a database it creates (as the database's
+/// comment, with the run id after it): the only thing that lets hikkoshi drop
+/// a database, never its name alone.
+pub(super) const MARKER: &str = "hikkoshi:";
+
+pub(super) async fn tool_major(h: &Host, tool: Tool) -> Option<u32> {
+    h.run_quiet(&tool.version())
+        .await
+        .ok()
+        .and_then(|f| database::major_from_version(&f.stdout))
+}
+
+pub(super) async fn check_postgres_versions(
+    src: &Host,
+    dst: &Host,
+    s: &Settings,
+    r: &mut Report<'_>,
+) -> Result<(), StepFailure> {
+    let admin = RunAs::User(s.db_admin.clone());
+    let mut servers = Vec::new();
+    for h in [src, dst] {
+        match query(h, &admin, "postgres", "SHOW server_version_num", &[]).await {
+            Ok(lines) => {
+                let major = lines
+                    .first()
+                    .and_then(|l| l.trim().parse::<u32>().ok())
+                    .map(|n| n / 10000);
+                servers.push(major);
+            }
+            Err(e) => {
+                r.note(
+                    h.name(),
+                    "postgresql",
+                    Fail,
+                    format!("cannot query the server as '{}': {e}", s.db_admin),
+                );
+                servers.push(None);
+            }
+        }
+    }
+    let dump = tool_major(src, Tool::Dump).await;
+    let restore = tool_major(dst, Tool::Restore).await;
+    let (Some(from), Some(to)) = (servers[0], servers[1]) else {
+        return Ok(());
+    };
+    let mut problems = Vec::new();
+    if to < from {
+        problems.push(format!("the target runs PostgreSQL {to}, older than the source's {from}; install {from} or newer on the target"));
+    }
+    match dump {
+        Some(d) if d < from => problems.push(format!("pg_dump {d} on the source cannot dump a PostgreSQL {from} server (\"server version mismatch\"); install postgresql-client-{from}")),
+        Some(d) if d > to => problems.push(format!("pg_dump {d} on the source writes SQL that PostgreSQL {to} on the target may reject (e.g. SET transaction_timeout from 17 on); use pg_dump {to}")),
+        Some(_) => {}
+        None => problems.push("cannot tell pg_dump's version on the source".into()),
+    }
+    match (restore, dump) {
+        (Some(rv), Some(d)) if rv < d => problems.push(format!("pg_restore {rv} on the target cannot read an archive from pg_dump {d} (\"unsupported version in file header\"); install postgresql-client-{d} on the target")),
+        (None, _) => problems.push("cannot tell pg_restore's version on the target".into()),
+        _ => {}
+    }
+    if problems.is_empty() {
+        r.note(
+            dst.name(),
+            "postgresql versions",
+            Pass,
+            format!(
+                "server {from} -> {to}, pg_dump {}, pg_restore {}",
+                dump.unwrap_or(0),
+                restore.unwrap_or(0)
+            ),
+        );
+    } else {
+        for p in problems {
+            r.note(dst.name(), "postgresql versions", Fail, p);
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn json_rows(lines: &[String]) -> Vec<Vec<Json>> {
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Vec<Json>>(l).ok())
+        .collect()
+}
+
+pub(super) fn as_text(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub(super) const SCHEMAS_SQL: &str = r"
+SELECT json_build_array(n.nspname)
+FROM pg_namespace n
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp%'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid AND d.deptype = 'e')
+  AND (n.nspname = 'public'
+       OR EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid)
+       OR EXISTS (SELECT 1 FROM pg_proc p WHERE p.pronamespace = n.oid))
+ORDER BY n.nspname = 'public' DESC, n.nspname;
+";
+
+pub(super) async fn check_source_database(
+    src: &Host,
+    s: &Settings,
+    r: &mut Report<'_>,
+) -> Result<(Vec<String>, u64, Vec<String>), StepFailure> {
+    let admin = RunAs::User(s.db_admin.clone());
+    let size = match query(
+        src,
+        &admin,
+        &s.database,
+        "SELECT pg_database_size(current_database())",
+        &[],
+    )
+    .await
+    {
+        Ok(l) => l
+            .first()
+            .and_then(|x| x.trim().parse::<u64>().ok())
+            .unwrap_or(0),
+        Err(e) => {
+            r.note(
+                src.name(),
+                "source database",
+                Fail,
+                format!("cannot open database '{}': {e}", s.database),
+            );
+            return Ok((vec!["public".into()], 0, Vec::new()));
+        }
+    };
+    let schemas: Vec<String> = json_rows(&query(src, &admin, &s.database, SCHEMAS_SQL, &[]).await?)
+        .iter()
+        .filter_map(|row| row.first().map(as_text))
+        .collect();
+    r.note(
+        src.name(),
+        "source database",
+        Pass,
+        format!("'{}', {}", s.database, human_bytes(size)),
+    );
+    let others: Vec<&String> = schemas.iter().filter(|n| *n != "public").collect();
+    if !others.is_empty() {
+        r.note(
+            src.name(),
+            "schemas",
+            Warn,
+            format!(
+                "data outside 'public' in schema{} {}: restored too (the guide's plain '-n public' would silently drop {})",
+                if others.len() == 1 { "" } else { "s" },
+                others.iter().map(|o| format!("'{o}'")).collect::<Vec<_>>().join(", "),
+                if others.len() == 1 { "it" } else { "them" },
+            ),
+        );
+    }
+    let exts: Vec<String> = json_rows(
+        &query(
+            src,
+            &admin,
+            &s.database,
+            "SELECT json_build_array(extname) FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY extname",
+            &[],
+        )
+        .await?,
+    )
+    .iter()
+    .filter_map(|r| r.first().map(as_text))
+    .collect();
+    let unreadable: Vec<String> = json_rows(
+        &query(
+            src,
+            &admin,
+            &s.database,
+            UNREADABLE_SQL,
+            &[("role", &s.db_user)],
+        )
+        .await?,
+    )
+    .iter()
+    .filter_map(|r| r.first().map(as_text))
+    .collect();
+    if !unreadable.is_empty() {
+        r.note(
+            src.name(),
+            "dump privileges",
+            Fail,
+            format!(
+                "role '{}' cannot read {}{}: pg_dump as '{}' would stop with permission denied during the downtime. Grant it (GRANT USAGE ON SCHEMA ...; GRANT SELECT ON ... TO {}) or make '{}' the owner",
+                s.db_user,
+                unreadable.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", "),
+                if unreadable.len() >= 20 { " and more" } else { "" },
+                s.db_user,
+                s.db_user,
+                s.db_user
+            ),
+        );
+    }
+    Ok((schemas, size, exts))
+}
+
+pub(super) const TARGET_DB_SQL: &str = r"
+SELECT json_build_array(pg_get_userbyid(datdba), shobj_description(oid, 'pg_database'))
+FROM pg_database WHERE datname = :'db';
+";
+
+pub(super) const ROLE_SQL: &str = r"
+SELECT json_build_array(rolcanlogin, rolcreatedb OR rolsuper) FROM pg_roles WHERE rolname = :'role';
+";
+
+/// Objects that make a database "not empty"; an extension's own tables and
+/// views do not count, so a database prepared with its extensions still qualifies.
+pub(super) const OBJECTS_SQL: &str = r"
+SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_toast%'
+  AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e');
+";
+
+/// What the app's role could not read, so pg_dump as that role would fail.
+pub(super) const UNREADABLE_SQL: &str = r"
+SELECT json_build_array(n.nspname || '.' || c.relname)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'S', 'm', 'v') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp%'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+  AND (NOT has_schema_privilege(:'role', n.oid, 'USAGE') OR NOT has_table_privilege(:'role', c.oid, 'SELECT'))
+ORDER BY n.nspname, c.relname
+LIMIT 20;
+";
+
+/// A target database created by a hikkoshi run. To be dropped (true) when it
+/// is this run's own unverified restore being resumed, or when the admin
+/// passed --reset-target; kept when this run already verified it.
+pub(super) fn leftover(dst: &Host, s: &Settings, run: &str, r: &mut Report<'_>) -> bool {
+    let ours = run == s.run_id;
+    if ours && s.resumed_verified {
+        r.note(
+            dst.name(),
+            "target database",
+            Pass,
+            format!(
+                "'{}' was restored and verified by this run's earlier attempt; it is kept",
+                s.database
+            ),
+        );
+        return false;
+    }
+    if !(ours || s.reset_target) || s.mode == "check" {
+        r.note(
+            dst.name(),
+            "target database",
+            Fail,
+            format!(
+                "'{}' was created by hikkoshi run '{run}' and is left from that attempt (a partial or earlier restore). To drop it and restore again, run with --reset-target (it drops only a database carrying that run's marker)",
+                s.database
+            ),
+        );
+        return false;
+    }
+    true
+}
+
+/// Drops the target database a hikkoshi run left, once every check passed.
+pub(super) async fn drop_leftover(
+    dst: &Host,
+    s: &Settings,
+    run: &str,
+    r: &mut Report<'_>,
+) -> Result<(), StepFailure> {
+    let admin = RunAs::User(s.db_admin.clone());
+    query(
+        dst,
+        &admin,
+        "postgres",
+        "DROP DATABASE :\"db\" WITH (FORCE);",
+        &[("db", &s.database)],
+    )
+    .await?;
+    r.note(
+        dst.name(),
+        "target database",
+        Warn,
+        format!(
+            "dropped '{}', left by hikkoshi run '{run}' ({}); the restore creates it afresh",
+            s.database,
+            if run == s.run_id {
+                "this run's unfinished restore, resumed"
+            } else {
+                "--reset-target"
+            }
+        ),
+    );
+    Ok(())
+}
+
+/// Returns whether the target database exists (empty, owned by the app's role).
+pub(super) async fn check_target_database(
+    dst: &Host,
+    s: &Settings,
+    exts: &[String],
+    r: &mut Report<'_>,
+) -> Result<bool, StepFailure> {
+    let admin = RunAs::User(s.db_admin.clone());
+    let role = json_rows(&query(dst, &admin, "postgres", ROLE_SQL, &[("role", &s.db_user)]).await?);
+    let can_create = match role.first() {
+        None => {
+            r.note(
+                dst.name(),
+                "role",
+                Fail,
+                format!("role '{}' does not exist on the target; create it: sudo -u {} createuser --createdb {}", s.db_user, s.db_admin, s.db_user),
+            );
+            false
+        }
+        Some(row) => {
+            let login = row.first().and_then(Json::as_bool).unwrap_or(false);
+            if !login {
+                r.note(
+                    dst.name(),
+                    "role",
+                    Fail,
+                    format!(
+                        "role '{}' cannot log in; ALTER ROLE {} LOGIN",
+                        s.db_user, s.db_user
+                    ),
+                );
+            } else {
+                r.note(dst.name(), "role", Pass, format!("'{}' exists", s.db_user));
+            }
+            row.get(1).and_then(Json::as_bool).unwrap_or(false)
+        }
+    };
+    let db = json_rows(
+        &query(
+            dst,
+            &admin,
+            "postgres",
+            TARGET_DB_SQL,
+            &[("db", &s.database)],
+        )
+        .await?,
+    );
+    let marker = db
+        .first()
+        .and_then(|row| row.get(1))
+        .map(as_text)
+        .and_then(|c| c.strip_prefix(MARKER).map(str::to_string));
+    if let Some(run) = marker {
+        if leftover(dst, s, &run, r) {
+            // Dropped at the end of preflight, then created afresh by the restore.
+            r.drop_target = Some(run);
+            return Ok(false);
+        }
+        return Ok(true);
+    }
+    let Some(owner) = db.first().and_then(|row| row.first()).map(as_text) else {
+        if can_create || role.is_empty() {
+            r.note(
+                dst.name(),
+                "target database",
+                Pass,
+                format!(
+                    "'{}' does not exist yet; it will be created by '{}'",
+                    s.database, s.db_user
+                ),
+            );
+        } else {
+            r.note(
+                dst.name(),
+                "target database",
+                Fail,
+                format!("'{}' does not exist and role '{}' may not create databases: ALTER ROLE {} CREATEDB, or create it: createdb -T template0 -O {} {}", s.database, s.db_user, s.db_user, s.db_user, s.database),
+            );
+        }
+        if !exts.is_empty() {
+            r.note(dst.name(), "extensions", Fail, extensions_advice(s, exts));
+        }
+        return Ok(false);
+    };
+    if !exts.is_empty() {
+        let present: Vec<String> = json_rows(
+            &query(
+                dst,
+                &admin,
+                &s.database,
+                "SELECT json_build_array(extname) FROM pg_extension ORDER BY extname",
+                &[],
+            )
+            .await?,
+        )
+        .iter()
+        .filter_map(|r| r.first().map(as_text))
+        .collect();
+        let missing: Vec<String> = exts
+            .iter()
+            .filter(|e| !present.contains(e))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            r.note(
+                dst.name(),
+                "extensions",
+                Pass,
+                format!("{} present in '{}'", exts.join(", "), s.database),
+            );
+        } else {
+            r.note(
+                dst.name(),
+                "extensions",
+                Fail,
+                extensions_advice(s, &missing),
+            );
+        }
+    }
+    let objects = query(dst, &admin, &s.database, OBJECTS_SQL, &[]).await?;
+    let n: u64 = objects
+        .first()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0);
+    if n > 0 {
+        r.note(
+            dst.name(),
+            "target database",
+            Fail,
+            format!(
+                "'{}' already exists and holds {n} tables, views or sequences; hikkoshi never restores over existing data. If it is a leftover of an earlier attempt, drop it (sudo -u {} dropdb {}) and run again",
+                s.database, s.db_admin, s.database
+            ),
+        );
+    } else if owner != s.db_user {
+        r.note(
+            dst.name(),
+            "target database",
+            Fail,
+            format!(
+                "'{}' exists, empty, but is owned by '{owner}', so a restore as '{}' would fail with permission denied; ALTER DATABASE {} OWNER TO {} or drop it",
+                s.database, s.db_user, s.database, s.db_user
+            ),
+        );
+    } else {
+        r.note(
+            dst.name(),
+            "target database",
+            Pass,
+            format!(
+                "'{}' exists, is empty and owned by '{}'",
+                s.database, s.db_user
+            ),
+        );
+    }
+    Ok(true)
+}
+
+/// pg_restore -n leaves extensions out, and the app's role usually may not
+/// create them: a superuser prepares the database once.
+pub(super) fn extensions_advice(s: &Settings, missing: &[String]) -> String {
+    format!(
+        "the source database uses extension{} {}, which the restore (as '{}', schema by schema) does not create. Prepare the target database first: sudo -u {} createdb -T template0 -O {} {} && sudo -u {} psql -d {} -c 'CREATE EXTENSION {}', then run again",
+        if missing.len() == 1 { "" } else { "s" },
+        missing
+            .iter()
+            .map(|e| format!("'{e}'"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        s.db_user,
+        s.db_admin,
+        s.db_user,
+        s.database,
+        s.db_admin,
+        s.database,
+        missing.join("; CREATE EXTENSION ")
+    )
+}
+
+pub fn create_schemas_sql(schemas: &[&String]) -> String {
+    schemas
+        .iter()
+        .map(|s| format!("CREATE SCHEMA IF NOT EXISTS {};", quote_ident(s)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_creation_quotes_identifiers() {
+        let names = ["pghero".to_string(), "we\"ird; DROP".to_string()];
+        let refs: Vec<&String> = names.iter().collect();
+        assert_eq!(
+            create_schemas_sql(&refs),
+            "CREATE SCHEMA IF NOT EXISTS \"pghero\"; CREATE SCHEMA IF NOT EXISTS \"we\"\"ird; DROP\";"
+        );
+    }
+}
