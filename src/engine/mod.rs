@@ -1,5 +1,9 @@
 //! Runs a plan: `EngineCommand`s in, `EngineEvent`s out, nothing else. The
 //! engine knows no terminal; a failed remote command becomes a step outcome.
+//! Its decisions are `policy`, a state machine without I/O; this file does
+//! what the policy says (runs steps, waits for commands) and reports back.
+
+pub mod policy;
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +19,7 @@ use crate::redact::Redactor;
 use crate::events::{EngineCommand, EngineEvent, RunOutcome, StepOutcome, Stream};
 use crate::steps::ctx::close;
 pub use crate::steps::ctx::{Hosts, RunCtx, RunOptions, StepIo};
+use policy::{Effect, Input, Policy, Shape, Window};
 
 pub struct EngineHandle {
     pub commands: UnboundedSender<EngineCommand>,
@@ -119,21 +124,6 @@ fn emit(tx: &UnboundedSender<EngineEvent>, e: EngineEvent) {
     let _ = tx.send(e);
 }
 
-/// Waits for a decision; `None` when every front end has gone away.
-async fn decision(cmds: &mut UnboundedReceiver<EngineCommand>) -> Option<EngineCommand> {
-    cmds.recv().await
-}
-
-/// Whether a decision ends the run, and if so whether it asks for a rollback.
-/// No decision at all (every front end gone) ends it too.
-fn stops(d: Option<EngineCommand>) -> Option<bool> {
-    match d {
-        None | Some(EngineCommand::Abort) => Some(false),
-        Some(EngineCommand::Rollback) => Some(true),
-        Some(_) => None,
-    }
-}
-
 /// How long a step may run before the engine stops it. Health and DNS steps
 /// use their timeout as the window they keep asking in, and end by themselves.
 fn step_limit(step: &StepSpec) -> Option<Duration> {
@@ -182,7 +172,8 @@ async fn roll_back(
     ctx: &mut RunCtx,
     tx: &UnboundedSender<EngineEvent>,
     requested: bool,
-    window: &Downtime<'_>,
+    window: &Window,
+    steps: &[StepSpec],
 ) {
     let Some(info) = crate::steps::describe::rollback_info(&ctx.plan, &ctx.vars) else {
         return;
@@ -197,18 +188,12 @@ async fn roll_back(
             },
         )
     };
-    let reason = if !requested {
-        Some("not needed")
-    } else if !window.started {
-        Some("nothing to undo: the old host's services were not stopped")
-    } else if window.ended {
-        Some("the new host is live: nothing is undone after that")
-    } else if window.undoable.is_empty() {
-        Some("no step that ran has anything to undo")
-    } else {
-        None
-    };
-    if let Some(reason) = reason {
+    let undoable: Vec<&StepSpec> = window
+        .undoable
+        .iter()
+        .filter_map(|&i| steps.get(i))
+        .collect();
+    if let Some(reason) = window.rollback_skipped(requested) {
         finish(
             StepOutcome::Skipped {
                 reason: reason.into(),
@@ -218,8 +203,7 @@ async fn roll_back(
         return;
     }
     let started = Instant::now();
-    let commands = window
-        .undoable
+    let commands = undoable
         .iter()
         .rev()
         .flat_map(|s| crate::steps::command::describe_undo(s, &ctx.plan, &ctx.vars))
@@ -237,7 +221,7 @@ async fn roll_back(
         io.output(Stream::Stderr, format!("connecting again: {e}"));
     }
     let mut problems = Vec::new();
-    for step in window.undoable.iter().rev() {
+    for step in undoable.iter().rev() {
         problems.extend(crate::steps::command::undo(step, ctx, &io).await);
     }
     let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -261,14 +245,6 @@ async fn roll_back(
     }
 }
 
-/// The instance is down from the step marked `downtime = "start"` until the
-/// one marked `"end"` succeeds; only inside that window does a rollback apply.
-struct Downtime<'a> {
-    started: bool,
-    ended: bool,
-    undoable: Vec<&'a StepSpec>,
-}
-
 /// Steps that run beside an earlier one: started with it, each on its own
 /// task with its own events; the run collects them at their own places.
 #[derive(Default)]
@@ -278,16 +254,15 @@ struct Beside {
 }
 
 impl Beside {
-    fn start<'a>(
+    fn start(
         &mut self,
         leader: &StepSpec,
-        steps: &'a [StepSpec],
+        steps: &[StepSpec],
         ctx: &RunCtx,
         tx: &UnboundedSender<EngineEvent>,
         io: &StepIo,
-        window: &mut Downtime<'a>,
     ) {
-        let companions: Vec<&'a StepSpec> = steps
+        let companions: Vec<&StepSpec> = steps
             .iter()
             .filter(|s| s.beside.as_deref() == Some(leader.id.as_str()))
             .filter(|s| !ctx.opts.resume_done.contains(&s.id))
@@ -307,9 +282,6 @@ impl Beside {
             ),
         );
         for step in companions {
-            if step.undo.is_some() {
-                window.undoable.push(step);
-            }
             let mut ctx = ctx.beside();
             let tx = tx.clone();
             let step = step.clone();
@@ -448,232 +420,87 @@ async fn run(
         emit(&tx, EngineEvent::Predicted(p.clone()));
     }
     let steps = ctx.plan.steps.clone();
-    let mut failed_optional = Vec::new();
-    let mut outcome = RunOutcome::Succeeded;
-    let mut rollback = false;
-    let mut window = Downtime {
-        started: false,
-        ended: false,
-        undoable: Vec::new(),
-    };
-    let mut changed_anything = false;
+    let mut policy = Policy::new(
+        steps.iter().map(Shape::of).collect(),
+        ctx.opts.gated,
+        ctx.opts.keep_dump,
+        ctx.opts.resume_done.clone(),
+    );
     // Steps running beside an earlier one (`beside`), and their results once
     // a failure made the engine wait for all of them.
-    let mut beside: Beside = Beside::default();
-    'steps: for step in &steps {
-        let io = StepIo::new(step.id.clone(), tx.clone());
-        let finish = |outcome: StepOutcome, ms: u64| {
-            emit(
-                &tx,
-                EngineEvent::StepFinished {
-                    step: step.id.clone(),
-                    outcome,
-                    duration_ms: ms,
-                },
-            )
-        };
-        if ctx.opts.resume_done.contains(&step.id) && step.kind != StepKind::Preflight {
-            // Done by an earlier attempt: it still counts for the downtime
-            // window and for what a rollback has to undo.
-            if step.downtime == Some(crate::profile::DowntimeMark::Start) {
-                window.started = true;
+    let mut beside = Beside::default();
+    let mut input = Input::Next;
+    let (outcome, rollback, window, finally) = loop {
+        input = match policy.next(input) {
+            Effect::Collect(i) => Input::Collected(beside.result_of(&steps[i].id).await),
+            Effect::WaitForBesides => {
+                beside.wait_all().await;
+                Input::Next
             }
-            if step.downtime == Some(crate::profile::DowntimeMark::End) {
-                window.ended = true;
+            Effect::CheckConditions(i) => Input::Conditions(conditions_hold(&steps[i], &ctx.vars)),
+            Effect::Report(i, outcome, duration_ms) => {
+                emit(
+                    &tx,
+                    EngineEvent::StepFinished {
+                        step: steps[i].id.clone(),
+                        outcome,
+                        duration_ms,
+                    },
+                );
+                Input::Next
             }
-            if step.undo.is_some() {
-                window.undoable.push(step);
+            Effect::StartBeside(i) => {
+                let io = StepIo::new(steps[i].id.clone(), tx.clone());
+                beside.start(&steps[i], &steps, &ctx, &tx, &io);
+                Input::Next
             }
-            continue;
-        }
-        // A step that ran beside an earlier one reported itself; only its
-        // failure is handled here, as if it had just run at its own place.
-        let mut pre = beside.result_of(&step.id).await;
-        if let Some(result) = &pre {
-            if !matches!(result, StepOutcome::Failed { .. }) {
-                continue;
-            }
-            beside.wait_all().await;
-        }
-        if pre.is_none() {
-            if step.kind != StepKind::Preflight {
-                changed_anything = true;
-            }
-            match conditions_hold(step, &ctx.vars) {
-                Ok(None) => {}
-                Ok(Some(reason)) => {
-                    finish(StepOutcome::Skipped { reason }, 0);
-                    // What runs beside a skipped step starts at its place anyway.
-                    beside.start(step, &steps, &ctx, &tx, &io, &mut window);
-                    continue;
-                }
-                Err(message) => {
-                    finish(StepOutcome::failed(message), 0);
-                    outcome = RunOutcome::Failed {
-                        step: step.id.clone(),
-                    };
-                    break;
-                }
-            }
-            if ctx.opts.gated {
-                loop {
-                    let d = decision(&mut cmds).await;
-                    if let Some(wants_rollback) = stops(d) {
-                        rollback = wants_rollback;
-                        outcome = RunOutcome::Aborted {
-                            step: Some(step.id.clone()),
-                        };
-                        break 'steps;
-                    }
-                    if d == Some(EngineCommand::Start) {
-                        break;
-                    }
-                }
-            }
-            if let Some(prompt) = &step.confirm {
+            Effect::AskConfirm(i) => {
+                let prompt = steps[i].confirm.as_deref().unwrap_or_default();
                 emit(
                     &tx,
                     EngineEvent::AwaitingConfirm {
-                        step: step.id.clone(),
+                        step: steps[i].id.clone(),
                         prompt: ctx.vars.render_lenient(prompt),
                     },
                 );
-                loop {
-                    let d = decision(&mut cmds).await;
-                    if let Some(wants_rollback) = stops(d) {
-                        rollback = wants_rollback;
-                        outcome = RunOutcome::Aborted {
-                            step: Some(step.id.clone()),
-                        };
-                        break 'steps;
-                    }
-                    match d {
-                        Some(EngineCommand::Confirm) => break,
-                        Some(EngineCommand::Skip) => {
-                            finish(
-                                StepOutcome::Skipped {
-                                    reason: "declined by the operator".into(),
-                                },
-                                0,
-                            );
-                            continue 'steps;
-                        }
-                        _ => continue,
-                    }
-                }
+                Input::Next
             }
-            if step.downtime == Some(crate::profile::DowntimeMark::Start) {
-                window.started = true;
-            }
-            // Pushed before it runs: a step that fails halfway is undone too.
-            if step.undo.is_some() {
-                window.undoable.push(step);
-            }
-        }
-        let mut companions_started = false;
-        loop {
-            let mut aborted = false;
-            let (result, ms) = if let Some(r) = pre.take() {
-                (r, None)
-            } else {
-                let started = Instant::now();
-                let info = crate::steps::describe::step_info(&ctx.plan, step, &ctx.vars);
-                emit(
+            Effect::Await(..) => Input::Command(cmds.recv().await),
+            Effect::Run { step, start_beside } => {
+                run_step(
+                    &steps,
+                    step,
+                    start_beside,
+                    &mut ctx,
+                    &mut cmds,
                     &tx,
-                    EngineEvent::StepStarted {
-                        step: step.id.clone(),
-                        commands: info.commands,
-                    },
-                );
-                if !companions_started {
-                    companions_started = true;
-                    beside.start(step, &steps, &ctx, &tx, &io, &mut window);
-                }
-                let waits = step.kind == crate::profile::StepKind::Dns;
-                let limit = step_limit(step);
-                let result = tokio::select! {
-                    o = crate::steps::execute(step, &mut ctx, &io) => o,
-                    () = sleep_or_forever(limit) => timed_out(step, &ctx.plan),
-                    why = interrupted(&mut cmds, waits) => match why {
-                        Interruption::Stop { rollback: wants_rollback } => {
-                            aborted = true;
-                            rollback = wants_rollback;
-                            StepOutcome::failed("stopped by the operator while the step was running")
-                        }
-                        Interruption::MoveOn => StepOutcome::Skipped {
-                            reason: "the operator moved on before every resolver answered the new address".into(),
-                        },
-                    },
-                };
-                (
-                    result,
-                    Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)),
+                    &mut beside,
                 )
-            };
-            let ok = !matches!(result, StepOutcome::Failed { .. });
-            if !ok {
-                ctx.after_failure(&io).await;
+                .await
             }
-            if ok && step.downtime == Some(crate::profile::DowntimeMark::End) {
-                window.ended = true;
+            Effect::AfterFailure(i) => {
+                ctx.after_failure(&StepIo::new(steps[i].id.clone(), tx.clone()))
+                    .await;
+                Input::Next
             }
-            // A step beside another has already reported how it ended.
-            if let Some(ms) = ms {
-                finish(result, ms);
+            Effect::Say(i, line) => {
+                StepIo::new(steps[i].id.clone(), tx.clone()).output(Stream::Stderr, line);
+                Input::Next
             }
-            if ok {
-                break;
-            }
-            if aborted {
-                outcome = RunOutcome::Aborted {
-                    step: Some(step.id.clone()),
-                };
-                break 'steps;
-            }
-            loop {
-                let d = decision(&mut cmds).await;
-                if let Some(wants_rollback) = stops(d) {
-                    rollback = wants_rollback;
-                    outcome = RunOutcome::Failed {
-                        step: step.id.clone(),
-                    };
-                    break 'steps;
-                }
-                match d {
-                    Some(EngineCommand::Retry) => break,
-                    Some(EngineCommand::Skip) if step.optional => {
-                        failed_optional.push(step.id.clone());
-                        finish(
-                            StepOutcome::Skipped {
-                                reason: "failed; skipped by the operator (the step is optional)"
-                                    .into(),
-                            },
-                            0,
-                        );
-                        continue 'steps;
-                    }
-                    Some(EngineCommand::Skip | EngineCommand::Confirm | EngineCommand::Start) => {
-                        io.output(
-                            Stream::Stderr,
-                            format!("step '{}' is not optional: retry it or abort", step.id),
-                        );
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
+            Effect::End {
+                outcome,
+                rollback,
+                window,
+                run_finally,
+            } => break (outcome, rollback, window, run_finally),
+        };
+    };
     // What still runs beside a step that failed has had its remote processes
     // stopped with that failure; it ends before anything is rolled back.
     beside.wait_all().await;
-    roll_back(&mut ctx, &tx, rollback, &window).await;
-    if outcome != RunOutcome::Succeeded && changed_anything && !ctx.opts.keep_dump {
+    roll_back(&mut ctx, &tx, rollback, &window, &steps).await;
+    if finally {
         run_finally(&mut ctx, &tx, &steps).await;
-    }
-    if outcome == RunOutcome::Succeeded && !failed_optional.is_empty() {
-        outcome = RunOutcome::Incomplete {
-            failed: failed_optional,
-        };
     }
     emit(
         &tx,
@@ -689,8 +516,54 @@ async fn run(
     outcome
 }
 
-/// Closes both connections, unless a step beside another still holds them
-/// (dropping the last handle closes them then).
+/// Runs one step at its place: says it started, starts what runs beside it,
+/// and stops it on its timeout or when the operator stops the run.
+async fn run_step(
+    steps: &[StepSpec],
+    i: usize,
+    start_beside: bool,
+    ctx: &mut RunCtx,
+    cmds: &mut UnboundedReceiver<EngineCommand>,
+    tx: &UnboundedSender<EngineEvent>,
+    beside: &mut Beside,
+) -> Input {
+    let step = &steps[i];
+    let io = StepIo::new(step.id.clone(), tx.clone());
+    let started = Instant::now();
+    let info = crate::steps::describe::step_info(&ctx.plan, step, &ctx.vars);
+    emit(
+        tx,
+        EngineEvent::StepStarted {
+            step: step.id.clone(),
+            commands: info.commands,
+        },
+    );
+    if start_beside {
+        beside.start(step, steps, ctx, tx, &io);
+    }
+    let waits = step.kind == StepKind::Dns;
+    let limit = step_limit(step);
+    let mut stopped = None;
+    let outcome = tokio::select! {
+        o = crate::steps::execute(step, ctx, &io) => o,
+        () = sleep_or_forever(limit) => timed_out(step, &ctx.plan),
+        why = interrupted(cmds, waits) => match why {
+            Interruption::Stop { rollback } => {
+                stopped = Some(rollback);
+                StepOutcome::failed("stopped by the operator while the step was running")
+            }
+            Interruption::MoveOn => StepOutcome::Skipped {
+                reason: "the operator moved on before every resolver answered the new address".into(),
+            },
+        },
+    };
+    Input::Ran {
+        outcome,
+        ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        stopped,
+    }
+}
+
 /// After a run that stopped early: the steps marked `finally` (removing the
 /// dump, which holds every private message) run anyway, unless --keep-dump.
 async fn run_finally(ctx: &mut RunCtx, tx: &UnboundedSender<EngineEvent>, steps: &[StepSpec]) {
