@@ -95,6 +95,36 @@ pub enum RunOutcome {
     },
 }
 
+/// What a run is for: it decides what preflight takes (the lock), whether
+/// the restored copy is treated as live, and which front-end words apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunMode {
+    /// The move itself.
+    #[default]
+    Run,
+    /// Preflight only.
+    Check,
+    /// A staging copy on the new host while the old one keeps serving.
+    Rehearse,
+}
+
+impl RunMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunMode::Run => "run",
+            RunMode::Check => "check",
+            RunMode::Rehearse => "rehearse",
+        }
+    }
+}
+
+impl std::fmt::Display for RunMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One line of the journal. Every field a reader needs later (titles, hosts,
 /// rendered commands) travels in the events themselves, so a journal can be
 /// reviewed without the config or profile that produced it.
@@ -103,7 +133,7 @@ pub enum RunOutcome {
 pub enum EngineEvent {
     RunStarted {
         run_id: String,
-        mode: String,
+        mode: RunMode,
         profile: String,
         domain: String,
         source: String,

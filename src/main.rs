@@ -9,7 +9,7 @@ use clap::Parser;
 use hikkoshi::cli::{Cli, Command, Format, OnFailure, ReviewFormat, RunArgs};
 use hikkoshi::config::Config;
 use hikkoshi::engine::{self, RunOptions};
-use hikkoshi::events::{CheckStatus, EngineEvent, RunOutcome};
+use hikkoshi::events::{CheckStatus, EngineEvent, RunMode, RunOutcome};
 use hikkoshi::journal::{self, Journal};
 use hikkoshi::plan::Plan;
 use hikkoshi::ui::headless::{self, HeadlessOptions};
@@ -265,14 +265,21 @@ fn last_rehearsal(
         )
         .ok()?;
         let head: hikkoshi::journal::Record = serde_json::from_str(&first).ok()?;
-        if !matches!(&head.event, EngineEvent::RunStarted { mode, .. } if mode == "rehearse") {
+        if !matches!(
+            &head.event,
+            EngineEvent::RunStarted {
+                mode: RunMode::Rehearse,
+                ..
+            }
+        ) {
             return None;
         }
         let records = Journal::read(&path).ok()?;
         let state = hikkoshi::run_state::RunState::from_records(&records);
         let same = (&state.domain, &state.source, &state.target)
             == (&plan.domain, &plan.source, &plan.target);
-        if state.mode != "rehearse" || !same || state.outcome != Some(RunOutcome::Succeeded) {
+        if state.mode != RunMode::Rehearse || !same || state.outcome != Some(RunOutcome::Succeeded)
+        {
             return None;
         }
         let prediction = state.predicted_downtime()?;
@@ -291,7 +298,7 @@ fn last_rehearsal(
 fn resume_from(path: &Path, plan: &Plan) -> Result<hikkoshi::run_state::ResumePoint, UsageError> {
     let records = Journal::read(path)?;
     let state = hikkoshi::run_state::RunState::from_records(&records);
-    if state.mode != "run" && !state.mode.is_empty() {
+    if state.mode != RunMode::Run {
         return Err(UsageError(anyhow::anyhow!(
             "--resume: '{}' is the journal of a '{}', not of a run",
             path.display(),
@@ -374,7 +381,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
                 plan.preflight_only(),
                 RunOptions {
                     run_id: run_id(now),
-                    mode: "check".into(),
+                    mode: RunMode::Check,
                     ssh_config: config.ssh_config.clone(),
                     dns: config.dns.clone(),
                     gated: false,
@@ -442,7 +449,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
             };
             let opts = RunOptions {
                 run_id: id,
-                mode: "run".into(),
+                mode: RunMode::Run,
                 ssh_config: config.ssh_config.clone(),
                 dns: config.dns.clone(),
                 gated: wizard,
@@ -486,7 +493,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
             let path = journal.unwrap_or_else(|| journal::default_path(&config.app.domain, now));
             let opts = RunOptions {
                 run_id: run_id(now),
-                mode: "rehearse".into(),
+                mode: RunMode::Rehearse,
                 ssh_config: config.ssh_config.clone(),
                 // DNS is never touched, nor waited for, in a rehearsal.
                 dns: None,

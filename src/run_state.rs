@@ -86,7 +86,7 @@ pub enum Waiting {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunState {
     pub run_id: String,
-    pub mode: String,
+    pub mode: crate::events::RunMode,
     pub profile: String,
     pub domain: String,
     pub source: String,
@@ -285,7 +285,7 @@ impl RunState {
                 let prior_resumes = self.resumes;
                 *self = RunState {
                     run_id: run_id.clone(),
-                    mode: mode.clone(),
+                    mode: *mode,
                     profile: profile.clone(),
                     domain: domain.clone(),
                     source: source.clone(),
@@ -465,6 +465,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::events::RunMode;
 
     fn info(id: &str, downtime: Option<DowntimeMark>) -> StepInfo {
         StepInfo {
@@ -486,10 +487,10 @@ mod tests {
         }
     }
 
-    fn run_started(mode: &str, steps: Vec<StepInfo>) -> EngineEvent {
+    fn run_started(mode: RunMode, steps: Vec<StepInfo>) -> EngineEvent {
         EngineEvent::RunStarted {
             run_id: "r".into(),
-            mode: mode.into(),
+            mode,
             profile: "p".into(),
             domain: "d".into(),
             source: "old".into(),
@@ -559,7 +560,7 @@ mod tests {
             0,
             EngineEvent::RunStarted {
                 run_id: "r".into(),
-                mode: "run".into(),
+                mode: RunMode::Run,
                 profile: plan.profile_name.clone(),
                 domain: "a.example".into(),
                 source: "old".into(),
@@ -634,7 +635,7 @@ mod tests {
             at(
                 0,
                 run_started(
-                    "rehearse",
+                    RunMode::Rehearse,
                     vec![info("dump", None), info("restore", None), media],
                 ),
             ),
@@ -690,7 +691,7 @@ mod tests {
             at(
                 0,
                 run_started(
-                    "run",
+                    RunMode::Run,
                     vec![
                         info("stop", Some(DowntimeMark::Start)),
                         info("dump", None),
@@ -723,7 +724,7 @@ mod tests {
             at(
                 0,
                 run_started(
-                    "run",
+                    RunMode::Run,
                     vec![
                         info("stop", Some(DowntimeMark::Start)),
                         health,
@@ -758,7 +759,7 @@ mod tests {
                 0,
                 EngineEvent::RunStarted {
                     run_id: "r".into(),
-                    mode: "run".into(),
+                    mode: RunMode::Run,
                     profile: "mastodon".into(),
                     domain: "d".into(),
                     source: "old".into(),
@@ -872,7 +873,7 @@ mod tests {
             0,
             EngineEvent::RunStarted {
                 run_id: "r1".into(),
-                mode: "run".into(),
+                mode: RunMode::Run,
                 profile: "mastodon".into(),
                 domain: "a.example".into(),
                 source: "old".into(),
@@ -982,7 +983,7 @@ impl RunState {
     /// from before forecasts had only the sum of the measured steps.
     pub fn predicted_downtime(&self) -> Option<Prediction> {
         use crate::prediction::{Basis, Part, Seen, predict};
-        if self.mode != "rehearse" {
+        if self.mode != crate::events::RunMode::Rehearse {
             return None;
         }
         if !self.forecast.is_empty() {

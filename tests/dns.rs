@@ -485,7 +485,7 @@ async fn the_operator_can_move_on_while_resolvers_still_hold_the_old_answer() {
     let plan = hikkoshi::plan::Plan::build(&config).expect("plan");
     let opts = hikkoshi::engine::RunOptions {
         run_id: "test".into(),
-        mode: "run".into(),
+        mode: hikkoshi::events::RunMode::Run,
         ssh_config: None,
         dns: config.dns.clone(),
         gated: false,

@@ -401,7 +401,7 @@ async fn run(
         &tx,
         EngineEvent::RunStarted {
             run_id: ctx.opts.run_id.clone(),
-            mode: ctx.opts.mode.clone(),
+            mode: ctx.opts.mode,
             profile: ctx.plan.profile_name.clone(),
             domain: ctx.plan.domain.clone(),
             source: ctx.plan.source.clone(),

@@ -18,8 +18,8 @@ use crate::remote::{Host, RemoteError, Role};
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     pub run_id: String,
-    /// "run" or "check"; recorded in the journal.
-    pub mode: String,
+    /// Recorded in the journal.
+    pub mode: crate::events::RunMode,
     pub ssh_config: Option<PathBuf>,
     /// The config's [dns]: what the cutover waits for, and where it asks.
     pub dns: Option<crate::config::DnsConfig>,

@@ -368,7 +368,7 @@ pub async fn run(_step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult 
         .sum();
     // In a rehearsal the old host kept serving after the dump: counts may have
     // moved on, but every table must be there. Missing tables still fail.
-    let live = ctx.opts.mode == "rehearse";
+    let live = ctx.opts.mode == crate::events::RunMode::Rehearse;
     let mut row_diffs = differences("table", &src_rows, &dst_rows);
     let mut seq_diffs = differences("sequence", &src_seqs, &dst_seqs);
     let mut warned: Vec<&str> = Vec::new();

@@ -290,7 +290,7 @@ pub fn end_summary(run: &RunState, journal: Option<&str>) -> Vec<(Tone, String)>
 pub fn markdown(run: &RunState) -> String {
     let mut out = format!(
         "# {} of {}: {} -> {}\n\n",
-        if run.mode == "rehearse" {
+        if run.mode == crate::events::RunMode::Rehearse {
             "Rehearsal"
         } else {
             "Migration"
@@ -327,7 +327,7 @@ pub fn markdown(run: &RunState) -> String {
     };
     let rows = [
         ("run", run.run_id.clone()),
-        ("mode", run.mode.clone()),
+        ("mode", run.mode.to_string()),
         ("profile", run.profile.clone()),
         ("started", time(run.started_at)),
         ("finished", time(run.finished_at)),

@@ -17,7 +17,7 @@ pub(super) async fn check_lock(
     };
     let src = &hosts.source;
     let dir = &s.work_dir;
-    if ctx.opts.mode == "check" {
+    if ctx.opts.mode == crate::events::RunMode::Check {
         match crate::steps::lock::holder(src, dir, &s.user).await? {
             None => r.note(src.name(), "lock", Pass, "no other run holds this instance"),
             Some(h) => r.note(

@@ -89,7 +89,7 @@ struct Settings {
     has_rsync: bool,
     has_redis: bool,
     run_id: String,
-    mode: String,
+    mode: crate::events::RunMode,
     reset_target: bool,
     /// Resuming, and the earlier attempt verified the restored database.
     resumed_verified: bool,
@@ -142,7 +142,7 @@ fn settings(step: &StepSpec, ctx: &RunCtx) -> Result<Settings, TemplateError> {
         has_rsync: ctx.plan.kinds.contains(&StepKind::Rsync),
         has_redis: ctx.plan.kinds.contains(&StepKind::Redis),
         run_id: ctx.opts.run_id.clone(),
-        mode: ctx.opts.mode.clone(),
+        mode: ctx.opts.mode,
         reset_target: ctx.opts.reset_target,
         resumed_verified: ctx
             .plan
@@ -541,7 +541,7 @@ async fn finish(
         check_lock(ctx, s, &mut report).await?;
     }
     // A rehearsal measures, without harm, what it must not do itself.
-    if report.failed.is_empty() && ctx.opts.mode == "rehearse" {
+    if report.failed.is_empty() && ctx.opts.mode == crate::events::RunMode::Rehearse {
         let db_move = if ctx.opts.from_backup.is_some() {
             "from a backup"
         } else {

@@ -259,7 +259,7 @@ pub(super) fn leftover(dst: &Host, s: &Settings, run: &str, r: &mut Report<'_>) 
         );
         return false;
     }
-    if !(ours || s.reset_target) || s.mode == "check" {
+    if !(ours || s.reset_target) || s.mode == crate::events::RunMode::Check {
         r.note(
             dst.name(),
             "target database",

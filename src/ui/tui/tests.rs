@@ -39,7 +39,7 @@ fn started() -> Vec<Record> {
         0,
         EngineEvent::RunStarted {
             run_id: "20261121T150000Z-abcd".into(),
-            mode: "run".into(),
+            mode: crate::events::RunMode::Run,
             profile: "mastodon".into(),
             domain: "social.example.net".into(),
             source: "old".into(),
