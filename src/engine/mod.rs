@@ -392,30 +392,12 @@ fn conditions_hold(step: &StepSpec, vars: &Vars) -> Result<Option<String>, Strin
 }
 
 async fn run(
-    mut ctx: RunCtx,
-    mut cmds: UnboundedReceiver<EngineCommand>,
+    ctx: RunCtx,
+    cmds: UnboundedReceiver<EngineCommand>,
     tx: UnboundedSender<EngineEvent>,
 ) -> RunOutcome {
     let run_start = Instant::now();
-    emit(
-        &tx,
-        EngineEvent::RunStarted {
-            run_id: ctx.opts.run_id.clone(),
-            mode: ctx.opts.mode,
-            profile: ctx.plan.profile_name.clone(),
-            domain: ctx.plan.domain.clone(),
-            source: ctx.plan.source.clone(),
-            target: ctx.plan.target.clone(),
-            steps: crate::steps::describe::infos(&ctx.plan),
-            resumed: ctx
-                .plan
-                .steps
-                .iter()
-                .filter(|s| ctx.opts.resume_done.contains(&s.id))
-                .map(|s| s.id.clone())
-                .collect(),
-        },
-    );
+    emit(&tx, run_started(&ctx));
     if let Some(p) = &ctx.opts.prediction {
         emit(&tx, EngineEvent::Predicted(p.clone()));
     }
@@ -426,75 +408,32 @@ async fn run(
         ctx.opts.keep_dump,
         ctx.opts.resume_done.clone(),
     );
-    // Steps running beside an earlier one (`beside`), and their results once
-    // a failure made the engine wait for all of them.
-    let mut beside = Beside::default();
+    let mut d = Driver {
+        ctx,
+        cmds,
+        tx,
+        steps,
+        beside: Beside::default(),
+    };
     let mut input = Input::Next;
     let (outcome, rollback, window, finally) = loop {
         input = match policy.next(input) {
-            Effect::Collect(i) => Input::Collected(beside.result_of(&steps[i].id).await),
-            Effect::WaitForBesides => {
-                beside.wait_all().await;
-                Input::Next
-            }
-            Effect::CheckConditions(i) => Input::Conditions(conditions_hold(&steps[i], &ctx.vars)),
-            Effect::Report(i, outcome, duration_ms) => {
-                emit(
-                    &tx,
-                    EngineEvent::StepFinished {
-                        step: steps[i].id.clone(),
-                        outcome,
-                        duration_ms,
-                    },
-                );
-                Input::Next
-            }
-            Effect::StartBeside(i) => {
-                let io = StepIo::new(steps[i].id.clone(), tx.clone());
-                beside.start(&steps[i], &steps, &ctx, &tx, &io);
-                Input::Next
-            }
-            Effect::AskConfirm(i) => {
-                let prompt = steps[i].confirm.as_deref().unwrap_or_default();
-                emit(
-                    &tx,
-                    EngineEvent::AwaitingConfirm {
-                        step: steps[i].id.clone(),
-                        prompt: ctx.vars.render_lenient(prompt),
-                    },
-                );
-                Input::Next
-            }
-            Effect::Await(..) => Input::Command(cmds.recv().await),
-            Effect::Run { step, start_beside } => {
-                run_step(
-                    &steps,
-                    step,
-                    start_beside,
-                    &mut ctx,
-                    &mut cmds,
-                    &tx,
-                    &mut beside,
-                )
-                .await
-            }
-            Effect::AfterFailure(i) => {
-                ctx.after_failure(&StepIo::new(steps[i].id.clone(), tx.clone()))
-                    .await;
-                Input::Next
-            }
-            Effect::Say(i, line) => {
-                StepIo::new(steps[i].id.clone(), tx.clone()).output(Stream::Stderr, line);
-                Input::Next
-            }
             Effect::End {
                 outcome,
                 rollback,
                 window,
                 run_finally,
             } => break (outcome, rollback, window, run_finally),
+            effect => d.perform(effect).await,
         };
     };
+    let Driver {
+        mut ctx,
+        tx,
+        steps,
+        mut beside,
+        ..
+    } = d;
     // What still runs beside a step that failed has had its remote processes
     // stopped with that failure; it ends before anything is rolled back.
     beside.wait_all().await;
@@ -514,6 +453,108 @@ async fn run(
         close(h).await;
     }
     outcome
+}
+
+fn run_started(ctx: &RunCtx) -> EngineEvent {
+    EngineEvent::RunStarted {
+        run_id: ctx.opts.run_id.clone(),
+        mode: ctx.opts.mode,
+        profile: ctx.plan.profile_name.clone(),
+        domain: ctx.plan.domain.clone(),
+        source: ctx.plan.source.clone(),
+        target: ctx.plan.target.clone(),
+        steps: crate::steps::describe::infos(&ctx.plan),
+        resumed: ctx
+            .plan
+            .steps
+            .iter()
+            .filter(|s| ctx.opts.resume_done.contains(&s.id))
+            .map(|s| s.id.clone())
+            .collect(),
+    }
+}
+
+/// Does what the policy says, and tells it what happened.
+struct Driver {
+    ctx: RunCtx,
+    cmds: UnboundedReceiver<EngineCommand>,
+    tx: UnboundedSender<EngineEvent>,
+    steps: Vec<StepSpec>,
+    /// Steps running beside an earlier one (`beside`), and their results once
+    /// a failure made the engine wait for all of them.
+    beside: Beside,
+}
+
+impl Driver {
+    fn io(&self, i: usize) -> StepIo {
+        StepIo::new(self.steps[i].id.clone(), self.tx.clone())
+    }
+
+    async fn perform(&mut self, effect: Effect) -> Input {
+        let steps = &self.steps;
+        match effect {
+            Effect::Collect(i) => Input::Collected(self.beside.result_of(&steps[i].id).await),
+            Effect::WaitForBesides => {
+                self.beside.wait_all().await;
+                Input::Next
+            }
+            Effect::CheckConditions(i) => {
+                Input::Conditions(conditions_hold(&steps[i], &self.ctx.vars))
+            }
+            Effect::Report(i, outcome, duration_ms) => {
+                emit(
+                    &self.tx,
+                    EngineEvent::StepFinished {
+                        step: steps[i].id.clone(),
+                        outcome,
+                        duration_ms,
+                    },
+                );
+                Input::Next
+            }
+            Effect::StartBeside(i) => {
+                let io = self.io(i);
+                self.beside
+                    .start(&steps[i], steps, &self.ctx, &self.tx, &io);
+                Input::Next
+            }
+            Effect::AskConfirm(i) => {
+                let prompt = steps[i].confirm.as_deref().unwrap_or_default();
+                emit(
+                    &self.tx,
+                    EngineEvent::AwaitingConfirm {
+                        step: steps[i].id.clone(),
+                        prompt: self.ctx.vars.render_lenient(prompt),
+                    },
+                );
+                Input::Next
+            }
+            Effect::Await(..) => Input::Command(self.cmds.recv().await),
+            Effect::Run { step, start_beside } => {
+                run_step(
+                    steps,
+                    step,
+                    start_beside,
+                    &mut self.ctx,
+                    &mut self.cmds,
+                    &self.tx,
+                    &mut self.beside,
+                )
+                .await
+            }
+            Effect::AfterFailure(i) => {
+                let io = self.io(i);
+                self.ctx.after_failure(&io).await;
+                Input::Next
+            }
+            Effect::Say(i, line) => {
+                self.io(i).output(Stream::Stderr, line);
+                Input::Next
+            }
+            // The run loop ends on it before asking the driver.
+            Effect::End { .. } => Input::Next,
+        }
+    }
 }
 
 /// Runs one step at its place: says it started, starts what runs beside it,

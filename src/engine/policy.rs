@@ -367,22 +367,7 @@ impl Policy {
             (Phase::FailedBeforeRun, _) => self.stopped(false, true),
             (Phase::Enter, _) => self.enter(),
             (Phase::Collected, Input::Collected(r)) => self.collected(r),
-            (Phase::Conditions, Input::Conditions(c)) => match c {
-                Ok(None) if self.gated => {
-                    self.phase = Phase::Gate;
-                    Effect::Await(self.i, Waiting::Start)
-                }
-                Ok(None) => self.after_confirm_check(),
-                Ok(Some(reason)) => {
-                    self.phase = Phase::SkippedReported;
-                    Effect::Report(self.i, StepOutcome::Skipped { reason }, 0)
-                }
-                Err(message) => {
-                    // Said first; the run ends on the next call.
-                    self.phase = Phase::FailedBeforeRun;
-                    Effect::Report(self.i, StepOutcome::failed(message), 0)
-                }
-            },
+            (Phase::Conditions, Input::Conditions(c)) => self.on_conditions(c),
             (Phase::SkippedReported, _) => {
                 // What runs beside a skipped step starts at its place anyway.
                 self.start_beside(self.i);
@@ -398,21 +383,7 @@ impl Policy {
                 self.phase = Phase::Confirm;
                 Effect::Await(self.i, Waiting::Confirm)
             }
-            (Phase::Confirm, Input::Command(c)) => match decide(Waiting::Confirm, c, false) {
-                Decision::Stop { rollback } => self.stopped(rollback, false),
-                Decision::Go => self.armed(),
-                Decision::Decline => {
-                    self.phase = Phase::Advance;
-                    Effect::Report(
-                        self.i,
-                        StepOutcome::Skipped {
-                            reason: "declined by the operator".into(),
-                        },
-                        0,
-                    )
-                }
-                _ => Effect::Await(self.i, Waiting::Confirm),
-            },
+            (Phase::Confirm, Input::Command(c)) => self.on_confirm(c),
             (
                 Phase::Running,
                 Input::Ran {
@@ -420,19 +391,7 @@ impl Policy {
                     ms,
                     stopped,
                 },
-            ) => {
-                if matches!(outcome, StepOutcome::Failed { .. }) {
-                    self.last = Some((outcome, ms, stopped));
-                    self.phase = Phase::AfterFailureDone;
-                    Effect::AfterFailure(self.i)
-                } else {
-                    if self.step().downtime == Some(DowntimeMark::End) {
-                        self.window.ended = true;
-                    }
-                    self.phase = Phase::Advance;
-                    Effect::Report(self.i, outcome, ms)
-                }
-            }
+            ) => self.on_ran(outcome, ms, stopped),
             (Phase::BesideFailed, _) => {
                 self.phase = Phase::FailureReported;
                 Effect::AfterFailure(self.i)
@@ -452,36 +411,88 @@ impl Policy {
                 self.phase = Phase::Deciding;
                 Effect::Await(self.i, Waiting::Failure)
             }
-            (Phase::Deciding, Input::Command(c)) => {
-                match decide(Waiting::Failure, c, self.step().optional) {
-                    Decision::Stop { rollback } => self.stopped(rollback, true),
-                    Decision::Go => self.run(),
-                    Decision::SkipFailed => {
-                        self.failed_optional.push(self.step().id.clone());
-                        self.phase = Phase::Advance;
-                        Effect::Report(
-                            self.i,
-                            StepOutcome::Skipped {
-                                reason: "failed; skipped by the operator (the step is optional)"
-                                    .into(),
-                            },
-                            0,
-                        )
-                    }
-                    Decision::NotOptional => Effect::Say(
-                        self.i,
-                        format!(
-                            "step '{}' is not optional: retry it or abort",
-                            self.step().id
-                        ),
-                    ),
-                    _ => Effect::Await(self.i, Waiting::Failure),
-                }
-            }
+            (Phase::Deciding, Input::Command(c)) => self.on_failure_command(c),
             (Phase::Advance, _) => self.advance(),
             // Anything else (a line was said, an answer the phase did not ask
             // for): ask again for what the phase needs.
             (phase, _) => self.again(phase),
+        }
+    }
+
+    fn on_conditions(&mut self, c: Result<Option<String>, String>) -> Effect {
+        match c {
+            Ok(None) if self.gated => {
+                self.phase = Phase::Gate;
+                Effect::Await(self.i, Waiting::Start)
+            }
+            Ok(None) => self.after_confirm_check(),
+            Ok(Some(reason)) => {
+                self.phase = Phase::SkippedReported;
+                Effect::Report(self.i, StepOutcome::Skipped { reason }, 0)
+            }
+            Err(message) => {
+                // Said first; the run ends on the next call.
+                self.phase = Phase::FailedBeforeRun;
+                Effect::Report(self.i, StepOutcome::failed(message), 0)
+            }
+        }
+    }
+
+    fn on_confirm(&mut self, c: Option<EngineCommand>) -> Effect {
+        match decide(Waiting::Confirm, c, false) {
+            Decision::Stop { rollback } => self.stopped(rollback, false),
+            Decision::Go => self.armed(),
+            Decision::Decline => {
+                self.phase = Phase::Advance;
+                Effect::Report(
+                    self.i,
+                    StepOutcome::Skipped {
+                        reason: "declined by the operator".into(),
+                    },
+                    0,
+                )
+            }
+            _ => Effect::Await(self.i, Waiting::Confirm),
+        }
+    }
+
+    fn on_ran(&mut self, outcome: StepOutcome, ms: u64, stopped: Option<bool>) -> Effect {
+        if matches!(outcome, StepOutcome::Failed { .. }) {
+            self.last = Some((outcome, ms, stopped));
+            self.phase = Phase::AfterFailureDone;
+            Effect::AfterFailure(self.i)
+        } else {
+            if self.step().downtime == Some(DowntimeMark::End) {
+                self.window.ended = true;
+            }
+            self.phase = Phase::Advance;
+            Effect::Report(self.i, outcome, ms)
+        }
+    }
+
+    fn on_failure_command(&mut self, c: Option<EngineCommand>) -> Effect {
+        match decide(Waiting::Failure, c, self.step().optional) {
+            Decision::Stop { rollback } => self.stopped(rollback, true),
+            Decision::Go => self.run(),
+            Decision::SkipFailed => {
+                self.failed_optional.push(self.step().id.clone());
+                self.phase = Phase::Advance;
+                Effect::Report(
+                    self.i,
+                    StepOutcome::Skipped {
+                        reason: "failed; skipped by the operator (the step is optional)".into(),
+                    },
+                    0,
+                )
+            }
+            Decision::NotOptional => Effect::Say(
+                self.i,
+                format!(
+                    "step '{}' is not optional: retry it or abort",
+                    self.step().id
+                ),
+            ),
+            _ => Effect::Await(self.i, Waiting::Failure),
         }
     }
 

@@ -74,10 +74,20 @@ pub fn placeholders(text: &str) -> Vec<String> {
 }
 
 pub fn render(d: &Draft<'_>) -> String {
-    let a = d.app;
     let mut out = String::new();
+    header(&mut out, d);
+    app_section(&mut out, d);
+    found_notes(&mut out, d);
+    generic_vars(&mut out, d);
+    dns_section(&mut out, d);
+    out
+}
+
+/// Where the file came from, the profile, the hosts and ssh.
+fn header(out: &mut String, d: &Draft<'_>) {
+    let a = d.app;
     comment(
-        &mut out,
+        out,
         &format!(
             "{}, written by `hikkoshi init` on {} from what runs on '{}'. Each value says where it was found; read them through, fill in what says {PLACEHOLDER}, then:",
             d.file_name, d.date, d.source
@@ -86,7 +96,7 @@ pub fn render(d: &Draft<'_>) -> String {
     let _ = writeln!(out, "#   hikkoshi check --config {}", d.file_name);
     out.push('\n');
     comment(
-        &mut out,
+        out,
         &format!(
             "{}: {}",
             match a.kind {
@@ -102,21 +112,25 @@ pub fn render(d: &Draft<'_>) -> String {
     if let Some(f) = &d.ssh_config {
         let _ = writeln!(out, "\n[ssh]\nconfig_file = {}", quoted(f));
     }
+}
 
+/// [app]: each value with where it was found.
+fn app_section(out: &mut String, d: &Draft<'_>) {
+    let a = d.app;
     out.push_str("\n[app]\n");
     let domain_answer = d.domain.as_deref();
     setting(
-        &mut out,
+        out,
         "domain",
         &a.domain,
         domain_answer,
         "the app's public domain name",
     );
     let units: Vec<&str> = a.services.iter().map(|u| u.name.as_str()).collect();
-    comment(&mut out, &format!("User= of {}", units.join(", ")));
+    comment(out, &format!("User= of {}", units.join(", ")));
     let _ = writeln!(out, "user = {}", quoted(&a.user));
     comment(
-        &mut out,
+        out,
         &if a.kind == Kind::Pleasanter {
             format!(
                 "the directory above {}/Implem.Pleasanter, the WorkingDirectory= of {}",
@@ -128,15 +142,9 @@ pub fn render(d: &Draft<'_>) -> String {
         },
     );
     let _ = writeln!(out, "dir = {}", quoted(&a.dir));
+    setting(out, "database", &a.database, None, "the app's database");
     setting(
-        &mut out,
-        "database",
-        &a.database,
-        None,
-        "the app's database",
-    );
-    setting(
-        &mut out,
+        out,
         "db_user",
         &a.db_user,
         None,
@@ -155,7 +163,7 @@ pub fn render(d: &Draft<'_>) -> String {
         })
         .collect();
     comment(
-        &mut out,
+        out,
         &format!(
             "the units that run as '{}' from {}: stopped on the old host and started and enabled on the new one by the move (now: {})",
             a.user,
@@ -169,7 +177,11 @@ pub fn render(d: &Draft<'_>) -> String {
     );
     let list: Vec<String> = units.iter().map(|u| quoted(u)).collect();
     let _ = writeln!(out, "services = [{}]", list.join(", "));
+}
 
+/// What else was found on the old host, as comments.
+fn found_notes(out: &mut String, d: &Draft<'_>) {
+    let a = d.app;
     let mut found = a.notes.clone();
     if !a.ports.is_empty() {
         let ports: Vec<String> = a.ports.iter().map(u16::to_string).collect();
@@ -181,16 +193,20 @@ pub fn render(d: &Draft<'_>) -> String {
     found.extend(d.notes.iter().cloned());
     if !found.is_empty() {
         out.push('\n');
-        comment(&mut out, &format!("Also found on '{}':", d.source));
+        comment(out, &format!("Also found on '{}':", d.source));
         for n in &found {
-            comment(&mut out, &format!("- {n}"));
+            comment(out, &format!("- {n}"));
         }
     }
+}
 
+/// A generic app's own settings, suggested and commented out.
+fn generic_vars(out: &mut String, d: &Draft<'_>) {
+    let a = d.app;
     if a.kind == Kind::Generic {
         out.push_str("\n[vars]\n");
         comment(
-            &mut out,
+            out,
             "What the generic profile does besides the database and the services; a setting left out leaves its step out. Uncomment what the app has:",
         );
         let _ = writeln!(
@@ -223,9 +239,15 @@ pub fn render(d: &Draft<'_>) -> String {
             }
         }
     }
+}
 
+/// [dns]: the address given or answered, or the placeholder.
+fn dns_section(out: &mut String, d: &Draft<'_>) {
+    let a = d.app;
     out.push_str("\n[dns]\n");
-    let domain = domain_answer
+    let domain = d
+        .domain
+        .as_deref()
         .or(a.domain.value.as_deref())
         .unwrap_or("<the app's domain>");
     if d.expect.is_empty() {
@@ -240,7 +262,7 @@ pub fn render(d: &Draft<'_>) -> String {
             })
             .unwrap_or_default();
         comment(
-            &mut out,
+            out,
             &format!(
                 "{PLACEHOLDER}: the new host's public address(es). Before the cutover hikkoshi asks https://{domain} on them, then waits until resolvers answer with them.{seen} Or remove [dns] to leave DNS to yourself."
             ),
@@ -252,7 +274,7 @@ pub fn render(d: &Draft<'_>) -> String {
         );
     } else {
         comment(
-            &mut out,
+            out,
             &format!(
                 "The new host's public address(es): before the cutover hikkoshi asks https://{domain} on them, then waits until resolvers answer with them."
             ),
@@ -263,7 +285,6 @@ pub fn render(d: &Draft<'_>) -> String {
     out.push_str(
         "# resolvers = [\"1.1.1.1\"]   # optional: whom to ask (default: about 20 public resolvers)\n",
     );
-    out
 }
 
 #[cfg(test)]

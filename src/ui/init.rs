@@ -146,6 +146,52 @@ fn ask_expect(target: &str, seen: Option<&str>) -> Vec<IpAddr> {
 
 /// The whole command; prints what it found and what to do next.
 pub async fn run(args: &InitArgs) -> Result<(), InitError> {
+    let ssh_value = check_args(args)?;
+    let found = read_source(args).await?;
+    let app = choose(&found.apps, args.app.as_deref(), &args.source)?;
+    let seen = reach_target(args).await;
+    let domain = match &app.domain.value {
+        None if interactive() => ask_domain(app),
+        _ => None,
+    };
+    let expect = if !args.dns_expect.is_empty() {
+        args.dns_expect.clone()
+    } else if interactive() {
+        ask_expect(&args.target, seen.as_deref())
+    } else {
+        Vec::new()
+    };
+    let file_name = args.out.display().to_string();
+    let draft = Draft {
+        app,
+        source: &args.source,
+        target: &args.target,
+        ssh_config: ssh_value,
+        domain,
+        expect,
+        target_seen_at: seen,
+        notes: found.notes.clone(),
+        file_name: file_name.clone(),
+        date: jiff::Zoned::now().date().to_string(),
+    };
+    let text = render(&draft);
+    let left = placeholders(&text);
+    // What init writes must be what check reads, placeholders aside.
+    if left.is_empty()
+        && let Err(e) = Config::parse(&args.out, &text)
+    {
+        return Err(InitError::Failed(format!(
+            "the config init made does not parse, which is a bug in hikkoshi: {e}"
+        )));
+    }
+    write(&args.out, &text, args.force)?;
+    say_written(&draft, &text, &left);
+    Ok(())
+}
+
+/// Bad arguments are refused before any host is asked anything; returns
+/// `[ssh] config_file` as it will be written.
+fn check_args(args: &InitArgs) -> Result<Option<String>, InitError> {
     for (flag, dest) in [("--source", &args.source), ("--target", &args.target)] {
         if !is_ssh_destination(dest) {
             return Err(usage(format!(
@@ -170,14 +216,15 @@ pub async fn run(args: &InitArgs) -> Result<(), InitError> {
     if out.is_dir() {
         return Err(usage(format!("'{}' is a directory", out.display())));
     }
-    let ssh_value = args
-        .ssh_config
+    args.ssh_config
         .as_deref()
         .map(|s| ssh_config_value(s, out))
-        .transpose()?;
+        .transpose()
+}
 
-    let ssh = args.ssh_config.as_deref();
-    let source = Host::connect(Role::Source, &args.source, ssh)
+/// What runs on the old host; an error when nothing could be found.
+async fn read_source(args: &InitArgs) -> Result<crate::init::Survey, InitError> {
+    let source = Host::connect(Role::Source, &args.source, args.ssh_config.as_deref())
         .await
         .map_err(|e| InitError::Failed(e.to_string()))?;
     println!("{}: connected as {}", args.source, source.login);
@@ -198,9 +245,13 @@ pub async fn run(args: &InitArgs) -> Result<(), InitError> {
     for a in &found.apps {
         println!("{}: found {}", args.source, a.summary());
     }
-    let app = choose(&found.apps, args.app.as_deref(), &args.source)?;
+    Ok(found)
+}
 
-    let seen = match Host::connect(Role::Target, &args.target, ssh).await {
+/// The new host, checked now because `check` will need it; the address ssh
+/// reached it at is a hint for [dns] expect.
+async fn reach_target(args: &InitArgs) -> Option<String> {
+    match Host::connect(Role::Target, &args.target, args.ssh_config.as_deref()).await {
         Ok(target) => {
             let seen = seen_at(&target).await;
             println!(
@@ -222,50 +273,18 @@ pub async fn run(args: &InitArgs) -> Result<(), InitError> {
             );
             None
         }
-    };
-
-    let domain = match &app.domain.value {
-        None if interactive() => ask_domain(app),
-        _ => None,
-    };
-    let expect = if !args.dns_expect.is_empty() {
-        args.dns_expect.clone()
-    } else if interactive() {
-        ask_expect(&args.target, seen.as_deref())
-    } else {
-        Vec::new()
-    };
-    let file_name = out.display().to_string();
-    let draft = Draft {
-        app,
-        source: &args.source,
-        target: &args.target,
-        ssh_config: ssh_value,
-        domain,
-        expect,
-        target_seen_at: seen,
-        notes: found.notes.clone(),
-        file_name: file_name.clone(),
-        date: jiff::Zoned::now().date().to_string(),
-    };
-    let text = render(&draft);
-    let left = placeholders(&text);
-    // What init writes must be what check reads, placeholders aside.
-    if left.is_empty()
-        && let Err(e) = Config::parse(out, &text)
-    {
-        return Err(InitError::Failed(format!(
-            "the config init made does not parse, which is a bug in hikkoshi: {e}"
-        )));
     }
-    write(out, &text, args.force)?;
+}
+
+fn say_written(draft: &Draft<'_>, text: &str, left: &[String]) {
     println!(
-        "wrote {file_name}: profile '{}'{}",
-        app.kind.profile(),
+        "wrote {}: profile '{}'{}",
+        draft.file_name,
+        draft.app.kind.profile(),
         draft
             .domain
             .as_ref()
-            .or(app.domain.value.as_ref())
+            .or(draft.app.domain.value.as_ref())
             .map(|d| format!(" for {d}"))
             .unwrap_or_default()
     );
@@ -284,8 +303,7 @@ pub async fn run(args: &InitArgs) -> Result<(), InitError> {
             .collect();
         println!("fill in: {}", lines.join(", "));
     }
-    println!("next: hikkoshi check --config {file_name}");
-    Ok(())
+    println!("next: hikkoshi check --config {}", draft.file_name);
 }
 
 fn write(out: &Path, text: &str, force: bool) -> Result<(), InitError> {
