@@ -171,6 +171,56 @@ impl Finished {
     }
 }
 
+/// What a check needs of a host: its name, its role in the move, and to run
+/// a command there. `Host` is the real one over ssh; tests give checks a fake
+/// that answers from a table, so each check is tested without a host.
+pub trait Shell: Sync {
+    fn name(&self) -> &str;
+    fn role(&self) -> Role;
+    fn run_with_input(
+        &self,
+        cmd: &RemoteCommand,
+        input: Option<&[u8]>,
+        sink: &mut (dyn FnMut(Stream, String) + Send),
+    ) -> impl std::future::Future<Output = Result<Finished, RemoteError>> + Send;
+
+    /// Runs without passing output on: for commands whose output is a secret
+    /// or only meant for parsing.
+    fn run_quiet(
+        &self,
+        cmd: &RemoteCommand,
+    ) -> impl std::future::Future<Output = Result<Finished, RemoteError>> + Send {
+        async move { self.run_with_input(cmd, None, &mut |_, _| {}).await }
+    }
+
+    fn run(
+        &self,
+        cmd: &RemoteCommand,
+        sink: &mut (dyn FnMut(Stream, String) + Send),
+    ) -> impl std::future::Future<Output = Result<Finished, RemoteError>> + Send {
+        self.run_with_input(cmd, None, sink)
+    }
+}
+
+impl Shell for Host {
+    fn name(&self) -> &str {
+        &self.dest
+    }
+
+    fn role(&self) -> Role {
+        self.role
+    }
+
+    fn run_with_input(
+        &self,
+        cmd: &RemoteCommand,
+        input: Option<&[u8]>,
+        sink: &mut (dyn FnMut(Stream, String) + Send),
+    ) -> impl std::future::Future<Output = Result<Finished, RemoteError>> + Send {
+        Host::run_with_input(self, cmd, input, sink)
+    }
+}
+
 const STDERR_TAIL: usize = 30;
 const STDOUT_CAPTURE: usize = 64 * 1024 * 1024;
 

@@ -3,7 +3,7 @@
 //! tools a move needs. Values travel as psql variables (`-v name=value`, used
 //! as :'name' in the SQL), so none is ever part of the SQL text.
 
-use crate::remote::{Finished, Host, RemoteCommand, RemoteError, RunAs};
+use crate::remote::{Finished, RemoteCommand, RemoteError, RunAs, Shell};
 
 /// The client tools the old host needs to dump, and the new one to restore.
 pub const DUMP_TOOLS: [&str; 2] = ["pg_dump", "psql"];
@@ -51,8 +51,8 @@ pub enum PsqlError {
     },
 }
 
-pub async fn query(
-    host: &Host,
+pub async fn query<S: Shell>(
+    host: &S,
     run_as: &RunAs,
     database: &str,
     sql: &str,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::StepFailure;
 use super::transfer::relay;
 use crate::config::DbMove;
-use crate::remote::{Host, RemoteCommand, RunAs};
+use crate::remote::{Host, RemoteCommand, RunAs, Shell};
 
 /// What the link test sends: random, so ssh compression cannot flatter it.
 const PROBE_BYTES: u64 = 32 * 1024 * 1024;
@@ -124,7 +124,7 @@ pub fn restore_pgoptions(mem_available: u64, jobs: u32) -> String {
     format!("-c maintenance_work_mem={mib}MB -c synchronous_commit=off")
 }
 
-pub async fn cores(h: &Host) -> Result<u32, StepFailure> {
+pub async fn cores<S: Shell>(h: &S) -> Result<u32, StepFailure> {
     Ok(h.run_quiet(&RemoteCommand::new(RunAs::Login, ["nproc"]))
         .await?
         .stdout
@@ -134,7 +134,7 @@ pub async fn cores(h: &Host) -> Result<u32, StepFailure> {
 }
 
 /// MemAvailable in bytes (0 when unknown).
-pub async fn mem_available(h: &Host) -> Result<u64, StepFailure> {
+pub async fn mem_available<S: Shell>(h: &S) -> Result<u64, StepFailure> {
     let out = h
         .run_quiet(&RemoteCommand::new(
             RunAs::Login,

@@ -20,7 +20,7 @@ pub mod verify;
 use crate::events::StepOutcome;
 use crate::profile::template::{TemplateError, Vars};
 use crate::profile::{StepKind, StepSpec};
-use crate::remote::{Finished, Host, RemoteCommand, RemoteError, RunAs};
+use crate::remote::{Finished, RemoteCommand, RemoteError, RunAs, Shell};
 use crate::runtime::database::PsqlError;
 use crate::steps::ctx::{RunCtx, StepIo};
 
@@ -43,7 +43,7 @@ impl StepFailure {
         }
     }
 
-    pub fn on(host: &Host, message: impl Into<String>) -> Self {
+    pub fn on<S: Shell>(host: &S, message: impl Into<String>) -> Self {
         StepFailure {
             message: message.into(),
             host: Some(host.name().to_string()),
@@ -51,7 +51,7 @@ impl StepFailure {
         }
     }
 
-    pub fn from_finished(host: &Host, cmd: &RemoteCommand, f: &Finished) -> Self {
+    pub fn from_finished<S: Shell>(host: &S, cmd: &RemoteCommand, f: &Finished) -> Self {
         let how = f.exit_code.map_or_else(
             || "was killed by a signal".to_string(),
             |c| format!("exited with {c}"),
@@ -156,8 +156,8 @@ pub async fn execute(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepOutc
 }
 
 /// Runs a command and turns a non-zero exit into a failure naming host and command.
-pub async fn run_checked(
-    host: &Host,
+pub async fn run_checked<S: Shell>(
+    host: &S,
     cmd: &RemoteCommand,
     io: &StepIo,
 ) -> Result<Finished, StepFailure> {
@@ -170,7 +170,10 @@ pub async fn run_checked(
 }
 
 /// Like `run_checked`, but the output is for parsing only and never shown.
-pub async fn run_quiet_checked(host: &Host, cmd: &RemoteCommand) -> Result<Finished, StepFailure> {
+pub async fn run_quiet_checked<S: Shell>(
+    host: &S,
+    cmd: &RemoteCommand,
+) -> Result<Finished, StepFailure> {
     let f = host.run_quiet(cmd).await?;
     if f.success() {
         Ok(f)
@@ -187,8 +190,8 @@ pub fn run_as(step: &StepSpec, vars: &Vars) -> Result<RunAs, TemplateError> {
 }
 
 /// Free bytes and mount point of the filesystem holding `path` (or its nearest existing parent).
-pub async fn free_space(
-    h: &Host,
+pub async fn free_space<S: Shell>(
+    h: &S,
     run_as: RunAs,
     path: &str,
 ) -> Result<Option<(u64, String)>, StepFailure> {

@@ -4,16 +4,16 @@
 use super::{Report, Settings};
 use crate::events::CheckStatus::{Fail, Pass, Warn};
 use crate::redact::is_secret_key;
-use crate::remote::{Host, RemoteCommand, Role, RunAs};
+use crate::remote::{RemoteCommand, Role, RunAs, Shell};
 use crate::runtime::database::query;
 use crate::steps::StepFailure;
 use crate::steps::ctx::RunCtx;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 
-pub(super) async fn check_app_dirs(
-    src: &Host,
-    dst: &Host,
+pub(super) async fn check_app_dirs<S: Shell>(
+    src: &S,
+    dst: &S,
     s: &Settings,
     r: &mut Report<'_>,
 ) -> Result<(), StepFailure> {
@@ -27,7 +27,7 @@ pub(super) async fn check_app_dirs(
             .success();
         if ok {
             r.note(h.name(), "app directory", Pass, s.dir.clone());
-        } else if h.role == Role::Target {
+        } else if h.role() == Role::Target {
             r.note(h.name(), "app directory", Fail, format!("'{}' is missing or not readable by '{}': install the same app version on the new host first", s.dir, s.user));
         } else {
             r.note(
@@ -83,9 +83,9 @@ pub fn parse_env(text: &str) -> BTreeMap<String, String> {
     out
 }
 
-pub(super) async fn read_env(
-    src: &Host,
-    dst: &Host,
+pub(super) async fn read_env<S: Shell>(
+    src: &S,
+    dst: &S,
     s: &Settings,
     file: &str,
     ctx: &RunCtx,
@@ -146,8 +146,8 @@ pub(super) async fn read_env(
 }
 
 /// A file on the source, read as the app's user; unreadable is a failed check.
-pub(super) async fn read_app_file(
-    src: &Host,
+pub(super) async fn read_app_file<S: Shell>(
+    src: &S,
     s: &Settings,
     file: &str,
     check: &str,
@@ -172,8 +172,8 @@ pub(super) async fn read_app_file(
 }
 
 /// Warns that a file the move copies already exists on the target.
-pub(super) async fn note_replaced(
-    dst: &Host,
+pub(super) async fn note_replaced<S: Shell>(
+    dst: &S,
     s: &Settings,
     file: &str,
     check: &str,
@@ -199,9 +199,9 @@ pub(super) async fn note_replaced(
 
 /// Misskey's default.yml: checked against the config and the hosts; the
 /// database and role come from it unless the config names them.
-pub(super) async fn read_misskey(
-    src: &Host,
-    dst: &Host,
+pub(super) async fn read_misskey<S: Shell>(
+    src: &S,
+    dst: &S,
     s: &mut Settings,
     file: &str,
     (configured, redactor, vars): (
@@ -342,9 +342,9 @@ pub(super) async fn read_misskey(
 
 /// Config and secret files the profile copies: readable on the source (their
 /// contents are never read here).
-pub(super) async fn check_files(
-    src: &Host,
-    dst: &Host,
+pub(super) async fn check_files<S: Shell>(
+    src: &S,
+    dst: &S,
     s: &Settings,
     r: &mut Report<'_>,
 ) -> Result<(), StepFailure> {
@@ -401,8 +401,8 @@ pub(super) async fn check_files(
 
 /// The profile's query on the source database answers whether media lives in
 /// object storage (Misskey: `meta."useObjectStorage"`).
-pub(super) async fn object_storage_in_db(
-    src: &Host,
+pub(super) async fn object_storage_in_db<S: Shell>(
+    src: &S,
     s: &Settings,
     sql: &str,
     r: &mut Report<'_>,
@@ -461,9 +461,9 @@ pub fn parse_version_rb(text: &str) -> Option<String> {
     ))
 }
 
-pub(super) async fn check_app_versions(
-    src: &Host,
-    dst: &Host,
+pub(super) async fn check_app_versions<S: Shell>(
+    src: &S,
+    dst: &S,
     s: &Settings,
     file: &str,
     r: &mut Report<'_>,

@@ -2,7 +2,7 @@
 
 use super::Report;
 use crate::events::CheckStatus::{Fail, Pass};
-use crate::remote::{Host, RemoteCommand, RunAs};
+use crate::remote::{RemoteCommand, RunAs, Shell};
 use crate::steps::StepFailure;
 
 /// What `rehearse --from-backup` found at the path on the old host.
@@ -58,8 +58,8 @@ pub(super) fn backup_kind(peek: &str) -> Result<BackupKind, String> {
     }
 }
 
-pub(super) async fn check_backup(
-    src: &Host,
+pub(super) async fn check_backup<S: Shell>(
+    src: &S,
     path: &str,
     r: &mut Report<'_>,
 ) -> Result<Option<BackupKind>, StepFailure> {

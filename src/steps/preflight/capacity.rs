@@ -2,15 +2,15 @@
 
 use super::{Report, Settings};
 use crate::events::CheckStatus::{Fail, Pass, Warn};
-use crate::remote::{Host, RemoteCommand, RunAs};
+use crate::remote::{RemoteCommand, RunAs, Shell};
 use crate::runtime::database::query;
 use crate::steps::{StepFailure, free_space};
 use crate::units::human_bytes;
 use std::collections::BTreeMap;
 
-pub(super) async fn check_media(
-    src: &Host,
-    dst: &Host,
+pub(super) async fn check_media<S: Shell>(
+    src: &S,
+    dst: &S,
     s: &Settings,
     r: &mut Report<'_>,
 ) -> Result<u64, StepFailure> {
@@ -87,9 +87,9 @@ pub(super) fn dump_size_estimate(db_size: u64, compress: u8) -> u64 {
 }
 
 #[allow(clippy::too_many_arguments)]
-pub(super) async fn check_disk(
-    src: &Host,
-    dst: &Host,
+pub(super) async fn check_disk<S: Shell>(
+    src: &S,
+    dst: &S,
     s: &Settings,
     db_size: u64,
     dump_estimate: u64,
@@ -176,4 +176,33 @@ pub(super) async fn check_disk(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::steps::preflight::fake::{Checks, FakeHost, mastodon};
+
+    #[tokio::test]
+    async fn the_dump_and_the_database_need_room_on_their_filesystems() {
+        // old: 1 GiB free for a 2 GiB dump; new: dump, database and media on one
+        // filesystem with 10 GiB free for 2 + 8 + 1 GiB (+10%).
+        let gib = 1024 * 1024 * 1024_u64;
+        let src = FakeHost::source().on("df -B1", 0, &format!("{gib} /home\n"));
+        let dst = FakeHost::target()
+            .on("SHOW data_directory", 0, "/var/lib/postgresql/15/main\n")
+            .on("df -B1", 0, &format!("{} /\n", 10 * gib));
+        let c = Checks::new();
+        let mut r = c.report();
+        check_disk(&src, &dst, &mastodon(), 8 * gib, 2 * gib, gib, &mut r)
+            .await
+            .expect("runs");
+        assert_eq!(
+            c.said(),
+            [
+                "old disk FAIL: 1.0 GiB free on /home for the dump in '/home/mastodon/hikkoshi-work', about 2.2 GiB needed",
+                "new disk FAIL: 10.0 GiB free on /, about 12.1 GiB needed for dump + database + media",
+            ]
+        );
+    }
 }

@@ -2,14 +2,14 @@
 
 use super::{Report, Settings};
 use crate::events::CheckStatus::{Fail, Pass};
-use crate::remote::{Host, RemoteCommand, RunAs};
+use crate::remote::{RemoteCommand, RunAs, Shell};
 use crate::runtime::cache;
 use crate::runtime::database::{self};
 use crate::steps::StepFailure;
 
-pub(super) async fn check_tools(
-    src: &Host,
-    dst: &Host,
+pub(super) async fn check_tools<S: Shell>(
+    src: &S,
+    dst: &S,
     s: &Settings,
     r: &mut Report<'_>,
 ) -> Result<(), StepFailure> {
@@ -48,9 +48,9 @@ pub(super) async fn check_tools(
     Ok(())
 }
 
-pub(super) async fn check_app_user(
-    src: &Host,
-    dst: &Host,
+pub(super) async fn check_app_user<S: Shell>(
+    src: &S,
+    dst: &S,
     s: &Settings,
     r: &mut Report<'_>,
 ) -> Result<(String, String), StepFailure> {
@@ -92,4 +92,31 @@ pub(super) async fn check_app_user(
     let target = homes.pop().unwrap_or_default();
     let source = homes.pop().unwrap_or_default();
     Ok((source, target))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::steps::preflight::fake::{Checks, FakeHost, mastodon};
+
+    #[tokio::test]
+    async fn missing_tools_are_named_with_what_to_install() {
+        let src = FakeHost::source().on("command -v", 0, "");
+        let dst = FakeHost::target().on("command -v", 0, "pg_restore\nrsync\n");
+        let c = Checks::new();
+        let mut r = c.report();
+        check_tools(&src, &dst, &mastodon(), &mut r)
+            .await
+            .expect("runs");
+        let said = c.said();
+        assert_eq!(
+            said[0],
+            "old tools ok: pg_dump, psql, sha256sum, cat, df, du, rsync, ssh, ssh-keygen, redis-cli"
+        );
+        assert!(
+            said[1].starts_with("new tools FAIL: missing: pg_restore, rsync (install them"),
+            "{said:?}"
+        );
+        assert_eq!(r.failed.len(), 1);
+    }
 }

@@ -14,7 +14,7 @@ use crate::config::DbMove;
 use crate::events::CheckStatus::{self, Fail, Pass, Warn};
 use crate::profile::template::{TemplateError, Value};
 use crate::profile::{StepKind, StepSpec};
-use crate::remote::{Host, RemoteCommand, Role, RunAs};
+use crate::remote::{Host, RemoteCommand, Role, RunAs, Shell};
 use crate::steps::ctx::{Hosts, RunCtx, StepIo};
 use crate::steps::misskey::MisskeyConfig;
 
@@ -22,6 +22,8 @@ mod app_files;
 mod backup;
 mod capacity;
 mod cutover;
+#[cfg(test)]
+mod fake;
 mod hosts;
 mod lock;
 mod move_choice;
@@ -70,6 +72,7 @@ fn text_or(vars: &crate::profile::template::Vars, name: &str, default: &str) -> 
 }
 
 /// Settings a preflight needs, rendered once.
+#[derive(Default)]
 struct Settings {
     user: String,
     dir: String,
@@ -438,8 +441,8 @@ async fn choose(
 
 /// Where the target's sshd listens and its keys, and whether rrsync can pin
 /// the relay's key to one directory.
-async fn check_relay_and_rrsync(
-    dst: &Host,
+async fn check_relay_and_rrsync<S: Shell>(
+    dst: &S,
     report: &mut Report<'_>,
 ) -> Result<(Vec<String>, Option<(String, u16)>, bool), StepFailure> {
     let (keys, sshd) = check_relay(dst, report).await?;

@@ -3,7 +3,7 @@
 
 use super::{Report, Settings};
 use crate::events::CheckStatus::{Fail, Pass, Warn};
-use crate::remote::{Host, RunAs};
+use crate::remote::{RunAs, Shell};
 use crate::runtime::database::{self, Tool, query};
 use crate::steps::StepFailure;
 use crate::units::human_bytes;
@@ -14,16 +14,16 @@ use serde_json::Value as Json;
 /// a database, never its name alone.
 pub(super) const MARKER: &str = "hikkoshi:";
 
-pub(super) async fn tool_major(h: &Host, tool: Tool) -> Option<u32> {
+pub(super) async fn tool_major<S: Shell>(h: &S, tool: Tool) -> Option<u32> {
     h.run_quiet(&tool.version())
         .await
         .ok()
         .and_then(|f| database::major_from_version(&f.stdout))
 }
 
-pub(super) async fn check_postgres_versions(
-    src: &Host,
-    dst: &Host,
+pub(super) async fn check_postgres_versions<S: Shell>(
+    src: &S,
+    dst: &S,
     s: &Settings,
     r: &mut Report<'_>,
 ) -> Result<(), StepFailure> {
@@ -114,8 +114,8 @@ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
 ORDER BY n.nspname = 'public' DESC, n.nspname;
 ";
 
-pub(super) async fn check_source_database(
-    src: &Host,
+pub(super) async fn check_source_database<S: Shell>(
+    src: &S,
     s: &Settings,
     r: &mut Report<'_>,
 ) -> Result<(Vec<String>, u64, Vec<String>), StepFailure> {
@@ -245,7 +245,7 @@ LIMIT 20;
 /// A target database created by a hikkoshi run. To be dropped (true) when it
 /// is this run's own unverified restore being resumed, or when the admin
 /// passed --reset-target; kept when this run already verified it.
-pub(super) fn leftover(dst: &Host, s: &Settings, run: &str, r: &mut Report<'_>) -> bool {
+pub(super) fn leftover<S: Shell>(dst: &S, s: &Settings, run: &str, r: &mut Report<'_>) -> bool {
     let ours = run == s.run_id;
     if ours && s.resumed_verified {
         r.note(
@@ -275,8 +275,8 @@ pub(super) fn leftover(dst: &Host, s: &Settings, run: &str, r: &mut Report<'_>) 
 }
 
 /// Drops the target database a hikkoshi run left, once every check passed.
-pub(super) async fn drop_leftover(
-    dst: &Host,
+pub(super) async fn drop_leftover<S: Shell>(
+    dst: &S,
     s: &Settings,
     run: &str,
     r: &mut Report<'_>,
@@ -308,8 +308,8 @@ pub(super) async fn drop_leftover(
 }
 
 /// Returns whether the target database exists (empty, owned by the app's role).
-pub(super) async fn check_target_database(
-    dst: &Host,
+pub(super) async fn check_target_database<S: Shell>(
+    dst: &S,
     s: &Settings,
     exts: &[String],
     r: &mut Report<'_>,
@@ -501,6 +501,42 @@ pub fn quote_ident(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::steps::preflight::fake::{Checks, FakeHost, mastodon};
+
+    fn postgres(host: FakeHost, server: &str, tool: &str) -> FakeHost {
+        host.on("SHOW server_version_num", 0, &format!("{server}\n"))
+            .on(
+                "--version",
+                0,
+                &format!("pg_dump (PostgreSQL) {tool} (Debian)\n"),
+            )
+    }
+
+    #[rstest::rstest]
+    #[case::same("150018", "15.18", "150018", "15.18", &["new postgresql versions ok: server 15 -> 15, pg_dump 15, pg_restore 15"])]
+    #[case::target_older("160004", "16.4", "150018", "16.4", &["new postgresql versions FAIL: the target runs PostgreSQL 15, older than the source's 16; install 16 or newer on the target", "new postgresql versions FAIL: pg_dump 16 on the source writes SQL that PostgreSQL 15 on the target may reject (e.g. SET transaction_timeout from 17 on); use pg_dump 15"])]
+    #[case::old_pg_dump("160004", "15.18", "160004", "16.4", &["new postgresql versions FAIL: pg_dump 15 on the source cannot dump a PostgreSQL 16 server (\"server version mismatch\"); install postgresql-client-16"])]
+    #[case::old_pg_restore("150018", "16.4", "160004", "15.18", &["new postgresql versions FAIL: pg_restore 15 on the target cannot read an archive from pg_dump 16 (\"unsupported version in file header\"); install postgresql-client-16 on the target"])]
+    #[tokio::test]
+    async fn server_and_client_versions(
+        #[case] src_server: &str,
+        #[case] src_tool: &str,
+        #[case] dst_server: &str,
+        #[case] dst_tool: &str,
+        #[case] want: &[&str],
+    ) {
+        let c = Checks::new();
+        let mut r = c.report();
+        check_postgres_versions(
+            &postgres(FakeHost::source(), src_server, src_tool),
+            &postgres(FakeHost::target(), dst_server, dst_tool),
+            &mastodon(),
+            &mut r,
+        )
+        .await
+        .expect("runs");
+        assert_eq!(c.said(), want);
+    }
 
     #[test]
     fn schema_creation_quotes_identifiers() {

@@ -2,7 +2,7 @@
 
 use super::Report;
 use crate::events::CheckStatus::{Fail, Pass};
-use crate::remote::{Host, RemoteCommand, RunAs};
+use crate::remote::{RemoteCommand, RunAs, Shell};
 use crate::steps::StepFailure;
 
 /// Where the relay connects, from `sshd -T`'s effective settings: a wildcard
@@ -52,8 +52,8 @@ pub fn relay_socket(sshd_t: &str) -> Option<(String, u16)> {
 /// The media relay reaches the target's sshd where it really listens, found
 /// in its effective configuration; its host keys are read there, over the
 /// already verified connection, and trusted for the relay.
-pub(super) async fn check_relay(
-    dst: &Host,
+pub(super) async fn check_relay<S: Shell>(
+    dst: &S,
     r: &mut Report<'_>,
 ) -> Result<(Vec<String>, Option<(String, u16)>), StepFailure> {
     let config = dst

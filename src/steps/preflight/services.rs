@@ -2,13 +2,13 @@
 
 use super::{Report, Settings};
 use crate::events::CheckStatus::{Fail, Pass, Warn};
-use crate::remote::Host;
+use crate::remote::Shell;
 use crate::runtime::services;
 use crate::steps::StepFailure;
 
-pub(super) async fn check_units(
-    src: &Host,
-    dst: &Host,
+pub(super) async fn check_units<S: Shell>(
+    src: &S,
+    dst: &S,
     s: &Settings,
     r: &mut Report<'_>,
 ) -> Result<(), StepFailure> {
@@ -61,4 +61,45 @@ pub(super) async fn check_units(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::steps::preflight::fake::{Checks, FakeHost, mastodon};
+
+    #[tokio::test]
+    async fn units_missing_masked_or_stopped() {
+        let src = FakeHost::source()
+            .on("LoadState --value", 0, "loaded\n")
+            .on("is-active mastodon-web", 0, "active\n")
+            .on("is-active mastodon-sidekiq", 3, "inactive\n");
+        let dst = FakeHost::target()
+            .on("LoadState --value mastodon-web", 0, "masked\n")
+            .on("LoadState --value mastodon-sidekiq", 0, "not-found\n")
+            .on("LoadState --value", 0, "loaded\n");
+        let c = Checks::new();
+        let mut r = c.report();
+        check_units(&src, &dst, &mastodon(), &mut r)
+            .await
+            .expect("runs");
+        assert_eq!(r.failed.len(), 1, "{:?}", r.failed);
+        assert_eq!(
+            c.said(),
+            [
+                "old units ok: mastodon-web, mastodon-sidekiq, redis-server",
+                "new units WARN: mastodon-web masked (a rehearsal's quarantine?); a run unmasks it when it starts the services there",
+                "new units FAIL: systemd does not know mastodon-sidekiq: install the unit files as in the app's install guide",
+                "old services WARN: not running on the source now: mastodon-sidekiq",
+            ]
+        );
+        // Only asked, never told.
+        let asked = src.asked.lock().expect("asked").clone();
+        assert!(
+            asked
+                .iter()
+                .all(|a| a.starts_with("systemctl show") || a.starts_with("systemctl is-active")),
+            "{asked:?}"
+        );
+    }
 }
