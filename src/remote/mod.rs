@@ -8,7 +8,7 @@
 
 pub mod lines;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use openssh::{ForwardType, KnownHosts, Session, SessionBuilder, Socket, Stdio};
@@ -665,10 +665,6 @@ pub fn operator_socket_dir() -> std::io::Result<tempfile::TempDir> {
     tempfile::Builder::new()
         .prefix("hikkoshi-")
         .tempdir_in(std::env::temp_dir())
-}
-
-pub fn socket_path(dir: &Path, name: &str) -> PathBuf {
-    dir.join(name)
 }
 
 #[cfg(test)]
