@@ -1,0 +1,343 @@
+//! The shape of a profile's steps, as written in assets/profiles/*.toml.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::template;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    #[default]
+    Command,
+    Preflight,
+    Transfer,
+    Rsync,
+    Verify,
+    Redis,
+    Health,
+    Dns,
+}
+
+impl StepKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            StepKind::Command => "command",
+            StepKind::Preflight => "preflight",
+            StepKind::Transfer => "transfer",
+            StepKind::Rsync => "rsync",
+            StepKind::Verify => "verify",
+            StepKind::Redis => "redis",
+            StepKind::Health => "health",
+            StepKind::Dns => "dns",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostSel {
+    Source,
+    Target,
+    Both,
+}
+
+/// Whether a step belongs to a rehearsal (`hikkoshi rehearse`), where the old
+/// host keeps serving and the copy on the new one must never act as the instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rehearsal {
+    /// In the real run and in a rehearsal.
+    Run,
+    /// In the real run; in a rehearsal only with --start-web.
+    Web,
+    /// Only in a rehearsal.
+    Only,
+    /// Only in a rehearsal with --start-web.
+    OnlyWeb,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DowntimeMark {
+    /// The downtime clock starts when this step starts.
+    Start,
+    /// The downtime clock stops when this step succeeds.
+    End,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum CommandSpec {
+    Argv(Vec<String>),
+    /// `"{name}"`: the commands a setting holds (a list of argv lists), each
+    /// run like one written here; none when the list is empty.
+    Each(String),
+    Detailed {
+        argv: Vec<String>,
+        when: Option<String>,
+        /// The command's stdin: another command's stdout on the other host,
+        /// streamed through this machine.
+        input: Option<PipeInput>,
+    },
+}
+
+/// A command on the other host whose output feeds a step's command.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipeInput {
+    pub user: Option<String>,
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+impl CommandSpec {
+    /// The argv as written; for `Each`, the one placeholder naming the commands.
+    pub fn argv(&self) -> &[String] {
+        match self {
+            CommandSpec::Argv(a) | CommandSpec::Detailed { argv: a, .. } => a,
+            CommandSpec::Each(name) => std::slice::from_ref(name),
+        }
+    }
+
+    /// The setting an `Each` entry names.
+    pub fn each(&self) -> Option<&str> {
+        match self {
+            CommandSpec::Each(t) => template::whole_placeholder(t),
+            _ => None,
+        }
+    }
+
+    pub fn when(&self) -> Option<&str> {
+        match self {
+            CommandSpec::Detailed { when, .. } => when.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub fn input(&self) -> Option<&PipeInput> {
+        match self {
+            CommandSpec::Detailed { input, .. } => input.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// A profile's `[vars]` value, and a config's `[vars]` override of it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum VarSpec {
+    Text(String),
+    List(Vec<String>),
+    Commands(Vec<Vec<String>>),
+}
+
+impl VarSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            VarSpec::Text(_) => "a string",
+            VarSpec::List(_) => "a list of strings",
+            VarSpec::Commands(_) => "a list of commands (argv lists)",
+        }
+    }
+
+    /// Whether `other` may replace this value: same shape, and an empty list
+    /// stands for either kind of list.
+    pub fn accepts(&self, other: &VarSpec) -> bool {
+        match (self, other) {
+            (VarSpec::Text(_), VarSpec::Text(_)) => true,
+            (VarSpec::List(_), VarSpec::List(_)) => true,
+            (VarSpec::Commands(_), VarSpec::Commands(_)) => true,
+            (VarSpec::List(l), VarSpec::Commands(_)) => l.is_empty(),
+            (VarSpec::Commands(_), VarSpec::List(l)) => l.is_empty(),
+            _ => false,
+        }
+    }
+
+    pub fn strings(&self) -> Vec<&str> {
+        match self {
+            VarSpec::Text(t) => vec![t.as_str()],
+            VarSpec::List(l) => l.iter().map(String::as_str).collect(),
+            VarSpec::Commands(c) => c.iter().flatten().map(String::as_str).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn items(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// One step as the profile states it. Which keys apply depends on `kind`;
+/// `validate` refuses keys that would be silently ignored.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    pub id: String,
+    pub phase: String,
+    pub title: String,
+    #[serde(default)]
+    pub why: String,
+    /// What brings the old host back if the run stops after this step began
+    /// and before the new host went live.
+    pub undo: Option<UndoSpec>,
+    #[serde(default)]
+    pub kind: StepKind,
+    pub host: Option<HostSel>,
+    pub user: Option<String>,
+    pub confirm: Option<String>,
+    pub downtime: Option<DowntimeMark>,
+    #[serde(default)]
+    pub optional: bool,
+    pub when: Option<OneOrMany>,
+    pub timeout: Option<String>,
+    /// Also runs when a run stops early (like `finally`), unless --keep-dump.
+    #[serde(default)]
+    pub finally: bool,
+    /// Steps whose results this one removes: a resumed run does them again.
+    #[serde(default)]
+    pub resets: Vec<String>,
+    /// Starts together with this earlier step and runs beside it (and the
+    /// steps after it) until the run reaches this step's own place.
+    pub beside: Option<String>,
+    /// Left out of a rehearsal unless said otherwise: nothing runs against a
+    /// live instance by default.
+    pub rehearsal: Option<Rehearsal>,
+    /// Said instead when `when` leaves the step out (media in object storage).
+    pub otherwise: Option<String>,
+    /// Between the downtime marks of the real run (set when the profile is
+    /// loaded): what a rehearsal measures to predict the downtime.
+    #[serde(skip)]
+    pub in_downtime: bool,
+    // command
+    #[serde(default)]
+    pub commands: Vec<CommandSpec>,
+    pub cwd: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub umask: Option<String>,
+    // transfer
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub mode: Option<String>,
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub backup: bool,
+    /// transfer: files copied each to the same path on the target;
+    /// preflight: files that must be readable on the source.
+    #[serde(default)]
+    pub files: Vec<String>,
+    // rsync
+    #[serde(default)]
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub delete: bool,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// A directory inside each path holding what the app can fetch again
+    /// (remote media): left out when the config says `[move] media_cache = "skip"`.
+    pub cache: Option<String>,
+    /// Said when the cache is left out: what to run afterwards.
+    pub cache_note: Option<String>,
+    /// Run both rsyncs with this niceness (0-19), so a copy beside the
+    /// database move leaves the CPU to the restore.
+    pub nice: Option<u8>,
+    // redis
+    pub service: Option<String>,
+    // health
+    pub url: Option<String>,
+    /// Ask from this machine with the URL's host pinned to each [dns] expect
+    /// address (curl --resolve): the new host as visitors will reach it.
+    #[serde(default)]
+    pub pinned: bool,
+    // preflight
+    pub env_file: Option<String>,
+    pub domain_key: Option<String>,
+    pub version_file: Option<String>,
+    #[serde(default)]
+    pub media: Vec<String>,
+    /// Misskey's .config/default.yml: read for the database, Redis, url, id
+    /// method, search and port.
+    pub misskey_config: Option<String>,
+    /// Object storage is on when this env_file setting is "true" (Mastodon's
+    /// S3_ENABLED) ...
+    pub object_storage_env: Option<String>,
+    /// ... or when this query on the source database answers true (Misskey
+    /// keeps the switch in its `meta` table).
+    pub object_storage_sql: Option<String>,
+}
+
+impl StepSpec {
+    pub fn conditions(&self) -> Vec<String> {
+        self.when.as_ref().map(OneOrMany::items).unwrap_or_default()
+    }
+
+    /// Every template string in the step, for placeholder validation.
+    pub(super) fn templates(&self) -> Vec<&str> {
+        let mut t: Vec<&str> = Vec::new();
+        for c in &self.commands {
+            t.extend(c.argv().iter().map(String::as_str));
+            if let Some(i) = c.input() {
+                t.extend(i.argv.iter().map(String::as_str));
+                t.extend(i.user.iter().map(String::as_str));
+                t.extend(i.env.values().map(String::as_str));
+            }
+        }
+        let singles = [
+            &self.cache,
+            &self.cache_note,
+            &self.user,
+            &self.confirm,
+            &self.cwd,
+            &self.from,
+            &self.to,
+            &self.owner,
+            &self.service,
+            &self.url,
+            &self.env_file,
+            &self.version_file,
+            &self.otherwise,
+            &self.misskey_config,
+        ];
+        t.extend(singles.into_iter().flatten().map(String::as_str));
+        t.extend(self.env.values().map(String::as_str));
+        t.extend(self.paths.iter().map(String::as_str));
+        t.extend(self.media.iter().map(String::as_str));
+        t.extend(self.files.iter().map(String::as_str));
+        if let Some(u) = &self.undo {
+            t.extend(u.user.iter().map(String::as_str));
+            for c in &u.commands {
+                t.extend(c.argv().iter().map(String::as_str));
+            }
+        }
+        t
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UndoSpec {
+    pub host: HostSel,
+    pub user: Option<String>,
+    pub commands: Vec<CommandSpec>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseSpec {
+    pub id: String,
+    pub title: String,
+}

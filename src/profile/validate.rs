@@ -1,0 +1,166 @@
+//! What makes a step of a profile one that can work: the keys its kind takes,
+//! the placeholders it names, and where the downtime lies.
+
+use super::template::{TemplateError, placeholders};
+use super::{DowntimeMark, HostSel, Rehearsal, StepKind, StepSpec};
+
+pub(super) fn mark_downtime(mut steps: Vec<StepSpec>) -> Vec<StepSpec> {
+    let mut inside = false;
+    for s in steps
+        .iter_mut()
+        .filter(|s| !matches!(s.rehearsal, Some(Rehearsal::Only | Rehearsal::OnlyWeb)))
+    {
+        if s.downtime == Some(DowntimeMark::Start) {
+            inside = true;
+        }
+        s.in_downtime = inside;
+        if s.downtime == Some(DowntimeMark::End) {
+            inside = false;
+        }
+    }
+    steps
+}
+
+pub(super) fn check_placeholders(template: &str, known: &[String]) -> Result<(), String> {
+    let names = placeholders(template).map_err(|e: TemplateError| e.to_string())?;
+    for n in names {
+        if !known.contains(&n) {
+            return Err(format!("unknown placeholder '{{{n}}}' in '{template}'"));
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn validate_kind(step: &StepSpec) -> Result<(), String> {
+    let kind = step.kind;
+    let present: Vec<(&str, bool)> = vec![
+        ("host", step.host.is_some()),
+        ("commands", !step.commands.is_empty()),
+        ("cwd", step.cwd.is_some()),
+        ("env", !step.env.is_empty()),
+        ("umask", step.umask.is_some()),
+        ("from", step.from.is_some()),
+        ("to", step.to.is_some()),
+        ("mode", step.mode.is_some()),
+        ("owner", step.owner.is_some()),
+        ("backup", step.backup),
+        ("paths", !step.paths.is_empty()),
+        ("delete", step.delete),
+        ("exclude", !step.exclude.is_empty()),
+        ("cache", step.cache.is_some()),
+        ("cache_note", step.cache_note.is_some()),
+        ("nice", step.nice.is_some()),
+        ("service", step.service.is_some()),
+        ("url", step.url.is_some()),
+        ("pinned", step.pinned),
+        ("env_file", step.env_file.is_some()),
+        ("domain_key", step.domain_key.is_some()),
+        ("version_file", step.version_file.is_some()),
+        ("media", !step.media.is_empty()),
+        ("files", !step.files.is_empty()),
+        ("misskey_config", step.misskey_config.is_some()),
+        ("object_storage_env", step.object_storage_env.is_some()),
+        ("object_storage_sql", step.object_storage_sql.is_some()),
+        ("user", step.user.is_some()),
+    ];
+    let (allowed, required): (&[&str], &[&str]) = match kind {
+        StepKind::Command => (
+            &["host", "commands", "cwd", "env", "umask", "user"],
+            &["host", "commands"],
+        ),
+        StepKind::Preflight => (
+            &[
+                "env_file",
+                "domain_key",
+                "version_file",
+                "media",
+                "files",
+                "misskey_config",
+                "object_storage_env",
+                "object_storage_sql",
+            ],
+            &[],
+        ),
+        StepKind::Transfer => (
+            &["from", "to", "files", "mode", "owner", "backup", "user"],
+            &["mode", "user"],
+        ),
+        StepKind::Rsync => (
+            &[
+                "paths",
+                "delete",
+                "exclude",
+                "cache",
+                "cache_note",
+                "nice",
+                "user",
+            ],
+            &["paths", "user"],
+        ),
+        StepKind::Verify | StepKind::Dns => (&[], &[]),
+        StepKind::Redis => (&["service"], &["service"]),
+        StepKind::Health => (&["url", "pinned"], &["url"]),
+    };
+    for (key, is_set) in &present {
+        if *is_set && !allowed.contains(key) {
+            return Err(format!(
+                "'{key}' does not apply to a '{}' step",
+                kind.name()
+            ));
+        }
+    }
+    for key in required {
+        if !present.iter().any(|(k, set)| k == key && *set) {
+            return Err(format!("a '{}' step needs '{key}'", kind.name()));
+        }
+    }
+    if kind == StepKind::Transfer {
+        let pair = step.from.is_some() && step.to.is_some();
+        let one = step.from.is_some() || step.to.is_some();
+        if pair != step.files.is_empty() || (one && !pair) {
+            return Err(
+                "a 'transfer' step copies 'from' to 'to', or each of 'files' to the same path; it needs one of the two"
+                    .into(),
+            );
+        }
+    }
+    if step.object_storage_env.is_some() && step.env_file.is_none() {
+        return Err("'object_storage_env' names a setting of 'env_file', which is not set".into());
+    }
+    if let Some(m) = &step.mode
+        && !(m.len() == 4 && m.starts_with('0') && m.chars().all(|c| ('0'..='7').contains(&c)))
+    {
+        return Err(format!("mode '{m}' is not an octal file mode like 0600"));
+    }
+    if let Some(n) = step.nice
+        && n > 19
+    {
+        return Err(format!("nice '{n}' is not a niceness from 0 to 19"));
+    }
+    if let Some(u) = &step.umask
+        && !(u.len() == 3 && u.chars().all(|c| ('0'..='7').contains(&c)))
+    {
+        return Err(format!("umask '{u}' is not an octal umask like 077"));
+    }
+    for c in &step.commands {
+        if c.argv().is_empty() || c.input().is_some_and(|i| i.argv.is_empty()) {
+            return Err("a command needs at least a program".into());
+        }
+        if c.input().is_some() && !matches!(step.host, Some(HostSel::Source | HostSel::Target)) {
+            return Err(
+                "a command with 'input' runs on one host ('source' or 'target'); its input comes from the other"
+                    .into(),
+            );
+        }
+    }
+    for key in step.env.keys() {
+        let ok = key
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            && !key.is_empty();
+        if !ok {
+            return Err(format!("'{key}' is not an environment variable name"));
+        }
+    }
+    Ok(())
+}
