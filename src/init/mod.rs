@@ -6,6 +6,7 @@
 //! the file itself are the front end's (`ui::init`).
 
 pub mod detect;
+pub mod parse;
 pub mod probe;
 pub mod render;
 

@@ -6,7 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use super::detect::{Probe, Signature, Unit, parse_nginx, parse_rds};
+use super::detect::{Probe, Signature, Unit};
+use super::parse::{parse_nginx, parse_rds};
 use crate::remote::{Host, RemoteCommand, RemoteError, RunAs};
 use crate::runtime::database::query;
 use crate::steps::misskey::MisskeyConfig;

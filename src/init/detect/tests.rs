@@ -1,4 +1,5 @@
 use super::*;
+use crate::init::parse::{parse_nginx, parse_rds};
 
 fn unit(name: &str, user: &str, dir: &str, pid: u32) -> Unit {
     Unit {
