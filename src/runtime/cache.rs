@@ -1,6 +1,6 @@
 //! The cache side of a host: Redis, through `redis-cli` as root.
 
-use crate::remote::{RemoteCommand, RunAs};
+use crate::remote::{RemoteCommand, RemoteError, RunAs, Shell};
 
 /// The tool the cache side needs on both hosts.
 pub const TOOL: &str = "redis-cli";
@@ -10,6 +10,48 @@ pub fn cli(port: &str, args: &[&str]) -> RemoteCommand {
     let mut argv = vec![TOOL, "-p", port];
     argv.extend_from_slice(args);
     RemoteCommand::new(RunAs::Root, argv)
+}
+
+/// What the move needs to know of a Redis.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CacheInfo {
+    pub version: Option<String>,
+    /// Where its dump file lives on the host's filesystem (Redis runs on the
+    /// host, so its own `dir` is a host path).
+    pub dump_file: Option<String>,
+    /// With the append-only file on, Redis ignores a copied dump.rdb.
+    pub appendonly: bool,
+}
+
+/// `PING`: whether it answered `PONG`, and what it said.
+pub async fn ping(h: &impl Shell, port: &str) -> Result<(bool, String), RemoteError> {
+    let out = h.run_quiet(&cli(port, &["PING"])).await?;
+    let said = out.stdout.trim().to_string();
+    Ok((out.success() && said == "PONG", said))
+}
+
+/// Version, dump file and append-only mode, from CONFIG GET and INFO.
+pub async fn info(h: &impl Shell, port: &str) -> Result<CacheInfo, RemoteError> {
+    let mut answers = Vec::new();
+    for args in [
+        &["CONFIG", "GET", "dir"][..],
+        &["CONFIG", "GET", "dbfilename"],
+        &["CONFIG", "GET", "appendonly"],
+        &["INFO", "server"],
+    ] {
+        answers.push(h.run_quiet(&cli(port, args)).await?.stdout);
+    }
+    // CONFIG GET answers the name, then the value.
+    let second = |s: &str| s.lines().nth(1).map(str::trim).unwrap_or("").to_string();
+    let (dir, file) = (second(&answers[0]), second(&answers[1]));
+    Ok(CacheInfo {
+        version: answers[3]
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("redis_version:"))
+            .map(str::to_string),
+        dump_file: (!dir.is_empty() && !file.is_empty()).then(|| format!("{dir}/{file}")),
+        appendonly: second(&answers[2]) == "yes",
+    })
 }
 
 #[cfg(test)]

@@ -85,6 +85,17 @@ pub async fn query<S: Shell>(
         .collect())
 }
 
+/// Where the database's files live on the host's filesystem: the server's
+/// own `data_directory`, since the server runs on the host. The disk check
+/// measures the filesystem that holds it.
+pub async fn data_directory(h: &impl Shell, admin: &RunAs) -> Result<String, PsqlError> {
+    Ok(query(h, admin, "postgres", "SHOW data_directory", &[])
+        .await?
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "/var/lib/postgresql".into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 use super::{Report, Settings};
 use crate::events::CheckStatus::{Fail, Pass, Warn};
 use crate::remote::{RemoteCommand, RunAs, Shell};
-use crate::runtime::database::query;
+use crate::runtime::database;
 use crate::steps::{StepFailure, free_space};
 use crate::units::human_bytes;
 use std::collections::BTreeMap;
@@ -127,11 +127,7 @@ pub(super) async fn check_disk<S: Shell>(
         }
     }
     let admin = RunAs::User(s.db_admin.clone());
-    let data_dir = query(dst, &admin, "postgres", "SHOW data_directory", &[])
-        .await?
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "/var/lib/postgresql".into());
+    let data_dir = database::data_directory(dst, &admin).await?;
     let mut needs: BTreeMap<String, (u64, u64, Vec<&str>)> = BTreeMap::new();
     for (path, bytes, what, run_as) in [
         (s.work_dir.as_str(), dump_estimate, "dump", user.clone()),

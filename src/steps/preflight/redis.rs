@@ -6,15 +6,6 @@ use crate::remote::{Role, Shell};
 use crate::runtime::cache;
 use crate::steps::StepFailure;
 
-pub(super) async fn redis_cli<S: Shell>(
-    h: &S,
-    port: &str,
-    args: &[&str],
-) -> Result<(bool, String), StepFailure> {
-    let out = h.run_quiet(&cache::cli(port, args)).await?;
-    Ok((out.success(), out.stdout.trim().to_string()))
-}
-
 pub(super) async fn check_redis<S: Shell>(
     src: &S,
     dst: &S,
@@ -24,8 +15,8 @@ pub(super) async fn check_redis<S: Shell>(
     let mut rdbs = Vec::new();
     let mut versions = Vec::new();
     for h in [src, dst] {
-        let (ok, pong) = redis_cli(h, port, &["PING"]).await?;
-        if !ok || pong != "PONG" {
+        let (ok, pong) = cache::ping(h, port).await?;
+        if !ok {
             let why = if pong.contains("NOAUTH") {
                 "Redis requires a password, which hikkoshi does not support yet".to_string()
             } else {
@@ -36,17 +27,9 @@ pub(super) async fn check_redis<S: Shell>(
             versions.push(None);
             continue;
         }
-        let (_, dir) = redis_cli(h, port, &["CONFIG", "GET", "dir"]).await?;
-        let (_, file) = redis_cli(h, port, &["CONFIG", "GET", "dbfilename"]).await?;
-        let (_, aof) = redis_cli(h, port, &["CONFIG", "GET", "appendonly"]).await?;
-        let (_, info) = redis_cli(h, port, &["INFO", "server"]).await?;
-        let second = |s: &str| s.lines().nth(1).map(str::trim).unwrap_or("").to_string();
-        let (dir, file, aof) = (second(&dir), second(&file), second(&aof));
-        let version = info
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("redis_version:"))
-            .map(str::to_string);
-        if aof == "yes" && h.role() == Role::Target {
+        let info = cache::info(h, port).await?;
+        let version = info.version.clone();
+        if info.appendonly && h.role() == Role::Target {
             r.note(h.name(), "redis", Fail, "appendonly is on: Redis would ignore the copied dump.rdb and start empty; set 'appendonly no' on the new host for the move");
         } else {
             r.note(
@@ -54,12 +37,13 @@ pub(super) async fn check_redis<S: Shell>(
                 "redis",
                 Pass,
                 format!(
-                    "{}, data in {dir}/{file}",
-                    version.clone().unwrap_or_default()
+                    "{}, data in {}",
+                    version.clone().unwrap_or_default(),
+                    info.dump_file.clone().unwrap_or_default()
                 ),
             );
         }
-        rdbs.push((!dir.is_empty() && !file.is_empty()).then(|| format!("{dir}/{file}")));
+        rdbs.push(info.dump_file);
         versions.push(version);
     }
     if let (Some(Some(a)), Some(Some(b))) = (versions.first(), versions.get(1)) {
