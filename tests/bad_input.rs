@@ -8,6 +8,7 @@
 //! exactly what the test put there (no journal, no log, no MARKER file that a
 //! value run as a command would have created). Values that are allowed must
 //! reach ssh as single, intact arguments, and never run.
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)] // a test crate: a failed expectation is the test failing
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
 //! The binary in a hermetic environment (temp HOME and state dir, fixed COLUMNS),
 //! with stdout, stderr and exit status snapshotted together.
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)] // a test crate: a failed expectation is the test failing
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,6 +1,7 @@
 //! `hikkoshi dns` against real DNS servers on loopback: hickory-server zones
 //! standing in for the domain's nameservers and for resolvers with different
 //! caches. Each test uses its own 127.0.N.0/24, so tests can run in parallel.
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)] // a test crate: a failed expectation is the test failing
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

@@ -2,6 +2,7 @@
 //! table below (or within its own module), and no files import each other in
 //! a circle. Read from the source text, so a new import against the direction
 //! fails here, naming the file, the line and what it should do instead.
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)] // a test crate: a failed expectation is the test failing
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
