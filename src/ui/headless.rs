@@ -185,8 +185,50 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
     } else {
         EngineCommand::Abort
     };
-    let commands = handle.commands.clone();
-    let interrupt = tokio::spawn(async move {
+    let interrupt = on_interrupt(handle.commands.clone(), stop);
+    // With steps running beside each other, a line from a step other than the
+    // one whose header came last names its step.
+    let mut header = String::new();
+    while let Some(record) = handle.records.recv().await {
+        state.apply(&record);
+        let reply = match &record.event {
+            EngineEvent::AwaitingConfirm { step, prompt } => {
+                Some(confirm(&mut p, &opts, interactive, stop, step, prompt).await)
+            }
+            EngineEvent::StepFinished {
+                step,
+                outcome,
+                duration_ms,
+            } => step_finished(&mut p, &state, &opts, stop, step, outcome, *duration_ms),
+            EngineEvent::RunFinished {
+                outcome,
+                duration_ms,
+            } => {
+                run_finished(&mut p, &state, outcome, *duration_ms);
+                None
+            }
+            other => {
+                show(&mut p, &state, &mut header, other);
+                None
+            }
+        };
+        if let Some(decision) = reply {
+            let _ = handle.commands.send(decision);
+        }
+    }
+    interrupt.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(5), &mut handle.task).await;
+    let journal_error = handle.pipeline.await.ok().flatten();
+    (state, journal_error)
+}
+
+/// Ctrl-C or SIGTERM stops the running step and ends the run (rolling back
+/// when that is what a failure would do).
+fn on_interrupt(
+    commands: tokio::sync::mpsc::UnboundedSender<EngineCommand>,
+    stop: EngineCommand,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         let term = async {
@@ -203,264 +245,269 @@ pub async fn run(mut handle: EngineHandle, opts: HeadlessOptions) -> (RunState, 
         }
         eprintln!("hikkoshi: interrupted; stopping the running step and ending the run");
         let _ = commands.send(stop);
-    });
+    })
+}
 
-    // With steps running beside each other, a line from a step other than the
-    // one whose header came last names its step.
-    let mut header = String::new();
-    while let Some(record) = handle.records.recv().await {
-        state.apply(&record);
-        match &record.event {
-            EngineEvent::RunStarted {
-                run_id,
-                mode,
-                domain,
-                source,
-                target,
-                steps,
-                ..
-            } => {
+/// Every event that only prints.
+fn show(p: &mut Printer, state: &RunState, header: &mut String, event: &EngineEvent) {
+    match event {
+        EngineEvent::RunStarted {
+            run_id,
+            mode,
+            domain,
+            source,
+            target,
+            steps,
+            ..
+        } => {
+            p.line(&format!(
+                "hikkoshi {mode} {run_id}: {domain}, {source} -> {target}, {} step{}",
+                steps.len(),
+                if steps.len() == 1 { "" } else { "s" }
+            ));
+        }
+        EngineEvent::StepStarted { step, .. } => {
+            p.finish_bar();
+            header.clone_from(step);
+            if let Some(s) = state.step(step) {
+                let again = if s.attempts > 1 {
+                    format!(" (attempt {})", s.attempts)
+                } else {
+                    String::new()
+                };
                 p.line(&format!(
-                    "hikkoshi {mode} {run_id}: {domain}, {source} -> {target}, {} step{}",
-                    steps.len(),
-                    if steps.len() == 1 { "" } else { "s" }
+                    "==> {} / {}: {}{again}",
+                    s.info.phase_title, s.info.id, s.info.title
                 ));
             }
-            EngineEvent::StepStarted { step, .. } => {
-                p.finish_bar();
-                header.clone_from(step);
-                if let Some(s) = state.step(step) {
-                    let again = if s.attempts > 1 {
-                        format!(" (attempt {})", s.attempts)
-                    } else {
-                        String::new()
-                    };
+        }
+        EngineEvent::Check {
+            step,
+            host,
+            name,
+            status,
+            message,
+        } => {
+            let host = if step == header {
+                host.clone()
+            } else {
+                format!("[{step}] {host}")
+            };
+            let mark = match status {
+                CheckStatus::Pass => "ok  ",
+                CheckStatus::Warn => "WARN",
+                CheckStatus::Fail => "FAIL",
+            };
+            let message = message.replace('\n', "\n         ");
+            p.line(&format!("  [{mark}] {host}: {name}: {message}"));
+        }
+        EngineEvent::Output {
+            step,
+            lines,
+            stream,
+        } => {
+            let from = if step == header {
+                String::new()
+            } else {
+                format!("[{step}] ")
+            };
+            for l in lines {
+                let prefix = if *stream == Stream::Stderr {
+                    "  ! "
+                } else {
+                    "  | "
+                };
+                p.line(&format!("{prefix}{from}{l}"));
+            }
+        }
+        EngineEvent::Progress { step, bytes, total } => p.progress(step, *bytes, *total),
+        EngineEvent::Forecast { window, .. } => {
+            for w in window {
+                if let Some(e) = &w.estimate {
+                    let figure = e.ms.map_or_else(
+                        || "not measured".to_string(),
+                        |ms| format!("~{}", short_duration(ms)),
+                    );
                     p.line(&format!(
-                        "==> {} / {}: {}{again}",
-                        s.info.phase_title, s.info.id, s.info.title
+                        "  estimate for the real run: {} {figure}: {}",
+                        w.id, e.how
                     ));
-                }
-            }
-            EngineEvent::Check {
-                step,
-                host,
-                name,
-                status,
-                message,
-            } => {
-                let host = if *step == header {
-                    host.clone()
-                } else {
-                    format!("[{step}] {host}")
-                };
-                let mark = match status {
-                    CheckStatus::Pass => "ok  ",
-                    CheckStatus::Warn => "WARN",
-                    CheckStatus::Fail => "FAIL",
-                };
-                let message = message.replace('\n', "\n         ");
-                p.line(&format!("  [{mark}] {host}: {name}: {message}"));
-            }
-            EngineEvent::Output {
-                step,
-                lines,
-                stream,
-            } => {
-                let from = if *step == header {
-                    String::new()
-                } else {
-                    format!("[{step}] ")
-                };
-                for l in lines {
-                    let prefix = if *stream == Stream::Stderr {
-                        "  ! "
-                    } else {
-                        "  | "
-                    };
-                    p.line(&format!("{prefix}{from}{l}"));
-                }
-            }
-            EngineEvent::Progress { step, bytes, total } => p.progress(step, *bytes, *total),
-            EngineEvent::Forecast { window, .. } => {
-                for w in window {
-                    if let Some(e) = &w.estimate {
-                        let figure = e.ms.map_or_else(
-                            || "not measured".to_string(),
-                            |ms| format!("~{}", short_duration(ms)),
-                        );
-                        p.line(&format!(
-                            "  estimate for the real run: {} {figure}: {}",
-                            w.id, e.how
-                        ));
-                    }
-                }
-            }
-            EngineEvent::Predicted(r) => p.line(&format!(
-                "the last rehearsal ({}, {}) predicted a downtime of {}",
-                r.rehearsal,
-                r.journal,
-                short_duration(r.prediction.total_ms)
-            )),
-            EngineEvent::Propagation {
-                elapsed_s, report, ..
-            } => p.line(&format!(
-                "  [{elapsed_s:>4}s] {}",
-                crate::dns::summary(report)
-            )),
-            EngineEvent::AwaitingConfirm { step, prompt } => {
-                p.finish_bar();
-                let decision = if opts.yes {
-                    p.line(&format!("  confirm: {prompt} (yes: --yes)"));
-                    EngineCommand::Confirm
-                } else if interactive {
-                    if ask(format!("  {step}: {prompt}\n  go ahead?")).await {
-                        EngineCommand::Confirm
-                    } else {
-                        p.line("  declined");
-                        stop
-                    }
-                } else {
-                    p.error(&format!(
-                        "hikkoshi: step '{step}' needs confirmation ({prompt}) and there is no terminal to ask; pass --yes to confirm every step"
-                    ));
-                    stop
-                };
-                let _ = handle.commands.send(decision);
-            }
-            EngineEvent::StepFinished {
-                step,
-                outcome,
-                duration_ms,
-            } => {
-                p.finish_bar();
-                let optional = state.step(step).is_some_and(|s| s.info.optional);
-                match outcome {
-                    StepOutcome::Succeeded => p.line(&format!(
-                        "    done: {step} ({})",
-                        short_duration(*duration_ms)
-                    )),
-                    StepOutcome::Skipped { reason } => {
-                        p.line(&format!("    skipped: {step}: {reason}"))
-                    }
-                    StepOutcome::Failed {
-                        message,
-                        host,
-                        command,
-                        exit_code,
-                        first_error,
-                        stderr_tail,
-                    } => {
-                        let mut text = format!(
-                            "hikkoshi: step '{step}' failed after {}",
-                            short_duration(*duration_ms)
-                        );
-                        if let Some(h) = host {
-                            text.push_str(&format!(" on {h}"));
-                        }
-                        text.push_str(&format!(":\n  {}", message.replace('\n', "\n  ")));
-                        if let Some(c) = command {
-                            text.push_str(&format!("\n  command: {c}"));
-                        }
-                        if let Some(code) = exit_code {
-                            text.push_str(&format!("\n  exit code: {code}"));
-                        }
-                        if let Some(f) = first_error
-                            && !message.contains(f.as_str())
-                        {
-                            text.push_str(&format!("\n  first error: {f}"));
-                        }
-                        if !stderr_tail.is_empty() {
-                            text.push_str("\n  last lines:");
-                            for l in stderr_tail.iter().rev().take(10).rev() {
-                                text.push_str(&format!("\n    {l}"));
-                            }
-                        }
-                        p.error(&text);
-                        // Headless has nobody to ask: optional steps are passed over,
-                        // anything else ends the run.
-                        let decision = if optional && opts.yes {
-                            EngineCommand::Skip
-                        } else {
-                            stop
-                        };
-                        if optional && opts.yes {
-                            p.line(&format!("    {step} is optional: going on without it"));
-                        }
-                        let _ = handle.commands.send(decision);
-                    }
-                }
-            }
-            EngineEvent::RunFinished {
-                outcome,
-                duration_ms,
-            } => {
-                p.finish_bar();
-                let downtime = state
-                    .downtime(jiff::Timestamp::now())
-                    .map(|d| {
-                        format!(
-                            ", downtime {}{}",
-                            short_duration(u64::try_from(d.as_millis()).unwrap_or(0)),
-                            state
-                                .downtime_end_step
-                                .as_ref()
-                                .map(|s| format!(" (over at step '{s}')"))
-                                .unwrap_or_default()
-                        )
-                    })
-                    .unwrap_or_default();
-                let moved = match state.bytes_moved() {
-                    0 => String::new(),
-                    b => format!(", {} moved", human_bytes(b)),
-                };
-                let total = short_duration(*duration_ms);
-                match outcome {
-                    RunOutcome::Succeeded => {
-                        p.line(&format!(
-                            "finished: every step succeeded in {total}{downtime}{moved}"
-                        ));
-                        if let Some(line) = crate::ui::review::predicted_and_measured(&state) {
-                            p.line(&line);
-                        }
-                    }
-                    RunOutcome::Incomplete { failed } => p.error(&format!(
-                        "hikkoshi: finished in {total}{downtime}, but optional step{} {} failed",
-                        if failed.len() == 1 { "" } else { "s" },
-                        failed.join(", ")
-                    )),
-                    RunOutcome::Failed { step } => p.error(&format!(
-                        "hikkoshi: stopped at step '{step}' after {total}{downtime}"
-                    )),
-                    RunOutcome::Aborted { step } => p.error(&format!(
-                        "hikkoshi: aborted{} after {total}{downtime}",
-                        step.as_ref()
-                            .map(|s| format!(" at step '{s}'"))
-                            .unwrap_or_default()
-                    )),
-                }
-                let brought_back = state.brought_back();
-                let finished = matches!(
-                    outcome,
-                    RunOutcome::Succeeded | RunOutcome::Incomplete { .. }
-                );
-                if state.downtime_started.is_some()
-                    && state.downtime_ended.is_none()
-                    && !brought_back
-                {
-                    if finished {
-                        p.error(&unproven_advice(&state));
-                    } else {
-                        p.error(&down_advice(&state));
-                    }
-                }
-                if let Some(note) = partial_database(&state) {
-                    p.error(&note);
                 }
             }
         }
+        EngineEvent::Predicted(r) => p.line(&format!(
+            "the last rehearsal ({}, {}) predicted a downtime of {}",
+            r.rehearsal,
+            r.journal,
+            short_duration(r.prediction.total_ms)
+        )),
+        EngineEvent::Propagation {
+            elapsed_s, report, ..
+        } => p.line(&format!(
+            "  [{elapsed_s:>4}s] {}",
+            crate::dns::summary(report)
+        )),
+        _ => {}
     }
-    interrupt.abort();
-    let _ = tokio::time::timeout(Duration::from_secs(5), &mut handle.task).await;
-    let journal_error = handle.pipeline.await.ok().flatten();
-    (state, journal_error)
+}
+
+/// --yes confirms, a terminal asks, anything else stops the run.
+async fn confirm(
+    p: &mut Printer,
+    opts: &HeadlessOptions,
+    interactive: bool,
+    stop: EngineCommand,
+    step: &str,
+    prompt: &str,
+) -> EngineCommand {
+    p.finish_bar();
+    if opts.yes {
+        p.line(&format!("  confirm: {prompt} (yes: --yes)"));
+        EngineCommand::Confirm
+    } else if interactive {
+        if ask(format!("  {step}: {prompt}\n  go ahead?")).await {
+            EngineCommand::Confirm
+        } else {
+            p.line("  declined");
+            stop
+        }
+    } else {
+        p.error(&format!(
+            "hikkoshi: step '{step}' needs confirmation ({prompt}) and there is no terminal to ask; pass --yes to confirm every step"
+        ));
+        stop
+    }
+}
+
+/// Says how a step ended; a failure is answered: headless has nobody to ask,
+/// so optional steps are passed over (with --yes) and anything else ends the run.
+fn step_finished(
+    p: &mut Printer,
+    state: &RunState,
+    opts: &HeadlessOptions,
+    stop: EngineCommand,
+    step: &str,
+    outcome: &StepOutcome,
+    duration_ms: u64,
+) -> Option<EngineCommand> {
+    p.finish_bar();
+    match outcome {
+        StepOutcome::Succeeded => {
+            p.line(&format!(
+                "    done: {step} ({})",
+                short_duration(duration_ms)
+            ));
+            None
+        }
+        StepOutcome::Skipped { reason } => {
+            p.line(&format!("    skipped: {step}: {reason}"));
+            None
+        }
+        StepOutcome::Failed {
+            message,
+            host,
+            command,
+            exit_code,
+            first_error,
+            stderr_tail,
+        } => {
+            let mut text = format!(
+                "hikkoshi: step '{step}' failed after {}",
+                short_duration(duration_ms)
+            );
+            if let Some(h) = host {
+                text.push_str(&format!(" on {h}"));
+            }
+            text.push_str(&format!(":\n  {}", message.replace('\n', "\n  ")));
+            if let Some(c) = command {
+                text.push_str(&format!("\n  command: {c}"));
+            }
+            if let Some(code) = exit_code {
+                text.push_str(&format!("\n  exit code: {code}"));
+            }
+            if let Some(f) = first_error
+                && !message.contains(f.as_str())
+            {
+                text.push_str(&format!("\n  first error: {f}"));
+            }
+            if !stderr_tail.is_empty() {
+                text.push_str("\n  last lines:");
+                for l in stderr_tail.iter().rev().take(10).rev() {
+                    text.push_str(&format!("\n    {l}"));
+                }
+            }
+            p.error(&text);
+            let optional = state.step(step).is_some_and(|s| s.info.optional);
+            if optional && opts.yes {
+                p.line(&format!("    {step} is optional: going on without it"));
+                Some(EngineCommand::Skip)
+            } else {
+                Some(stop)
+            }
+        }
+    }
+}
+
+/// The run's end: its outcome, the downtime, what moved, and what to do when
+/// the instance is still down.
+fn run_finished(p: &mut Printer, state: &RunState, outcome: &RunOutcome, duration_ms: u64) {
+    p.finish_bar();
+    let downtime = state
+        .downtime(jiff::Timestamp::now())
+        .map(|d| {
+            format!(
+                ", downtime {}{}",
+                short_duration(u64::try_from(d.as_millis()).unwrap_or(0)),
+                state
+                    .downtime_end_step
+                    .as_ref()
+                    .map(|s| format!(" (over at step '{s}')"))
+                    .unwrap_or_default()
+            )
+        })
+        .unwrap_or_default();
+    let moved = match state.bytes_moved() {
+        0 => String::new(),
+        b => format!(", {} moved", human_bytes(b)),
+    };
+    let total = short_duration(duration_ms);
+    match outcome {
+        RunOutcome::Succeeded => {
+            p.line(&format!(
+                "finished: every step succeeded in {total}{downtime}{moved}"
+            ));
+            if let Some(line) = crate::ui::review::predicted_and_measured(state) {
+                p.line(&line);
+            }
+        }
+        RunOutcome::Incomplete { failed } => p.error(&format!(
+            "hikkoshi: finished in {total}{downtime}, but optional step{} {} failed",
+            if failed.len() == 1 { "" } else { "s" },
+            failed.join(", ")
+        )),
+        RunOutcome::Failed { step } => p.error(&format!(
+            "hikkoshi: stopped at step '{step}' after {total}{downtime}"
+        )),
+        RunOutcome::Aborted { step } => p.error(&format!(
+            "hikkoshi: aborted{} after {total}{downtime}",
+            step.as_ref()
+                .map(|s| format!(" at step '{s}'"))
+                .unwrap_or_default()
+        )),
+    }
+    let brought_back = state.brought_back();
+    let finished = matches!(
+        outcome,
+        RunOutcome::Succeeded | RunOutcome::Incomplete { .. }
+    );
+    if state.downtime_started.is_some() && state.downtime_ended.is_none() && !brought_back {
+        if finished {
+            p.error(&unproven_advice(state));
+        } else {
+            p.error(&down_advice(state));
+        }
+    }
+    if let Some(note) = partial_database(state) {
+        p.error(&note);
+    }
 }
