@@ -345,173 +345,18 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
             profile,
             format,
             rehearse,
-        } => {
-            let plan = match (config, profile) {
-                (Some(config), _) => load(&config)?.1,
-                (None, Some(name)) => {
-                    let config = Config::for_profile(&name)
-                        .map_err(|e| UsageError(anyhow::anyhow!("--profile: {e}")))?;
-                    Plan::build_for_showing(&config)?
-                }
-                (None, None) => {
-                    return Err(UsageError(anyhow::anyhow!(
-                        "plan needs --config FILE or --profile NAME"
-                    )));
-                }
-            };
-            let plan = if rehearse {
-                plan.for_rehearsal(true)
-            } else {
-                plan
-            };
-            match format {
-                Format::Text => print!("{}", hikkoshi::ui::plan::render_text(&plan)),
-                Format::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&hikkoshi::ui::plan::render_json(&plan))?
-                ),
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Check { config } => {
-            let (config, plan) = load(&config)?;
-            init_log(&config.app.domain);
-            let now = jiff::Timestamp::now();
-            let handle = engine::start(
-                plan.preflight_only(),
-                RunOptions {
-                    run_id: run_id(now),
-                    mode: RunMode::Check,
-                    ssh_config: config.ssh_config.clone(),
-                    dns: config.dns.clone(),
-                    gated: false,
-                    ..RunOptions::default()
-                },
-                None,
-            );
-            let options = HeadlessOptions {
-                yes: true,
-                rollback: false,
-            };
-            let (state, _) = headless::run(handle, options).await;
-            if state.outcome == Some(RunOutcome::Succeeded) {
-                println!(
-                    "ready: {} can move from {} to {}",
-                    plan.domain, plan.source, plan.target
-                );
-            }
-            if let Some(advice) = ssh_advice(&state, config.ssh_config.as_deref()) {
-                eprintln!("{advice}");
-            }
-            Ok(exit_for(state.outcome.as_ref()))
-        }
+        } => plan_command(config, profile, format, rehearse),
+        Command::Check { config } => check_command(&config).await,
         Command::Run {
-            run:
-                RunArgs {
-                    config,
-                    headless,
-                    yes,
-                    journal,
-                    reset_target,
-                    keep_dump,
-                    break_lock,
-                },
+            run,
             on_failure,
             resume,
-        } => {
-            let (config, plan) = load(&config)?;
-            let wizard = wizard_wanted(headless)?;
-            init_log(&config.app.domain);
-            let now = jiff::Timestamp::now();
-            let (path, id, resume_done) = if resume {
-                let path = match journal {
-                    Some(p) => p,
-                    None => journal::newest(&config.app.domain).ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "--resume: no journal of an earlier run for '{}' in the default place; give it with --journal PATH",
-                            config.app.domain
-                        )
-                    })?,
-                };
-                let point = resume_from(&path, &plan)?;
-                println!(
-                    "resuming run {} at step '{}' ({} step{} done earlier are not repeated)",
-                    point.run_id,
-                    point.first,
-                    point.done.len(),
-                    if point.done.len() == 1 { "" } else { "s" }
-                );
-                (path, point.run_id, point.done)
-            } else {
-                let path =
-                    journal.unwrap_or_else(|| journal::default_path(&config.app.domain, now));
-                (path, run_id(now), Default::default())
-            };
-            let opts = RunOptions {
-                run_id: id,
-                mode: RunMode::Run,
-                ssh_config: config.ssh_config.clone(),
-                dns: config.dns.clone(),
-                gated: wizard,
-                break_lock,
-                keep_dump,
-                reset_target,
-                resume_done,
-                from_backup: None,
-                prediction: last_rehearsal(&plan, &path),
-                run_dns: None,
-            };
-            let rollback = on_failure == OnFailure::Rollback;
-            drive(plan, opts, &path, HeadlessOptions { yes, rollback }).await
-        }
+        } => run_command(run, on_failure, resume).await,
         Command::Rehearse {
-            run:
-                RunArgs {
-                    config,
-                    headless,
-                    yes,
-                    journal,
-                    reset_target,
-                    keep_dump,
-                    break_lock,
-                },
+            run,
             start_web,
             from_backup,
-        } => {
-            let (config, plan) = load(&config)?;
-            if let Some(p) = &from_backup
-                && !hikkoshi::config::is_plain_abs_path(p)
-            {
-                return Err(UsageError(anyhow::anyhow!(
-                    "--from-backup '{}' is not an absolute path on the old host",
-                    p.escape_debug()
-                )));
-            }
-            let wizard = wizard_wanted(headless)?;
-            init_log(&config.app.domain);
-            let now = jiff::Timestamp::now();
-            let path = journal.unwrap_or_else(|| journal::default_path(&config.app.domain, now));
-            let opts = RunOptions {
-                run_id: run_id(now),
-                mode: RunMode::Rehearse,
-                ssh_config: config.ssh_config.clone(),
-                // DNS is never touched, nor waited for, in a rehearsal.
-                dns: None,
-                run_dns: config.dns.clone(),
-                gated: wizard,
-                break_lock,
-                keep_dump,
-                reset_target,
-                from_backup,
-                ..RunOptions::default()
-            };
-            // Nothing stops on the old host, so there is nothing to bring back.
-            let options = HeadlessOptions {
-                yes,
-                rollback: false,
-            };
-            drive(plan.for_rehearsal(start_web), opts, &path, options).await
-        }
+        } => rehearse_command(run, start_web, from_backup).await,
         Command::Dns {
             domain,
             expect,
@@ -526,52 +371,229 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
             clap_complete::generate(shell, &mut cmd, "hikkoshi", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Man { command } => {
-            let cli = <Cli as clap::CommandFactory>::command();
-            let page = match command {
-                None => cli,
-                Some(name) => {
-                    let names: Vec<String> = cli
-                        .get_subcommands()
-                        .map(|c| c.get_name().to_string())
-                        .collect();
-                    cli.find_subcommand(&name)
-                        .cloned()
-                        .ok_or_else(|| {
-                            UsageError(anyhow::anyhow!(
-                                "man: '{name}' is not a command of hikkoshi; its commands: {}",
-                                names.join(", ")
-                            ))
-                        })?
-                        .name(format!("hikkoshi-{name}"))
-                        .version(env!("CARGO_PKG_VERSION"))
-                }
-            };
-            clap_mangen::Man::new(page)
-                .render(&mut std::io::stdout())
-                .context("writing the manual page")?;
-            Ok(ExitCode::SUCCESS)
+        Command::Man { command } => man_command(command),
+        Command::Review { journal, format } => review_command(&journal, format).await,
+    }
+}
+
+fn plan_command(
+    config: Option<std::path::PathBuf>,
+    profile: Option<String>,
+    format: Format,
+    rehearse: bool,
+) -> Result<ExitCode, UsageError> {
+    let plan = match (config, profile) {
+        (Some(config), _) => load(&config)?.1,
+        (None, Some(name)) => {
+            let config = Config::for_profile(&name)
+                .map_err(|e| UsageError(anyhow::anyhow!("--profile: {e}")))?;
+            Plan::build_for_showing(&config)?
         }
-        Command::Review { journal, format } => {
-            let records = Journal::read(&journal)?;
-            let state = hikkoshi::run_state::RunState::from_records(&records);
-            if state.steps.is_empty() {
-                return Err(UsageError(anyhow::anyhow!(
-                    "'{}' holds no run: is it a hikkoshi journal?",
-                    journal.display()
-                )));
-            }
-            let tui = format == ReviewFormat::Tui
-                && std::io::stdout().is_terminal()
-                && std::io::stdin().is_terminal();
-            match format {
-                ReviewFormat::Json => println!("{}", serde_json::to_string_pretty(&state)?),
-                ReviewFormat::Tui if tui => hikkoshi::ui::tui::review(state).await?,
-                ReviewFormat::Tui | ReviewFormat::Markdown => {
-                    print!("{}", hikkoshi::ui::review::markdown(&state))
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+        (None, None) => {
+            return Err(UsageError(anyhow::anyhow!(
+                "plan needs --config FILE or --profile NAME"
+            )));
+        }
+    };
+    let plan = if rehearse {
+        plan.for_rehearsal(true)
+    } else {
+        plan
+    };
+    match format {
+        Format::Text => print!("{}", hikkoshi::ui::plan::render_text(&plan)),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&hikkoshi::ui::plan::render_json(&plan))?
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn check_command(config: &Path) -> Result<ExitCode, UsageError> {
+    let (config, plan) = load(config)?;
+    init_log(&config.app.domain);
+    let now = jiff::Timestamp::now();
+    let handle = engine::start(
+        plan.preflight_only(),
+        RunOptions {
+            run_id: run_id(now),
+            mode: RunMode::Check,
+            ssh_config: config.ssh_config.clone(),
+            dns: config.dns.clone(),
+            gated: false,
+            ..RunOptions::default()
+        },
+        None,
+    );
+    let options = HeadlessOptions {
+        yes: true,
+        rollback: false,
+    };
+    let (state, _) = headless::run(handle, options).await;
+    if state.outcome == Some(RunOutcome::Succeeded) {
+        println!(
+            "ready: {} can move from {} to {}",
+            plan.domain, plan.source, plan.target
+        );
+    }
+    if let Some(advice) = ssh_advice(&state, config.ssh_config.as_deref()) {
+        eprintln!("{advice}");
+    }
+    Ok(exit_for(state.outcome.as_ref()))
+}
+
+async fn run_command(
+    RunArgs {
+        config,
+        headless,
+        yes,
+        journal,
+        reset_target,
+        keep_dump,
+        break_lock,
+    }: RunArgs,
+    on_failure: OnFailure,
+    resume: bool,
+) -> Result<ExitCode, UsageError> {
+    let (config, plan) = load(&config)?;
+    let wizard = wizard_wanted(headless)?;
+    init_log(&config.app.domain);
+    let now = jiff::Timestamp::now();
+    let (path, id, resume_done) = if resume {
+        let path = match journal {
+            Some(p) => p,
+            None => journal::newest(&config.app.domain).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--resume: no journal of an earlier run for '{}' in the default place; give it with --journal PATH",
+                    config.app.domain
+                )
+            })?,
+        };
+        let point = resume_from(&path, &plan)?;
+        println!(
+            "resuming run {} at step '{}' ({} step{} done earlier are not repeated)",
+            point.run_id,
+            point.first,
+            point.done.len(),
+            if point.done.len() == 1 { "" } else { "s" }
+        );
+        (path, point.run_id, point.done)
+    } else {
+        let path = journal.unwrap_or_else(|| journal::default_path(&config.app.domain, now));
+        (path, run_id(now), Default::default())
+    };
+    let opts = RunOptions {
+        run_id: id,
+        mode: RunMode::Run,
+        ssh_config: config.ssh_config.clone(),
+        dns: config.dns.clone(),
+        gated: wizard,
+        break_lock,
+        keep_dump,
+        reset_target,
+        resume_done,
+        from_backup: None,
+        prediction: last_rehearsal(&plan, &path),
+        run_dns: None,
+    };
+    let rollback = on_failure == OnFailure::Rollback;
+    drive(plan, opts, &path, HeadlessOptions { yes, rollback }).await
+}
+
+async fn rehearse_command(
+    RunArgs {
+        config,
+        headless,
+        yes,
+        journal,
+        reset_target,
+        keep_dump,
+        break_lock,
+    }: RunArgs,
+    start_web: bool,
+    from_backup: Option<String>,
+) -> Result<ExitCode, UsageError> {
+    let (config, plan) = load(&config)?;
+    if let Some(p) = &from_backup
+        && !hikkoshi::config::is_plain_abs_path(p)
+    {
+        return Err(UsageError(anyhow::anyhow!(
+            "--from-backup '{}' is not an absolute path on the old host",
+            p.escape_debug()
+        )));
+    }
+    let wizard = wizard_wanted(headless)?;
+    init_log(&config.app.domain);
+    let now = jiff::Timestamp::now();
+    let path = journal.unwrap_or_else(|| journal::default_path(&config.app.domain, now));
+    let opts = RunOptions {
+        run_id: run_id(now),
+        mode: RunMode::Rehearse,
+        ssh_config: config.ssh_config.clone(),
+        // DNS is never touched, nor waited for, in a rehearsal.
+        dns: None,
+        run_dns: config.dns.clone(),
+        gated: wizard,
+        break_lock,
+        keep_dump,
+        reset_target,
+        from_backup,
+        ..RunOptions::default()
+    };
+    // Nothing stops on the old host, so there is nothing to bring back.
+    let options = HeadlessOptions {
+        yes,
+        rollback: false,
+    };
+    drive(plan.for_rehearsal(start_web), opts, &path, options).await
+}
+
+fn man_command(command: Option<String>) -> Result<ExitCode, UsageError> {
+    let cli = <Cli as clap::CommandFactory>::command();
+    let page = match command {
+        None => cli,
+        Some(name) => {
+            let names: Vec<String> = cli
+                .get_subcommands()
+                .map(|c| c.get_name().to_string())
+                .collect();
+            cli.find_subcommand(&name)
+                .cloned()
+                .ok_or_else(|| {
+                    UsageError(anyhow::anyhow!(
+                        "man: '{name}' is not a command of hikkoshi; its commands: {}",
+                        names.join(", ")
+                    ))
+                })?
+                .name(format!("hikkoshi-{name}"))
+                .version(env!("CARGO_PKG_VERSION"))
+        }
+    };
+    clap_mangen::Man::new(page)
+        .render(&mut std::io::stdout())
+        .context("writing the manual page")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn review_command(journal: &Path, format: ReviewFormat) -> Result<ExitCode, UsageError> {
+    let records = Journal::read(journal)?;
+    let state = hikkoshi::run_state::RunState::from_records(&records);
+    if state.steps.is_empty() {
+        return Err(UsageError(anyhow::anyhow!(
+            "'{}' holds no run: is it a hikkoshi journal?",
+            journal.display()
+        )));
+    }
+    let tui = format == ReviewFormat::Tui
+        && std::io::stdout().is_terminal()
+        && std::io::stdin().is_terminal();
+    match format {
+        ReviewFormat::Json => println!("{}", serde_json::to_string_pretty(&state)?),
+        ReviewFormat::Tui if tui => hikkoshi::ui::tui::review(state).await?,
+        ReviewFormat::Tui | ReviewFormat::Markdown => {
+            print!("{}", hikkoshi::ui::review::markdown(&state))
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
