@@ -279,132 +279,14 @@ impl Config {
             .map(|f| existing_file(&src, base, &f, "ssh config file"))
             .transpose()?;
 
-        let app = &raw.app;
-        let domain = app.domain.get_ref().clone();
-        if is_placeholder(&domain) {
-            return Err(src.error(
-                app.domain.span(),
-                "[app] 'domain' is still the placeholder `hikkoshi init` wrote: put the app's public domain name there (the comment above it says why it was not found)",
-            ));
-        }
-        if !is_domain(&domain) {
-            return Err(src.error(
-                app.domain.span(),
-                format!(
-                    "'{}' is not a domain name (letters, digits, '-' and '.', like social.example.net)",
-                    domain.escape_debug()
-                ),
-            ));
-        }
-        let user = check_opt(&src, "user", &app.user, is_unix_user, "a unix user name")?;
-        let db_user = check_opt(
-            &src,
-            "db_user",
-            &app.db_user,
-            is_pg_name,
-            "a PostgreSQL role name (letters, digits, '_', '.')",
-        )?;
-        let database = check_opt(
-            &src,
-            "database",
-            &app.database,
-            is_pg_name,
-            "a PostgreSQL database name (letters, digits, '_', '.')",
-        )?;
-        let dir = check_opt(
-            &src,
-            "dir",
-            &app.dir,
-            is_plain_abs_path,
-            "an absolute path (other than '/', with no trailing '/' or control characters)",
-        )?;
-        // work_dir ends up inside rsync's -e option, which rsync splits on blanks.
-        let work_dir = check_opt(
-            &src,
-            "work_dir",
-            &app.work_dir,
-            is_simple_abs_path,
-            "an absolute path of letters, digits and . _ - / only, without '..'",
-        )?;
-        let services = match &app.services {
-            None => None,
-            // The steps would run `systemctl stop` with no unit at all.
-            Some(list) if list.get_ref().is_empty() => {
-                return Err(src.error(
-                    list.span(),
-                    "[app] 'services' is empty: name the app's units, or leave it out for the profile's",
-                ));
-            }
-            Some(list) => {
-                let mut out = Vec::new();
-                for s in list.get_ref() {
-                    if !is_unit_name(s.get_ref()) {
-                        return Err(src.error(
-                            s.span(),
-                            format!(
-                                "'{}' is not a systemd unit name",
-                                s.get_ref().escape_debug()
-                            ),
-                        ));
-                    }
-                    out.push(s.get_ref().clone());
-                }
-                Some(out)
-            }
-        };
+        let app = parse_app(&src, &raw.app)?;
 
         let dns = match raw.dns {
             None => None,
             Some(d) => Some(parse_dns(&src, base, d)?),
         };
 
-        let mut vars = Vec::new();
-        for (name, value) in raw.vars.into_iter().flatten() {
-            let span = value.span();
-            let here = |m: String| src.error(span.clone(), m);
-            let settable = name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-                && name.starts_with(|c: char| c.is_ascii_lowercase());
-            if !settable {
-                return Err(here(format!(
-                    "[vars] '{}' is not a setting name (lowercase letters, digits, '_')",
-                    name.escape_debug()
-                )));
-            }
-            if crate::profile::PROVIDED.contains(&name.as_str())
-                || crate::profile::FACTS.contains(&name.as_str())
-            {
-                return Err(here(format!(
-                    "[vars] '{name}' is not the profile's to set: it comes from [app], [move] or what preflight finds"
-                )));
-            }
-            let v = value.into_inner();
-            if let crate::profile::VarSpec::Commands(c) = &v
-                && c.iter().any(Vec::is_empty)
-            {
-                return Err(here(format!(
-                    "[vars] '{name}': a command needs at least a program"
-                )));
-            }
-            if let Some(bad) = v
-                .strings()
-                .into_iter()
-                .find(|s| s.is_empty() || s.chars().any(char::is_control))
-            {
-                return Err(here(format!(
-                    "[vars] '{name}': '{}' is empty or holds control characters",
-                    bad.escape_debug()
-                )));
-            }
-            let (line, column) = line_column(text, span.start);
-            vars.push(ConfigVar {
-                name,
-                value: v,
-                line,
-                column,
-            });
-        }
+        let vars = parse_vars(&src, text, raw.vars)?;
 
         let app_line = text
             .lines()
@@ -418,47 +300,178 @@ impl Config {
             source,
             target,
             ssh_config,
-            app: AppConfig {
-                domain,
-                user,
-                dir,
-                database,
-                db_user,
-                services,
-                work_dir,
-            },
+            app,
             dns,
-            moving: MoveConfig {
-                compress: match raw.moving.as_ref().and_then(|m| m.compress.as_ref()) {
-                    None => None,
-                    Some(z) => Some(
-                        u8::try_from(*z.get_ref())
-                            .ok()
-                            .filter(|z| *z <= 9)
-                            .ok_or_else(|| {
-                                src.error(
-                                    z.span(),
-                                    format!(
-                                        "[move] compress '{}' is not a pg_dump compression level (0 to 9)",
-                                        z.get_ref()
-                                    ),
-                                )
-                            })?,
-                    ),
-                },
-                database: raw
-                    .moving
-                    .as_ref()
-                    .and_then(|m| m.database)
-                    .unwrap_or_default(),
-                media_cache: raw
-                    .moving
-                    .as_ref()
-                    .and_then(|m| m.media_cache)
-                    .unwrap_or_default(),
-            },
+            moving: parse_move(&src, raw.moving.as_ref())?,
         })
     }
+}
+
+/// [app]: every value that later reaches a remote command, checked.
+fn parse_app(src: &Source<'_>, app: &RawApp) -> Result<AppConfig, ConfigError> {
+    let domain = app.domain.get_ref().clone();
+    if is_placeholder(&domain) {
+        return Err(src.error(
+            app.domain.span(),
+            "[app] 'domain' is still the placeholder `hikkoshi init` wrote: put the app's public domain name there (the comment above it says why it was not found)",
+        ));
+    }
+    if !is_domain(&domain) {
+        return Err(src.error(
+            app.domain.span(),
+            format!(
+                "'{}' is not a domain name (letters, digits, '-' and '.', like social.example.net)",
+                domain.escape_debug()
+            ),
+        ));
+    }
+    let user = check_opt(src, "user", &app.user, is_unix_user, "a unix user name")?;
+    let db_user = check_opt(
+        src,
+        "db_user",
+        &app.db_user,
+        is_pg_name,
+        "a PostgreSQL role name (letters, digits, '_', '.')",
+    )?;
+    let database = check_opt(
+        src,
+        "database",
+        &app.database,
+        is_pg_name,
+        "a PostgreSQL database name (letters, digits, '_', '.')",
+    )?;
+    let dir = check_opt(
+        src,
+        "dir",
+        &app.dir,
+        is_plain_abs_path,
+        "an absolute path (other than '/', with no trailing '/' or control characters)",
+    )?;
+    // work_dir ends up inside rsync's -e option, which rsync splits on blanks.
+    let work_dir = check_opt(
+        src,
+        "work_dir",
+        &app.work_dir,
+        is_simple_abs_path,
+        "an absolute path of letters, digits and . _ - / only, without '..'",
+    )?;
+    let services = match &app.services {
+        None => None,
+        // The steps would run `systemctl stop` with no unit at all.
+        Some(list) if list.get_ref().is_empty() => {
+            return Err(src.error(
+                list.span(),
+                "[app] 'services' is empty: name the app's units, or leave it out for the profile's",
+            ));
+        }
+        Some(list) => {
+            let mut out = Vec::new();
+            for s in list.get_ref() {
+                if !is_unit_name(s.get_ref()) {
+                    return Err(src.error(
+                        s.span(),
+                        format!(
+                            "'{}' is not a systemd unit name",
+                            s.get_ref().escape_debug()
+                        ),
+                    ));
+                }
+                out.push(s.get_ref().clone());
+            }
+            Some(out)
+        }
+    };
+    Ok(AppConfig {
+        domain,
+        user,
+        dir,
+        database,
+        db_user,
+        services,
+        work_dir,
+    })
+}
+
+/// [vars]: settings of the profile's own, as written (the plan checks them
+/// against the profile).
+fn parse_vars(
+    src: &Source<'_>,
+    text: &str,
+    raw: Option<std::collections::BTreeMap<String, Spanned<crate::profile::VarSpec>>>,
+) -> Result<Vec<ConfigVar>, ConfigError> {
+    let mut vars = Vec::new();
+    for (name, value) in raw.into_iter().flatten() {
+        let span = value.span();
+        let here = |m: String| src.error(span.clone(), m);
+        let settable = name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && name.starts_with(|c: char| c.is_ascii_lowercase());
+        if !settable {
+            return Err(here(format!(
+                "[vars] '{}' is not a setting name (lowercase letters, digits, '_')",
+                name.escape_debug()
+            )));
+        }
+        if crate::profile::PROVIDED.contains(&name.as_str())
+            || crate::profile::FACTS.contains(&name.as_str())
+        {
+            return Err(here(format!(
+                "[vars] '{name}' is not the profile's to set: it comes from [app], [move] or what preflight finds"
+            )));
+        }
+        let v = value.into_inner();
+        if let crate::profile::VarSpec::Commands(c) = &v
+            && c.iter().any(Vec::is_empty)
+        {
+            return Err(here(format!(
+                "[vars] '{name}': a command needs at least a program"
+            )));
+        }
+        if let Some(bad) = v
+            .strings()
+            .into_iter()
+            .find(|s| s.is_empty() || s.chars().any(char::is_control))
+        {
+            return Err(here(format!(
+                "[vars] '{name}': '{}' is empty or holds control characters",
+                bad.escape_debug()
+            )));
+        }
+        let (line, column) = line_column(text, span.start);
+        vars.push(ConfigVar {
+            name,
+            value: v,
+            line,
+            column,
+        });
+    }
+    Ok(vars)
+}
+
+/// [move]: how the data moves.
+fn parse_move(src: &Source<'_>, moving: Option<&RawMove>) -> Result<MoveConfig, ConfigError> {
+    Ok(MoveConfig {
+        compress: match moving.and_then(|m| m.compress.as_ref()) {
+            None => None,
+            Some(z) => Some(
+                u8::try_from(*z.get_ref())
+                    .ok()
+                    .filter(|z| *z <= 9)
+                    .ok_or_else(|| {
+                        src.error(
+                            z.span(),
+                            format!(
+                                "[move] compress '{}' is not a pg_dump compression level (0 to 9)",
+                                z.get_ref()
+                            ),
+                        )
+                    })?,
+            ),
+        },
+        database: moving.and_then(|m| m.database).unwrap_or_default(),
+        media_cache: moving.and_then(|m| m.media_cache).unwrap_or_default(),
+    })
 }
 
 fn parse_dns(src: &Source<'_>, base: &Path, d: RawDns) -> Result<DnsConfig, ConfigError> {
