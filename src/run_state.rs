@@ -255,6 +255,130 @@ impl RunState {
         }
     }
 
+    /// A run begins, or a resumed one goes on in the same journal: what
+    /// earlier attempts finished stays as they left it.
+    fn run_started(
+        &mut self,
+        ts: jiff::Timestamp,
+        head: RunHead<'_>,
+        steps: &[StepInfo],
+        resumed: &[String],
+    ) {
+        let RunHead {
+            run_id,
+            mode,
+            profile,
+            domain,
+            source,
+            target,
+        } = head;
+        // A resumed run goes on in the same journal: what earlier
+        // attempts finished stays as they left it.
+        let earlier = if *run_id == self.run_id {
+            std::mem::take(&mut self.steps)
+        } else {
+            Vec::new()
+        };
+        let (downtime_started, downtime_ended, end_step, proof) = (
+            self.downtime_started,
+            self.downtime_ended,
+            self.downtime_end_step.take(),
+            self.serving_proof.take(),
+        );
+        let first_started = self.started_at;
+        let prior_resumes = self.resumes;
+        *self = RunState {
+            run_id: run_id.clone(),
+            mode,
+            profile: profile.clone(),
+            domain: domain.clone(),
+            source: source.clone(),
+            target: target.clone(),
+            started_at: Some(ts),
+            steps: steps
+                .iter()
+                .map(|info| StepState {
+                    info: info.clone(),
+                    status: StepStatus::Pending,
+                    commands: info.commands.clone(),
+                    checks: Vec::new(),
+                    output: OutputLog::default(),
+                    progress: None,
+                    started_at: None,
+                    finished_at: None,
+                    duration_ms: None,
+                    outcome: None,
+                    earlier: Vec::new(),
+                    attempts: 0,
+                    bytes_moved: 0,
+                    propagation: None,
+                })
+                .collect(),
+            ..RunState::default()
+        };
+        if !earlier.is_empty() {
+            self.resumes = prior_resumes + 1;
+            self.started_at = first_started;
+            for old in earlier {
+                let Some(s) = self.step_mut(&old.info.id) else {
+                    continue;
+                };
+                if resumed.contains(&old.info.id) {
+                    *s = old;
+                } else {
+                    // Attempts that did not finish stay on record.
+                    s.earlier = old.earlier;
+                    s.earlier.extend(old.outcome);
+                    s.attempts = old.attempts;
+                }
+            }
+            let kept_start = resumed.iter().any(|id| {
+                self.step(id)
+                    .is_some_and(|s| s.info.downtime == Some(DowntimeMark::Start))
+            });
+            if kept_start {
+                self.downtime_started = downtime_started;
+                self.downtime_ended = downtime_ended;
+                self.downtime_end_step = end_step;
+                self.serving_proof = proof;
+            }
+        }
+    }
+
+    fn step_finished(
+        &mut self,
+        ts: jiff::Timestamp,
+        step: &str,
+        outcome: &StepOutcome,
+        duration_ms: u64,
+    ) {
+        self.awaiting = None;
+        let mut mark = None;
+        let mut proves_serving = false;
+        if let Some(s) = self.step_mut(step) {
+            s.status = match outcome {
+                StepOutcome::Succeeded => StepStatus::Succeeded,
+                StepOutcome::Failed { .. } => StepStatus::Failed,
+                StepOutcome::Skipped { .. } => StepStatus::Skipped,
+            };
+            s.finished_at = Some(ts);
+            if let Some(o) = s.outcome.take() {
+                s.earlier.push(o);
+            } else {
+                s.duration_ms = Some(duration_ms);
+            }
+            s.outcome = Some(outcome.clone());
+            if outcome.is_success()
+                && let Some((bytes, _)) = s.progress
+            {
+                s.bytes_moved += bytes;
+            }
+            mark = s.info.downtime;
+            proves_serving = s.info.kind == StepKind::Health;
+        }
+        self.end_downtime(step, outcome, mark, proves_serving, ts);
+    }
+
     pub fn apply(&mut self, record: &Record) {
         let ts = record.ts;
         match &record.event {
@@ -267,79 +391,19 @@ impl RunState {
                 target,
                 steps,
                 resumed,
-            } => {
-                // A resumed run goes on in the same journal: what earlier
-                // attempts finished stays as they left it.
-                let earlier = if *run_id == self.run_id {
-                    std::mem::take(&mut self.steps)
-                } else {
-                    Vec::new()
-                };
-                let (downtime_started, downtime_ended, end_step, proof) = (
-                    self.downtime_started,
-                    self.downtime_ended,
-                    self.downtime_end_step.take(),
-                    self.serving_proof.take(),
-                );
-                let first_started = self.started_at;
-                let prior_resumes = self.resumes;
-                *self = RunState {
-                    run_id: run_id.clone(),
+            } => self.run_started(
+                ts,
+                RunHead {
+                    run_id,
                     mode: *mode,
-                    profile: profile.clone(),
-                    domain: domain.clone(),
-                    source: source.clone(),
-                    target: target.clone(),
-                    started_at: Some(ts),
-                    steps: steps
-                        .iter()
-                        .map(|info| StepState {
-                            info: info.clone(),
-                            status: StepStatus::Pending,
-                            commands: info.commands.clone(),
-                            checks: Vec::new(),
-                            output: OutputLog::default(),
-                            progress: None,
-                            started_at: None,
-                            finished_at: None,
-                            duration_ms: None,
-                            outcome: None,
-                            earlier: Vec::new(),
-                            attempts: 0,
-                            bytes_moved: 0,
-                            propagation: None,
-                        })
-                        .collect(),
-                    ..RunState::default()
-                };
-                if !earlier.is_empty() {
-                    self.resumes = prior_resumes + 1;
-                    self.started_at = first_started;
-                    for old in earlier {
-                        let Some(s) = self.step_mut(&old.info.id) else {
-                            continue;
-                        };
-                        if resumed.contains(&old.info.id) {
-                            *s = old;
-                        } else {
-                            // Attempts that did not finish stay on record.
-                            s.earlier = old.earlier;
-                            s.earlier.extend(old.outcome);
-                            s.attempts = old.attempts;
-                        }
-                    }
-                    let kept_start = resumed.iter().any(|id| {
-                        self.step(id)
-                            .is_some_and(|s| s.info.downtime == Some(DowntimeMark::Start))
-                    });
-                    if kept_start {
-                        self.downtime_started = downtime_started;
-                        self.downtime_ended = downtime_ended;
-                        self.downtime_end_step = end_step;
-                        self.serving_proof = proof;
-                    }
-                }
-            }
+                    profile,
+                    domain,
+                    source,
+                    target,
+                },
+                steps,
+                resumed,
+            ),
             EngineEvent::StepStarted { step, commands } => {
                 self.awaiting = None;
                 let mut starts_downtime = false;
@@ -411,33 +475,7 @@ impl RunState {
                 step,
                 outcome,
                 duration_ms,
-            } => {
-                self.awaiting = None;
-                let mut mark = None;
-                let mut proves_serving = false;
-                if let Some(s) = self.step_mut(step) {
-                    s.status = match outcome {
-                        StepOutcome::Succeeded => StepStatus::Succeeded,
-                        StepOutcome::Failed { .. } => StepStatus::Failed,
-                        StepOutcome::Skipped { .. } => StepStatus::Skipped,
-                    };
-                    s.finished_at = Some(ts);
-                    if let Some(o) = s.outcome.take() {
-                        s.earlier.push(o);
-                    } else {
-                        s.duration_ms = Some(*duration_ms);
-                    }
-                    s.outcome = Some(outcome.clone());
-                    if outcome.is_success()
-                        && let Some((bytes, _)) = s.progress
-                    {
-                        s.bytes_moved += bytes;
-                    }
-                    mark = s.info.downtime;
-                    proves_serving = s.info.kind == StepKind::Health;
-                }
-                self.end_downtime(step, outcome, mark, proves_serving, ts);
-            }
+            } => self.step_finished(ts, step, outcome, *duration_ms),
             EngineEvent::RunFinished {
                 outcome,
                 duration_ms,
@@ -581,6 +619,16 @@ pub fn resume_point(
         done,
         first,
     })
+}
+
+/// Who and what a run is, as its first event says.
+struct RunHead<'a> {
+    run_id: &'a String,
+    mode: crate::events::RunMode,
+    profile: &'a String,
+    domain: &'a String,
+    source: &'a String,
+    target: &'a String,
 }
 
 #[cfg(test)]
