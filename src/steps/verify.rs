@@ -17,7 +17,7 @@ use serde_json::Value as Json;
 use super::{Done, StepFailure, StepResult};
 use crate::events::CheckStatus::{Fail, Pass, Warn};
 use crate::profile::StepSpec;
-use crate::remote::RunAs;
+use crate::remote::{RunAs, Shell};
 use crate::runtime::database::query;
 use crate::steps::ctx::{RunCtx, StepIo};
 
@@ -316,6 +316,55 @@ pub fn differences(what: &str, source: &Rows, target: &Rows) -> Vec<String> {
     out
 }
 
+/// What the two databases hold, side by side.
+struct Compared {
+    src_rows: Rows,
+    dst_rows: Rows,
+    src_seqs: Rows,
+    dst_seqs: Rows,
+    src_views: Rows,
+    dst_views: Rows,
+    /// (name, kind, owner) of every object the app's role does not own.
+    wrong: Vec<(String, String, String)>,
+}
+
+async fn compare<S: Shell>(
+    src: &S,
+    dst: &S,
+    admin: &RunAs,
+    database: &str,
+    role: &str,
+) -> Result<Compared, StepFailure> {
+    let both = |sql: String| async move {
+        let (a, b) = tokio::join!(
+            query(src, admin, database, &sql, &[]),
+            query(dst, admin, database, &sql, &[])
+        );
+        Ok::<_, StepFailure>((keyed(&a?), keyed(&b?)))
+    };
+    let (src_rows, dst_rows) = both(counts_sql()).await?;
+    let (src_seqs, dst_seqs) = both(sequences_sql()).await?;
+    let (src_views, dst_views) = both(matviews_sql()).await?;
+    let wrong = query(dst, admin, database, &ownership_sql(), &[("role", role)])
+        .await?
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Vec<Json>>(l).ok())
+        .map(|row| {
+            let s = |i: usize| row.get(i).and_then(Json::as_str).unwrap_or("?").to_string();
+            (s(0), s(1), s(2))
+        })
+        .collect();
+    Ok(Compared {
+        src_rows,
+        dst_rows,
+        src_seqs,
+        dst_seqs,
+        src_views,
+        dst_views,
+        wrong,
+    })
+}
+
 pub async fn run(_step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     let database = ctx.vars.text("database")?;
     let role = ctx.vars.text("db_user")?;
@@ -327,102 +376,53 @@ pub async fn run(_step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult 
     ctx.connect().await?;
     let hosts = ctx.connected()?;
     let (src, dst) = (&hosts.source, &hosts.target);
-    let counts = counts_sql();
-    let (a, b) = tokio::join!(
-        query(src, &admin, &database, &counts, &[]),
-        query(dst, &admin, &database, &counts, &[])
-    );
-    let (src_rows, dst_rows) = (keyed(&a?), keyed(&b?));
-    let seqs = sequences_sql();
-    let (a, b) = tokio::join!(
-        query(src, &admin, &database, &seqs, &[]),
-        query(dst, &admin, &database, &seqs, &[])
-    );
-    let (src_seqs, dst_seqs) = (keyed(&a?), keyed(&b?));
-    let views = matviews_sql();
-    let (a, b) = tokio::join!(
-        query(src, &admin, &database, &views, &[]),
-        query(dst, &admin, &database, &views, &[])
-    );
-    let (src_views, dst_views) = (keyed(&a?), keyed(&b?));
-    let (view_diffs, recomputed) = matview_differences(&src_views, &dst_views);
-    let wrong: Vec<(String, String, String)> =
-        query(dst, &admin, &database, &ownership_sql(), &[("role", &role)])
-            .await?
-            .iter()
-            .filter_map(|l| serde_json::from_str::<Vec<Json>>(l).ok())
-            .map(|row| {
-                let s = |i: usize| row.get(i).and_then(Json::as_str).unwrap_or("?").to_string();
-                (s(0), s(1), s(2))
-            })
-            .collect();
-    let owners: Vec<String> = wrong
-        .iter()
-        .map(|(name, kind, owner)| format!("{kind} '{name}' is owned by '{owner}', not '{role}'"))
-        .collect();
-
-    let mut failures = Vec::new();
-    let total_rows: u64 = src_rows
-        .values()
-        .filter_map(|v| v.parse::<u64>().ok())
-        .sum();
+    let c = compare(src, dst, &admin, &database, &role).await?;
     // In a rehearsal the old host kept serving after the dump: counts may have
     // moved on, but every table must be there. Missing tables still fail.
     let live = ctx.opts.mode == crate::events::RunMode::Rehearse;
-    let mut row_diffs = differences("table", &src_rows, &dst_rows);
-    let mut seq_diffs = differences("sequence", &src_seqs, &dst_seqs);
-    let mut warned: Vec<&str> = Vec::new();
-    if live {
-        let same_tables = src_rows.keys().eq(dst_rows.keys());
-        for (name, diffs) in [
-            ("row counts", &mut row_diffs),
-            ("sequences", &mut seq_diffs),
-        ] {
-            if !diffs.is_empty() && same_tables {
-                io.check(
-                    dst.name(),
-                    name,
-                    Warn,
-                    format!(
-                        "{} difference(s) since the dump, as the old host kept serving (a rehearsal): {}",
-                        diffs.len(),
-                        diffs.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
-                    ),
-                );
-                diffs.clear();
-                warned.push(name);
-            }
-        }
+    match verdict(io, dst, &c, live, &database, &role) {
+        None => Ok(Done::Completed),
+        Some(failure) => Err(failure),
     }
+}
+
+/// Says every check and decides: any difference in the data, or any object
+/// not owned by the app's role, is the step's failure.
+fn verdict<S: Shell>(
+    io: &StepIo,
+    dst: &S,
+    c: &Compared,
+    live: bool,
+    database: &str,
+    role: &str,
+) -> Option<StepFailure> {
+    let owners: Vec<String> = c
+        .wrong
+        .iter()
+        .map(|(name, kind, owner)| format!("{kind} '{name}' is owned by '{owner}', not '{role}'"))
+        .collect();
+    let (view_diffs, recomputed) = matview_differences(&c.src_views, &c.dst_views);
+    let mut row_diffs = differences("table", &c.src_rows, &c.dst_rows);
+    let mut seq_diffs = differences("sequence", &c.src_seqs, &c.dst_seqs);
+    let warned = if live {
+        excuse_rehearsal(io, dst, c, &mut row_diffs, &mut seq_diffs)
+    } else {
+        Vec::new()
+    };
     let report = |name: &str, diffs: &[String], ok: String| {
-        if warned.contains(&name) {
-            return;
-        }
-        if diffs.is_empty() {
-            io.check(dst.name(), name, Pass, ok);
-        } else {
-            let shown: Vec<&str> = diffs.iter().take(10).map(String::as_str).collect();
-            let more = diffs.len().saturating_sub(10);
-            io.check(
-                dst.name(),
-                name,
-                Fail,
-                format!(
-                    "{}{}",
-                    shown.join("; "),
-                    if more > 0 {
-                        format!(" (and {more} more)")
-                    } else {
-                        String::new()
-                    }
-                ),
-            );
+        if !warned.contains(&name) {
+            say(io, dst, name, diffs, ok);
         }
     };
+    let total_rows: u64 = c
+        .src_rows
+        .values()
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum();
     report(
         "row counts",
         &row_diffs,
-        format!("{} tables, {total_rows} rows, identical", src_rows.len()),
+        format!("{} tables, {total_rows} rows, identical", c.src_rows.len()),
     );
     if recomputed.is_empty() || !view_diffs.is_empty() {
         report(
@@ -430,7 +430,7 @@ pub async fn run(_step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult 
             &view_diffs,
             format!(
                 "{} materialized views, populated as on the source, same rows",
-                src_views.len()
+                c.src_views.len()
             ),
         );
     } else {
@@ -440,7 +440,7 @@ pub async fn run(_step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult 
             Warn,
             format!(
                 "{} materialized views, populated as on the source; the restore recomputed them and {} hold(s) other rows now (the query reads the clock or the app refreshes it; the tables are identical): {}",
-                src_views.len(),
+                c.src_views.len(),
                 recomputed.len(),
                 recomputed.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
             ),
@@ -449,7 +449,7 @@ pub async fn run(_step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult 
     report(
         "sequences",
         &seq_diffs,
-        format!("{} sequences, identical values", src_seqs.len()),
+        format!("{} sequences, identical values", c.src_seqs.len()),
     );
     report(
         "ownership",
@@ -463,32 +463,83 @@ pub async fn run(_step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult 
         format!(
             "{} object(s) in the restored database are not owned by '{role}' ({}; first: {}): the app, which connects as '{role}', would fail with 'permission denied' or, at its next migration, 'must be owner'. Restore as the app's role (pg_restore --no-owner --role={role}), or give everything to it (REASSIGN OWNED BY <that role> TO {role}, as that role: it covers every kind, where ALTER TABLE covers only tables), then run again",
             owners.len(),
-            kinds_summary(&wrong),
+            kinds_summary(&c.wrong),
             owners[0]
         )
     });
+    let mut failures = Vec::new();
     failures.extend(row_diffs);
     failures.extend(seq_diffs);
     failures.extend(view_diffs);
     failures.extend(owners);
-    if src_rows.is_empty() {
+    if c.src_rows.is_empty() {
         failures.push(format!("the source database '{database}' has no tables: refusing to call an empty restore verified"));
     }
-    if failures.is_empty() {
-        Ok(Done::Completed)
+    (!failures.is_empty()).then(|| StepFailure {
+        stderr_tail: failures.iter().take(30).cloned().collect(),
+        ..StepFailure::on(
+            dst,
+            ownership_headline.unwrap_or_else(|| {
+                format!(
+                    "the restored database differs from the source: {}",
+                    failures[0]
+                )
+            }),
+        )
+    })
+}
+
+/// A rehearsal's copy: counts and sequences that moved on since the dump are
+/// a warning when every table is there; returns the checks it warned about.
+fn excuse_rehearsal<S: Shell>(
+    io: &StepIo,
+    dst: &S,
+    c: &Compared,
+    row_diffs: &mut Vec<String>,
+    seq_diffs: &mut Vec<String>,
+) -> Vec<&'static str> {
+    let mut warned = Vec::new();
+    let same_tables = c.src_rows.keys().eq(c.dst_rows.keys());
+    for (name, diffs) in [("row counts", row_diffs), ("sequences", seq_diffs)] {
+        if !diffs.is_empty() && same_tables {
+            io.check(
+                dst.name(),
+                name,
+                Warn,
+                format!(
+                    "{} difference(s) since the dump, as the old host kept serving (a rehearsal): {}",
+                    diffs.len(),
+                    diffs.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+                ),
+            );
+            diffs.clear();
+            warned.push(name);
+        }
+    }
+    warned
+}
+
+/// One check: passed with `ok`, or failed with the first ten differences.
+fn say<S: Shell>(io: &StepIo, dst: &S, name: &str, diffs: &[String], ok: String) {
+    if diffs.is_empty() {
+        io.check(dst.name(), name, Pass, ok);
     } else {
-        Err(StepFailure {
-            stderr_tail: failures.iter().take(30).cloned().collect(),
-            ..StepFailure::on(
-                dst,
-                ownership_headline.unwrap_or_else(|| {
-                    format!(
-                        "the restored database differs from the source: {}",
-                        failures[0]
-                    )
-                }),
-            )
-        })
+        let shown: Vec<&str> = diffs.iter().take(10).map(String::as_str).collect();
+        let more = diffs.len().saturating_sub(10);
+        io.check(
+            dst.name(),
+            name,
+            Fail,
+            format!(
+                "{}{}",
+                shown.join("; "),
+                if more > 0 {
+                    format!(" (and {more} more)")
+                } else {
+                    String::new()
+                }
+            ),
+        );
     }
 }
 
