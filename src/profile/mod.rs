@@ -14,7 +14,7 @@ pub mod template;
 mod validate;
 
 pub use spec::*;
-use validate::{check_placeholders, mark_downtime, validate_kind};
+use validate::{check_placeholders, check_step, mark_downtime};
 
 use template::placeholders;
 
@@ -174,53 +174,9 @@ impl Profile {
         let mut raw: RawProfile = toml::from_str(text)
             .map_err(|e| err(e.span().unwrap_or(0..0), e.message().trim_end().to_string()))?;
 
-        let base = match &raw.extends {
+        let base = match raw.extends.clone() {
             None => None,
-            Some(name) => {
-                let Some(base_text) = builtin(name.get_ref()) else {
-                    return Err(err(
-                        name.span(),
-                        format!(
-                            "extends '{}', which is no built-in profile; built-in profiles: {}",
-                            name.get_ref().escape_debug(),
-                            builtin_names().join(", ")
-                        ),
-                    ));
-                };
-                let base = Profile::parse(
-                    &format!("assets/profiles/{}.toml", name.get_ref()),
-                    base_text,
-                )?;
-                for (k, v) in &raw.vars {
-                    if let Some(b) = base.vars.get(k)
-                        && !b.accepts(v)
-                    {
-                        return Err(err(
-                            name.span(),
-                            format!(
-                                "[vars] {k} is {} in profile '{}', not {}",
-                                b.kind(),
-                                base.name,
-                                v.kind()
-                            ),
-                        ));
-                    }
-                }
-                let own = std::mem::take(&mut raw.vars);
-                raw.vars = base.vars.clone();
-                raw.vars.extend(own);
-                match (raw.phases.is_empty(), raw.steps.is_empty()) {
-                    (true, true) => raw.phases = base.phases.clone(),
-                    (false, false) => {}
-                    _ => {
-                        return Err(err(
-                            name.span(),
-                            "a profile that extends another takes its [[phases]] and [[steps]] together, or gives both".into(),
-                        ));
-                    }
-                }
-                Some(base)
-            }
+            Some(name) => Some(take_base(&mut raw, &name, &err)?),
         };
         if raw.phases.is_empty() || (raw.steps.is_empty() && base.is_none()) {
             return Err(err(
@@ -247,76 +203,8 @@ impl Profile {
             if !seen.insert(step.id.clone()) {
                 return Err(here("a step with this id already exists".into()));
             }
-            if !raw.phases.iter().any(|p| p.id == step.phase) {
-                return Err(here(format!(
-                    "phase '{}' is not one of the profile's [[phases]]",
-                    step.phase
-                )));
-            }
-            validate_kind(step).map_err(here)?;
-            for c in &step.commands {
-                if let CommandSpec::Each(t) = c {
-                    let is_commands = c.each().and_then(|n| raw.vars.get(n)).is_some_and(|v| {
-                        matches!(v, VarSpec::Commands(_))
-                            || matches!(v, VarSpec::List(l) if l.is_empty())
-                    });
-                    if !is_commands {
-                        return Err(here(format!(
-                            "command '{t}' is neither an argv list nor '{{name}}' of a [vars] list of commands"
-                        )));
-                    }
-                }
-            }
-            if step.otherwise.is_some() && step.when.is_none() {
-                return Err(here(
-                    "'otherwise' says why a step is left out; it needs 'when'".into(),
-                ));
-            }
-            for t in step.templates() {
-                check_placeholders(t, &known).map_err(here)?;
-            }
-            let command_conditions = step
-                .commands
-                .iter()
-                .filter_map(|c| c.when().map(String::from));
-            for c in step.conditions().into_iter().chain(command_conditions) {
-                let name = c.trim_start_matches('!').trim();
-                if !known.iter().any(|k| k == name) {
-                    return Err(here(format!("condition '{c}' names no setting or fact")));
-                }
-            }
-            if let Some(t) = &step.timeout
-                && crate::units::parse_duration(t).is_none()
-            {
-                return Err(here(format!("timeout '{t}' is not a duration")));
-            }
-            if let Some(b) = &step.beside {
-                let leader = raw.steps.iter().position(|s| s.get_ref().id == *b);
-                let me = raw.steps.iter().position(|s| s.get_ref().id == step.id);
-                if !matches!((leader, me), (Some(l), Some(m)) if l < m) {
-                    return Err(here(format!(
-                        "beside '{b}', which is no earlier step of this profile"
-                    )));
-                }
-                if step.confirm.is_some()
-                    || step.downtime.is_some()
-                    || step.finally
-                    || step.kind == StepKind::Preflight
-                    || step.kind == StepKind::Dns
-                {
-                    return Err(here(
-                        "a step that runs 'beside' another cannot ask for confirmation, mark the downtime, be 'finally', or be preflight or dns"
-                            .into(),
-                    ));
-                }
-            }
-            for r in &step.resets {
-                if !raw.steps.iter().any(|s| s.get_ref().id == *r) {
-                    return Err(here(format!(
-                        "resets '{r}', which is no step of this profile"
-                    )));
-                }
-            }
+            let all: Vec<&StepSpec> = raw.steps.iter().map(Spanned::get_ref).collect();
+            check_step(step, &all, &raw.phases, &raw.vars, &known).map_err(here)?;
         }
 
         let steps = match base {
@@ -347,6 +235,58 @@ impl Profile {
                 .values()
                 .any(|v| v.strings().into_iter().any(refers))
     }
+}
+
+/// `extends`: the built-in profile's vars under the profile's own, and its
+/// phases and steps unless the profile gives both.
+fn take_base(
+    raw: &mut RawProfile,
+    name: &Spanned<String>,
+    err: &dyn Fn(Range<usize>, String) -> ProfileError,
+) -> Result<Profile, ProfileError> {
+    let Some(base_text) = builtin(name.get_ref()) else {
+        return Err(err(
+            name.span(),
+            format!(
+                "extends '{}', which is no built-in profile; built-in profiles: {}",
+                name.get_ref().escape_debug(),
+                builtin_names().join(", ")
+            ),
+        ));
+    };
+    let base = Profile::parse(
+        &format!("assets/profiles/{}.toml", name.get_ref()),
+        base_text,
+    )?;
+    for (k, v) in &raw.vars {
+        if let Some(b) = base.vars.get(k)
+            && !b.accepts(v)
+        {
+            return Err(err(
+                name.span(),
+                format!(
+                    "[vars] {k} is {} in profile '{}', not {}",
+                    b.kind(),
+                    base.name,
+                    v.kind()
+                ),
+            ));
+        }
+    }
+    let own = std::mem::take(&mut raw.vars);
+    raw.vars = base.vars.clone();
+    raw.vars.extend(own);
+    match (raw.phases.is_empty(), raw.steps.is_empty()) {
+        (true, true) => raw.phases = base.phases.clone(),
+        (false, false) => {}
+        _ => {
+            return Err(err(
+                    name.span(),
+                    "a profile that extends another takes its [[phases]] and [[steps]] together, or gives both".into(),
+                ));
+        }
+    }
+    Ok(base)
 }
 
 #[cfg(test)]

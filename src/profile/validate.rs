@@ -2,7 +2,11 @@
 //! the placeholders it names, and where the downtime lies.
 
 use super::template::{TemplateError, placeholders};
-use super::{DowntimeMark, HostSel, Rehearsal, StepKind, StepSpec};
+use std::collections::BTreeMap;
+
+use super::{
+    CommandSpec, DowntimeMark, HostSel, PhaseSpec, Rehearsal, StepKind, StepSpec, VarSpec,
+};
 
 pub(super) fn mark_downtime(mut steps: Vec<StepSpec>) -> Vec<StepSpec> {
     let mut inside = false;
@@ -160,6 +164,81 @@ pub(super) fn validate_kind(step: &StepSpec) -> Result<(), String> {
             && !key.is_empty();
         if !ok {
             return Err(format!("'{key}' is not an environment variable name"));
+        }
+    }
+    Ok(())
+}
+
+/// Everything a step must be to work, beside the keys its kind takes: its
+/// phase exists, its commands and conditions name known settings, its
+/// timeout is a duration, what it runs beside or resets exists.
+pub(super) fn check_step(
+    step: &StepSpec,
+    steps: &[&StepSpec],
+    phases: &[PhaseSpec],
+    vars: &BTreeMap<String, VarSpec>,
+    known: &[String],
+) -> Result<(), String> {
+    if !phases.iter().any(|p| p.id == step.phase) {
+        return Err(format!(
+            "phase '{}' is not one of the profile's [[phases]]",
+            step.phase
+        ));
+    }
+    validate_kind(step)?;
+    for c in &step.commands {
+        if let CommandSpec::Each(t) = c {
+            let is_commands = c.each().and_then(|n| vars.get(n)).is_some_and(|v| {
+                matches!(v, VarSpec::Commands(_)) || matches!(v, VarSpec::List(l) if l.is_empty())
+            });
+            if !is_commands {
+                return Err(format!(
+                    "command '{t}' is neither an argv list nor '{{name}}' of a [vars] list of commands"
+                ));
+            }
+        }
+    }
+    if step.otherwise.is_some() && step.when.is_none() {
+        return Err("'otherwise' says why a step is left out; it needs 'when'".into());
+    }
+    for t in step.templates() {
+        check_placeholders(t, known)?;
+    }
+    let command_conditions = step
+        .commands
+        .iter()
+        .filter_map(|c| c.when().map(String::from));
+    for c in step.conditions().into_iter().chain(command_conditions) {
+        let name = c.trim_start_matches('!').trim();
+        if !known.iter().any(|k| k == name) {
+            return Err(format!("condition '{c}' names no setting or fact"));
+        }
+    }
+    if let Some(t) = &step.timeout
+        && crate::units::parse_duration(t).is_none()
+    {
+        return Err(format!("timeout '{t}' is not a duration"));
+    }
+    if let Some(b) = &step.beside {
+        let leader = steps.iter().position(|s| s.id == *b);
+        let me = steps.iter().position(|s| s.id == step.id);
+        if !matches!((leader, me), (Some(l), Some(m)) if l < m) {
+            return Err(format!(
+                "beside '{b}', which is no earlier step of this profile"
+            ));
+        }
+        if step.confirm.is_some()
+            || step.downtime.is_some()
+            || step.finally
+            || step.kind == StepKind::Preflight
+            || step.kind == StepKind::Dns
+        {
+            return Err("a step that runs 'beside' another cannot ask for confirmation, mark the downtime, be 'finally', or be preflight or dns".into());
+        }
+    }
+    for r in &step.resets {
+        if !steps.iter().any(|s| s.id == *r) {
+            return Err(format!("resets '{r}', which is no step of this profile"));
         }
     }
     Ok(())
