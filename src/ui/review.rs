@@ -146,6 +146,56 @@ pub fn end_summary(run: &RunState, journal: Option<&str>) -> Vec<(Tone, String)>
         format!("{}: {} in {total}", run.domain, result_words(run)),
     ));
     let brought_back = run.brought_back();
+    downtime_lines(run, succeeded, brought_back, &mut out);
+    // The first failure that ended the run, as the step said it.
+    if !succeeded
+        && let Some(message) = run.steps.iter().find_map(|s| match &s.outcome {
+            Some(StepOutcome::Failed { message, .. }) if s.info.id != crate::plan::ROLLBACK => {
+                Some(format!("step '{}': {message}", s.info.id))
+            }
+            _ => None,
+        })
+    {
+        out.push((Tone::Bad, message));
+    }
+    let mut moved = Vec::new();
+    if run.bytes_moved() > 0 {
+        moved.push(format!(
+            "{} through this machine",
+            human_bytes(run.bytes_moved())
+        ));
+    }
+    for s in &run.steps {
+        for c in s
+            .checks
+            .iter()
+            .filter(|c| c.status == CheckStatus::Pass && c.name == "row counts")
+        {
+            moved.push(format!("database: {}", c.message));
+        }
+    }
+    if !moved.is_empty() {
+        out.push((Tone::Plain, format!("moved: {}", moved.join("; "))));
+    }
+    left_by_hand(run, succeeded, brought_back, &mut out);
+    if let Some(j) = journal {
+        out.push((Tone::Heading, "journal".into()));
+        out.push((Tone::Plain, j.to_string()));
+        out.push((
+            Tone::Plain,
+            format!("review it: hikkoshi review {j} --format markdown"),
+        ));
+    }
+    out
+}
+
+/// How long the instance was down, and how it ended (or that it has not).
+fn downtime_lines(
+    run: &RunState,
+    succeeded: bool,
+    brought_back: bool,
+    out: &mut Vec<(Tone, String)>,
+) {
     let now = run.finished_at.unwrap_or_else(jiff::Timestamp::now);
     match (run.downtime(now), run.downtime_ended) {
         (None, _) => out.push((
@@ -193,36 +243,15 @@ pub fn end_summary(run: &RunState, journal: Option<&str>) -> Vec<(Tone, String)>
             ),
         )),
     }
-    // The first failure that ended the run, as the step said it.
-    if !succeeded
-        && let Some(message) = run.steps.iter().find_map(|s| match &s.outcome {
-            Some(StepOutcome::Failed { message, .. }) if s.info.id != crate::plan::ROLLBACK => {
-                Some(format!("step '{}': {message}", s.info.id))
-            }
-            _ => None,
-        })
-    {
-        out.push((Tone::Bad, message));
-    }
-    let mut moved = Vec::new();
-    if run.bytes_moved() > 0 {
-        moved.push(format!(
-            "{} through this machine",
-            human_bytes(run.bytes_moved())
-        ));
-    }
-    for s in &run.steps {
-        for c in s
-            .checks
-            .iter()
-            .filter(|c| c.status == CheckStatus::Pass && c.name == "row counts")
-        {
-            moved.push(format!("database: {}", c.message));
-        }
-    }
-    if !moved.is_empty() {
-        out.push((Tone::Plain, format!("moved: {}", moved.join("; "))));
-    }
+}
+
+/// What the admin still has to do, by outcome.
+fn left_by_hand(
+    run: &RunState,
+    succeeded: bool,
+    brought_back: bool,
+    out: &mut Vec<(Tone, String)>,
+) {
     out.push((Tone::Heading, "left to do by hand".into()));
     if succeeded {
         out.push((
@@ -276,15 +305,6 @@ pub fn end_summary(run: &RunState, journal: Option<&str>) -> Vec<(Tone, String)>
             ),
         ));
     }
-    if let Some(j) = journal {
-        out.push((Tone::Heading, "journal".into()));
-        out.push((Tone::Plain, j.to_string()));
-        out.push((
-            Tone::Plain,
-            format!("review it: hikkoshi review {j} --format markdown"),
-        ));
-    }
-    out
 }
 
 pub fn markdown(run: &RunState) -> String {
