@@ -319,62 +319,7 @@ pub fn markdown(run: &RunState) -> String {
         run.source,
         run.target
     );
-    let now = run
-        .finished_at
-        .or(run.started_at)
-        .unwrap_or_else(jiff::Timestamp::now);
-    let downtime = match (run.downtime(now), run.downtime_ended) {
-        (None, _) => "none (the old host's services were not stopped)".to_string(),
-        (Some(d), Some(_)) => match &run.downtime_end_step {
-            Some(step) => format!(
-                "{} (over when step '{step}' showed the new host serving)",
-                clock(d)
-            ),
-            None => clock(d),
-        },
-        (Some(d), None)
-            if matches!(
-                run.outcome,
-                Some(RunOutcome::Succeeded | RunOutcome::Incomplete { .. })
-            ) =>
-        {
-            format!(
-                "{} until the run ended: no health check showed the new host serving",
-                clock(d)
-            )
-        }
-        (Some(d), None) => format!("{} and not over when the journal ends", clock(d)),
-    };
-    let rows = [
-        ("run", run.run_id.clone()),
-        ("mode", run.mode.to_string()),
-        ("profile", run.profile.clone()),
-        ("started", time(run.started_at)),
-        ("finished", time(run.finished_at)),
-        ("result", result_words(run)),
-        (
-            "total time",
-            run.duration_ms
-                .map(short_duration)
-                .unwrap_or_else(|| "-".into()),
-        ),
-        ("downtime", downtime),
-        ("data moved", human_bytes(run.bytes_moved())),
-        (
-            "predicted downtime",
-            run.predicted_downtime()
-                .map(|p| prediction_words(&p))
-                .or_else(|| {
-                    let r = run.rehearsal_prediction.as_ref()?;
-                    Some(format!(
-                        "{} (journal {})",
-                        predicted_and_measured(run)?,
-                        r.journal
-                    ))
-                })
-                .unwrap_or_else(|| "-".into()),
-        ),
-    ];
+    let rows = summary_rows(run, downtime_words(run));
     out.push_str("| | |\n|---|---|\n");
     for (k, v) in rows {
         out.push_str(&format!("| {k} | {} |\n", cell(&v)));
@@ -416,6 +361,80 @@ pub fn markdown(run: &RunState) -> String {
             retried
         ));
     }
+    let failures = failures_text(run);
+    if !failures.is_empty() {
+        out.push_str("\n## Failures\n");
+        out.push_str(&failures);
+    }
+    out
+}
+
+/// The downtime as the report says it.
+fn downtime_words(run: &RunState) -> String {
+    let now = run
+        .finished_at
+        .or(run.started_at)
+        .unwrap_or_else(jiff::Timestamp::now);
+    match (run.downtime(now), run.downtime_ended) {
+        (None, _) => "none (the old host's services were not stopped)".to_string(),
+        (Some(d), Some(_)) => match &run.downtime_end_step {
+            Some(step) => format!(
+                "{} (over when step '{step}' showed the new host serving)",
+                clock(d)
+            ),
+            None => clock(d),
+        },
+        (Some(d), None)
+            if matches!(
+                run.outcome,
+                Some(RunOutcome::Succeeded | RunOutcome::Incomplete { .. })
+            ) =>
+        {
+            format!(
+                "{} until the run ended: no health check showed the new host serving",
+                clock(d)
+            )
+        }
+        (Some(d), None) => format!("{} and not over when the journal ends", clock(d)),
+    }
+}
+
+/// The run's key figures, for the report's first table.
+fn summary_rows(run: &RunState, downtime: String) -> Vec<(&'static str, String)> {
+    vec![
+        ("run", run.run_id.clone()),
+        ("mode", run.mode.to_string()),
+        ("profile", run.profile.clone()),
+        ("started", time(run.started_at)),
+        ("finished", time(run.finished_at)),
+        ("result", result_words(run)),
+        (
+            "total time",
+            run.duration_ms
+                .map(short_duration)
+                .unwrap_or_else(|| "-".into()),
+        ),
+        ("downtime", downtime),
+        ("data moved", human_bytes(run.bytes_moved())),
+        (
+            "predicted downtime",
+            run.predicted_downtime()
+                .map(|p| prediction_words(&p))
+                .or_else(|| {
+                    let r = run.rehearsal_prediction.as_ref()?;
+                    Some(format!(
+                        "{} (journal {})",
+                        predicted_and_measured(run)?,
+                        r.journal
+                    ))
+                })
+                .unwrap_or_else(|| "-".into()),
+        ),
+    ]
+}
+
+/// Every failure of every attempt, with its command, exit and last lines.
+fn failures_text(run: &RunState) -> String {
     let mut failures = String::new();
     for s in &run.steps {
         for outcome in s.earlier.iter().chain(s.outcome.iter()) {
@@ -450,9 +469,5 @@ pub fn markdown(run: &RunState) -> String {
             failures.push('\n');
         }
     }
-    if !failures.is_empty() {
-        out.push_str("\n## Failures\n");
-        out.push_str(&failures);
-    }
-    out
+    failures
 }
