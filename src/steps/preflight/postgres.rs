@@ -315,35 +315,7 @@ pub(super) async fn check_target_database<S: Shell>(
     r: &mut Report<'_>,
 ) -> Result<bool, StepFailure> {
     let admin = RunAs::User(s.db_admin.clone());
-    let role = json_rows(&query(dst, &admin, "postgres", ROLE_SQL, &[("role", &s.db_user)]).await?);
-    let can_create = match role.first() {
-        None => {
-            r.note(
-                dst.name(),
-                "role",
-                Fail,
-                format!("role '{}' does not exist on the target; create it: sudo -u {} createuser --createdb {}", s.db_user, s.db_admin, s.db_user),
-            );
-            false
-        }
-        Some(row) => {
-            let login = row.first().and_then(Json::as_bool).unwrap_or(false);
-            if !login {
-                r.note(
-                    dst.name(),
-                    "role",
-                    Fail,
-                    format!(
-                        "role '{}' cannot log in; ALTER ROLE {} LOGIN",
-                        s.db_user, s.db_user
-                    ),
-                );
-            } else {
-                r.note(dst.name(), "role", Pass, format!("'{}' exists", s.db_user));
-            }
-            row.get(1).and_then(Json::as_bool).unwrap_or(false)
-        }
-    };
+    let (role_exists, can_create) = check_role(dst, s, &admin, r).await?;
     let db = json_rows(
         &query(
             dst,
@@ -368,7 +340,7 @@ pub(super) async fn check_target_database<S: Shell>(
         return Ok(true);
     }
     let Some(owner) = db.first().and_then(|row| row.first()).map(as_text) else {
-        if can_create || role.is_empty() {
+        if can_create || !role_exists {
             r.note(
                 dst.name(),
                 "target database",
@@ -392,39 +364,7 @@ pub(super) async fn check_target_database<S: Shell>(
         return Ok(false);
     };
     if !exts.is_empty() {
-        let present: Vec<String> = json_rows(
-            &query(
-                dst,
-                &admin,
-                &s.database,
-                "SELECT json_build_array(extname) FROM pg_extension ORDER BY extname",
-                &[],
-            )
-            .await?,
-        )
-        .iter()
-        .filter_map(|r| r.first().map(as_text))
-        .collect();
-        let missing: Vec<String> = exts
-            .iter()
-            .filter(|e| !present.contains(e))
-            .cloned()
-            .collect();
-        if missing.is_empty() {
-            r.note(
-                dst.name(),
-                "extensions",
-                Pass,
-                format!("{} present in '{}'", exts.join(", "), s.database),
-            );
-        } else {
-            r.note(
-                dst.name(),
-                "extensions",
-                Fail,
-                extensions_advice(s, &missing),
-            );
-        }
+        check_extensions(dst, s, &admin, exts, r).await?;
     }
     let objects = query(dst, &admin, &s.database, OBJECTS_SQL, &[]).await?;
     let n: u64 = objects
@@ -465,6 +405,90 @@ pub(super) async fn check_target_database<S: Shell>(
     Ok(true)
 }
 
+/// The app's role on the target: it must exist and log in; returns whether
+/// it exists and whether it may create the database.
+async fn check_role<S: Shell>(
+    dst: &S,
+    s: &Settings,
+    admin: &RunAs,
+    r: &mut Report<'_>,
+) -> Result<(bool, bool), StepFailure> {
+    let role = json_rows(&query(dst, admin, "postgres", ROLE_SQL, &[("role", &s.db_user)]).await?);
+    let can_create = match role.first() {
+        None => {
+            r.note(
+                dst.name(),
+                "role",
+                Fail,
+                format!("role '{}' does not exist on the target; create it: sudo -u {} createuser --createdb {}", s.db_user, s.db_admin, s.db_user),
+            );
+            false
+        }
+        Some(row) => {
+            let login = row.first().and_then(Json::as_bool).unwrap_or(false);
+            if !login {
+                r.note(
+                    dst.name(),
+                    "role",
+                    Fail,
+                    format!(
+                        "role '{}' cannot log in; ALTER ROLE {} LOGIN",
+                        s.db_user, s.db_user
+                    ),
+                );
+            } else {
+                r.note(dst.name(), "role", Pass, format!("'{}' exists", s.db_user));
+            }
+            row.get(1).and_then(Json::as_bool).unwrap_or(false)
+        }
+    };
+    Ok((!role.is_empty(), can_create))
+}
+
+/// The extensions the source database uses, in the existing target database.
+async fn check_extensions<S: Shell>(
+    dst: &S,
+    s: &Settings,
+    admin: &RunAs,
+    exts: &[String],
+    r: &mut Report<'_>,
+) -> Result<(), StepFailure> {
+    let present: Vec<String> = json_rows(
+        &query(
+            dst,
+            admin,
+            &s.database,
+            "SELECT json_build_array(extname) FROM pg_extension ORDER BY extname",
+            &[],
+        )
+        .await?,
+    )
+    .iter()
+    .filter_map(|r| r.first().map(as_text))
+    .collect();
+    let missing: Vec<String> = exts
+        .iter()
+        .filter(|e| !present.contains(e))
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        r.note(
+            dst.name(),
+            "extensions",
+            Pass,
+            format!("{} present in '{}'", exts.join(", "), s.database),
+        );
+    } else {
+        r.note(
+            dst.name(),
+            "extensions",
+            Fail,
+            extensions_advice(s, &missing),
+        );
+    }
+    Ok(())
+}
+
 /// pg_restore -n leaves extensions out, and the app's role usually may not
 /// create them: a superuser prepares the database once.
 pub(super) fn extensions_advice(s: &Settings, missing: &[String]) -> String {
@@ -501,7 +525,55 @@ pub fn quote_ident(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::steps::preflight::Settings;
     use crate::steps::preflight::fake::{Checks, FakeHost, mastodon};
+
+    /// The target's role and database as the queries answer, and what preflight says.
+    #[rstest::rstest]
+    #[case::no_role("", "", "0", false, false, &["new role FAIL: role 'mastodon' does not exist on the target; create it: sudo -u postgres createuser --createdb mastodon", "new target database ok: 'mastodon_production' does not exist yet; it will be created by 'mastodon'"])]
+    #[case::absent("[true, true]", "", "0", false, false, &["new role ok: 'mastodon' exists", "new target database ok: 'mastodon_production' does not exist yet; it will be created by 'mastodon'"])]
+    #[case::absent_and_no_right_to_create("[true, false]", "", "0", false, false, &["new role ok: 'mastodon' exists", "new target database FAIL: 'mastodon_production' does not exist and role 'mastodon' may not create databases: ALTER ROLE mastodon CREATEDB, or create it: createdb -T template0 -O mastodon mastodon_production"])]
+    #[case::holds_data("[true, true]", "[\"mastodon\", null]", "3", false, true, &["new role ok: 'mastodon' exists", "new target database FAIL: 'mastodon_production' already exists and holds 3 tables, views or sequences; hikkoshi never restores over existing data. If it is a leftover of an earlier attempt, drop it (sudo -u postgres dropdb mastodon_production) and run again"])]
+    #[case::empty_but_owned_by_postgres("[true, true]", "[\"postgres\", null]", "0", false, true, &["new role ok: 'mastodon' exists", "new target database FAIL: 'mastodon_production' exists, empty, but is owned by 'postgres', so a restore as 'mastodon' would fail with permission denied; ALTER DATABASE mastodon_production OWNER TO mastodon or drop it"])]
+    #[case::left_by_an_earlier_run("[true, true]", "[\"mastodon\", \"hikkoshi:20261204T000000Z-abcd\"]", "9", false, true, &["new role ok: 'mastodon' exists", "new target database FAIL: 'mastodon_production' was created by hikkoshi run '20261204T000000Z-abcd' and is left from that attempt (a partial or earlier restore). To drop it and restore again, run with --reset-target (it drops only a database carrying that run's marker)"])]
+    #[case::left_and_reset("[true, true]", "[\"mastodon\", \"hikkoshi:20261204T000000Z-abcd\"]", "9", true, false, &["new role ok: 'mastodon' exists"])]
+    #[tokio::test]
+    async fn the_target_database_must_be_absent_empty_or_ours(
+        #[case] role: &str,
+        #[case] db: &str,
+        #[case] objects: &str,
+        #[case] reset_target: bool,
+        #[case] exists: bool,
+        #[case] want: &[&str],
+    ) {
+        let dst = FakeHost::target()
+            .on("FROM pg_roles", 0, role)
+            .on("FROM pg_database WHERE datname", 0, db)
+            .on("count(*) FROM pg_class", 0, objects);
+        let c = Checks::new();
+        let mut r = c.report();
+        let s = Settings {
+            reset_target,
+            run_id: "20261205T000000Z-ffff".into(),
+            ..mastodon()
+        };
+        let found = check_target_database(&dst, &s, &[], &mut r)
+            .await
+            .expect("runs");
+        assert_eq!(found, exists);
+        assert_eq!(c.said(), want);
+        assert_eq!(
+            r.drop_target.is_some(),
+            reset_target,
+            "dropped only with --reset-target"
+        );
+        // Nothing but questions: no DROP, no CREATE.
+        let asked = dst.asked.lock().expect("asked").join("\n");
+        assert!(
+            !asked.contains("DROP") && !asked.contains("CREATE"),
+            "{asked}"
+        );
+    }
 
     fn postgres(host: FakeHost, server: &str, tool: &str) -> FakeHost {
         host.on("SHOW server_version_num", 0, &format!("{server}\n"))
