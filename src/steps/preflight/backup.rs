@@ -85,3 +85,38 @@ pub(super) async fn check_backup<S: Shell>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `od -An -tx1` of the first bytes, as PEEK_BACKUP prints them.
+    fn peek(bytes: &[u8]) -> String {
+        let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        format!("file\n {}\n", hex.join(" "))
+    }
+
+    #[rstest::rstest]
+    #[case::custom(peek(b"PGDMP\x01\x0e\x00"), Ok(BackupKind::Archive))]
+    #[case::gzip(peek(&[0x1f, 0x8b, 0x08, 0x00]), Ok(BackupKind::Gzip))]
+    #[case::plain(peek(b"--\n-- PostgreSQL database dump\n"), Ok(BackupKind::Plain))]
+    #[case::directory("directory\n".to_string(), Ok(BackupKind::Directory))]
+    #[case::directory_without_toc("not-a-dump-directory\n".to_string(), Err("is a directory without toc.dat"))]
+    #[case::missing("missing\n".to_string(), Err("does not exist"))]
+    #[case::empty("file\n".to_string(), Err("is empty"))]
+    #[case::binary(peek(&[0x7f, b'E', b'L', b'F', 0xff, 0xfe]), Err("is neither a pg_dump archive"))]
+    fn what_a_backup_path_holds(#[case] peek: String, #[case] want: Result<BackupKind, &str>) {
+        match (backup_kind(&peek), want) {
+            (Ok(got), Ok(w)) => assert_eq!(got, w),
+            (Err(got), Err(w)) => assert!(got.starts_with(w), "{got}"),
+            (got, w) => panic!("{got:?}, wanted {w:?}"),
+        }
+    }
+
+    #[test]
+    fn a_tar_archive_is_known_by_its_header() {
+        let mut bytes = vec![0u8; 300];
+        bytes[257..262].copy_from_slice(b"ustar");
+        assert_eq!(backup_kind(&peek(&bytes)), Ok(BackupKind::Archive));
+    }
+}

@@ -128,6 +128,41 @@ pub(super) async fn check_relay<S: Shell>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::steps::preflight::fake::{Checks, FakeHost};
+
+    #[tokio::test]
+    async fn the_relay_is_asked_where_sshd_listens_and_must_answer_there() {
+        let dst = FakeHost::target()
+            .on("sshd -T", 0, "port 2222\nlistenaddress 0.0.0.0:2222\n")
+            .on(
+                "ssh-keyscan -T 5 -p 2222 127.0.0.1",
+                0,
+                "# 127.0.0.1:2222 SSH-2.0\n[127.0.0.1]:2222 ssh-ed25519 AAAAC3Nz\n",
+            );
+        let c = Checks::new();
+        let mut r = c.report();
+        let (keys, at) = check_relay(&dst, &mut r).await.expect("runs");
+        assert_eq!(keys, ["[127.0.0.1]:2222 ssh-ed25519 AAAAC3Nz"]);
+        assert_eq!(at, Some(("127.0.0.1".to_string(), 2222)));
+        assert_eq!(
+            c.said(),
+            ["new media relay ok: sshd answers on 127.0.0.1:2222 (from its configuration)"]
+        );
+
+        // sshd says a port, but nothing answers there.
+        let dst = FakeHost::target()
+            .on("sshd -T", 0, "port 22\n")
+            .on("ssh-keyscan", 1, "");
+        let mut r = c.report();
+        let (keys, _) = check_relay(&dst, &mut r).await.expect("runs");
+        assert!(keys.is_empty());
+        assert!(
+            r.failed[0].contains("nothing answers there from the target itself"),
+            "{:?}",
+            r.failed
+        );
+        let _ = c.said();
+    }
 
     /// `sshd -T` on a stock host, a hardened port, an address-only listener,
     /// and IPv6: where the media relay connects from the target itself.
