@@ -13,6 +13,9 @@ use serde::Serialize;
 #[serde(untagged)]
 pub enum Value {
     Text(String),
+    /// A yes/no fact (preflight's `db_file`, `object_storage`, ...): a
+    /// condition reads it as it is; a template shows it as true or false.
+    Flag(bool),
     List(Vec<String>),
     Template(String),
     /// A profile's list: each item a template.
@@ -38,7 +41,7 @@ impl From<String> for Value {
 
 impl From<bool> for Value {
     fn from(b: bool) -> Self {
-        Value::Text(b.to_string())
+        Value::Flag(b)
     }
 }
 
@@ -164,6 +167,7 @@ impl Vars {
     pub fn text(&self, name: &str) -> Result<String, TemplateError> {
         match self.get(name)? {
             Value::Text(t) | Value::Template(t) => Ok(t),
+            Value::Flag(b) => Ok(b.to_string()),
             _ => Err(TemplateError::ListInText(name.to_string())),
         }
     }
@@ -185,6 +189,7 @@ impl Vars {
             None => (false, expr.trim()),
         };
         let holds = match self.get(name)? {
+            Value::Flag(b) => b,
             Value::Text(t) => !(t.is_empty() || t == "false"),
             Value::Template(_) => {
                 let t = self.text(name)?;
@@ -209,6 +214,7 @@ impl Vars {
                 Piece::Lit(l) => out.push_str(l),
                 Piece::Var(v) => match self.lookup(v, depth)? {
                     Value::Text(t) | Value::Template(t) => out.push_str(&t),
+                    Value::Flag(b) => out.push_str(if b { "true" } else { "false" }),
                     _ => return Err(TemplateError::ListInText(v.to_string())),
                 },
             }
@@ -271,6 +277,7 @@ impl Vars {
                         self.render_lenient_depth(t, depth + 1)
                     }
                     Some(Value::Text(t)) => t.clone(),
+                    Some(Value::Flag(b)) => b.to_string(),
                     Some(Value::List(items)) => items.join(" "),
                     Some(Value::Templates(items)) if depth < 16 => items
                         .iter()
