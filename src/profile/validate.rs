@@ -37,7 +37,27 @@ pub(super) fn check_placeholders(template: &str, known: &[String]) -> Result<(),
 
 pub(super) fn validate_kind(step: &StepSpec) -> Result<(), String> {
     let kind = step.kind;
-    let present: Vec<(&str, bool)> = vec![
+    let present = keys_set(step);
+    let (allowed, required) = keys_of(kind);
+    for (key, is_set) in &present {
+        if *is_set && !allowed.contains(key) {
+            return Err(format!(
+                "'{key}' does not apply to a '{}' step",
+                kind.name()
+            ));
+        }
+    }
+    for key in required {
+        if !present.iter().any(|(k, set)| k == key && *set) {
+            return Err(format!("a '{}' step needs '{key}'", kind.name()));
+        }
+    }
+    check_values(step)
+}
+
+/// Every key a step can have, and whether this one sets it.
+fn keys_set(step: &StepSpec) -> Vec<(&'static str, bool)> {
+    vec![
         ("host", step.host.is_some()),
         ("commands", !step.commands.is_empty()),
         ("cwd", step.cwd.is_some()),
@@ -66,8 +86,12 @@ pub(super) fn validate_kind(step: &StepSpec) -> Result<(), String> {
         ("object_storage_env", step.object_storage_env.is_some()),
         ("object_storage_sql", step.object_storage_sql.is_some()),
         ("user", step.user.is_some()),
-    ];
-    let (allowed, required): (&[&str], &[&str]) = match kind {
+    ]
+}
+
+/// The keys a kind of step takes, and those it needs.
+fn keys_of(kind: StepKind) -> (&'static [&'static str], &'static [&'static str]) {
+    match kind {
         StepKind::Command => (
             &["host", "commands", "cwd", "env", "umask", "user"],
             &["host", "commands"],
@@ -104,20 +128,12 @@ pub(super) fn validate_kind(step: &StepSpec) -> Result<(), String> {
         StepKind::Verify | StepKind::Dns => (&[], &[]),
         StepKind::Redis => (&["service"], &["service"]),
         StepKind::Health => (&["url", "pinned"], &["url"]),
-    };
-    for (key, is_set) in &present {
-        if *is_set && !allowed.contains(key) {
-            return Err(format!(
-                "'{key}' does not apply to a '{}' step",
-                kind.name()
-            ));
-        }
     }
-    for key in required {
-        if !present.iter().any(|(k, set)| k == key && *set) {
-            return Err(format!("a '{}' step needs '{key}'", kind.name()));
-        }
-    }
+}
+
+/// The values that must have a shape: modes, niceness, umask, commands, env names.
+fn check_values(step: &StepSpec) -> Result<(), String> {
+    let kind = step.kind;
     if kind == StepKind::Transfer {
         let pair = step.from.is_some() && step.to.is_some();
         let one = step.from.is_some() || step.to.is_some();
