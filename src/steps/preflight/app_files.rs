@@ -211,7 +211,7 @@ pub(super) async fn read_misskey<S: Shell>(
     ),
     r: &mut Report<'_>,
 ) -> Result<Option<crate::steps::misskey::MisskeyConfig>, StepFailure> {
-    use crate::steps::misskey::{MisskeyConfig, Search, is_local};
+    use crate::steps::misskey::{MisskeyConfig, is_local};
     let Some(text) = read_app_file(src, s, file, "config file", r).await? else {
         return Ok(None);
     };
@@ -304,7 +304,22 @@ pub(super) async fn read_misskey<S: Shell>(
             s.database, s.db_user
         ),
     );
-    match &cfg.search {
+    check_search(src, dst, s, &cfg.search, r).await?;
+    note_replaced(dst, s, file, "config file", r).await?;
+    Ok(Some(cfg))
+}
+
+/// Misskey's search: a Meilisearch index does not move; PGroonga must be
+/// installed in the target's PostgreSQL.
+async fn check_search<S: Shell>(
+    src: &S,
+    dst: &S,
+    s: &Settings,
+    search: &crate::steps::misskey::Search,
+    r: &mut Report<'_>,
+) -> Result<(), StepFailure> {
+    use crate::steps::misskey::Search;
+    match search {
         Search::Sql => {}
         Search::Meilisearch { host } => r.note(
             src.name(),
@@ -336,8 +351,7 @@ pub(super) async fn read_misskey<S: Shell>(
             }
         }
     }
-    note_replaced(dst, s, file, "config file", r).await?;
-    Ok(Some(cfg))
+    Ok(())
 }
 
 /// Config and secret files the profile copies: readable on the source (their
