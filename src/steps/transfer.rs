@@ -160,6 +160,87 @@ impl Relayed {
     }
 }
 
+/// What the copy loop ended with.
+struct Pumped {
+    moved: u64,
+    hasher: Sha256,
+    pipe_error: Option<String>,
+    /// A write failed while the reader still had data.
+    write_broke: bool,
+    /// The writer ended before the copy did: what it said on stderr.
+    early_msg: Option<String>,
+}
+
+/// Moves the bytes in fixed chunks, hashing them if asked and reporting
+/// progress, until the reader ends, a side fails, or the writer goes away.
+async fn pump<R, W>(
+    from: &mut R,
+    to: &mut W,
+    writer_gone: &mut tokio::task::JoinHandle<String>,
+    (src, dst): (&str, &str),
+    hash: bool,
+    io: Option<&StepIo>,
+    expected: Option<u64>,
+) -> Pumped
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut early_msg: Option<String> = None;
+    let mut hasher = Sha256::new();
+    let mut moved: u64 = 0;
+    let mut buf = vec![0u8; CHUNK];
+    let mut last_report = Instant::now();
+    let mut pipe_error = None;
+    let mut write_broke = false;
+    loop {
+        let read = tokio::select! {
+            r = from.read(&mut buf) => r,
+            t = &mut *writer_gone => {
+                early_msg = Some(t.unwrap_or_default());
+                break;
+            }
+        };
+        let n = match read {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                pipe_error = Some(format!("reading from {src}: {e}"));
+                break;
+            }
+        };
+        if hash {
+            hasher.update(&buf[..n]);
+        }
+        let written = tokio::select! {
+            w = to.write_all(&buf[..n]) => w,
+            t = &mut *writer_gone => {
+                early_msg = Some(t.unwrap_or_default());
+                break;
+            }
+        };
+        if let Err(e) = written {
+            pipe_error = Some(format!("writing to {dst}: {e}"));
+            write_broke = true;
+            break;
+        }
+        moved += n as u64;
+        if let Some(io) = io
+            && last_report.elapsed() >= Duration::from_millis(250)
+        {
+            io.progress(moved, expected.map(|e| e.max(moved)));
+            last_report = Instant::now();
+        }
+    }
+    Pumped {
+        moved,
+        hasher,
+        pipe_error,
+        write_broke,
+        early_msg,
+    }
+}
+
 /// Streams `read_cmd`'s stdout on `src` into `write_cmd`'s stdin on `dst`
 /// through this machine, in fixed chunks (memory stays flat whatever the
 /// size), reporting progress against `expected`. With `hash`, the sha256 of
@@ -220,53 +301,22 @@ pub async fn relay(
         }
         text
     });
-    let mut early_msg: Option<String> = None;
-
-    let mut hasher = Sha256::new();
-    let mut moved: u64 = 0;
-    let mut buf = vec![0u8; CHUNK];
-    let mut last_report = Instant::now();
-    let mut pipe_error = None;
-    let mut write_broke = false;
-    loop {
-        let read = tokio::select! {
-            r = from.read(&mut buf) => r,
-            t = &mut writer_gone => {
-                early_msg = Some(t.unwrap_or_default());
-                break;
-            }
-        };
-        let n = match read {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) => {
-                pipe_error = Some(format!("reading from {}: {e}", src.name()));
-                break;
-            }
-        };
-        if hash {
-            hasher.update(&buf[..n]);
-        }
-        let written = tokio::select! {
-            w = to.write_all(&buf[..n]) => w,
-            t = &mut writer_gone => {
-                early_msg = Some(t.unwrap_or_default());
-                break;
-            }
-        };
-        if let Err(e) = written {
-            pipe_error = Some(format!("writing to {}: {e}", dst.name()));
-            write_broke = true;
-            break;
-        }
-        moved += n as u64;
-        if let Some(io) = io
-            && last_report.elapsed() >= Duration::from_millis(250)
-        {
-            io.progress(moved, expected.map(|e| e.max(moved)));
-            last_report = Instant::now();
-        }
-    }
+    let Pumped {
+        moved,
+        hasher,
+        mut pipe_error,
+        write_broke,
+        mut early_msg,
+    } = pump(
+        &mut from,
+        &mut to,
+        &mut writer_gone,
+        (src.name(), dst.name()),
+        hash,
+        io,
+        expected,
+    )
+    .await;
     let _ = to.shutdown().await;
     drop(to);
     // The reader on the source may still have data for us: it stops on a closed pipe.
