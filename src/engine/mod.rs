@@ -293,14 +293,7 @@ impl Beside {
                     Ok(Some(reason)) => StepOutcome::Skipped { reason },
                     Err(message) => StepOutcome::failed(message),
                     Ok(None) => {
-                        let info = crate::steps::describe::step_info(&ctx.plan, &step, &ctx.vars);
-                        emit(
-                            &tx,
-                            EngineEvent::StepStarted {
-                                step: step.id.clone(),
-                                commands: info.commands,
-                            },
-                        );
+                        say_started(&tx, &ctx.plan, &step, &ctx.vars);
                         let run = crate::steps::execute(&step, &mut ctx, &io);
                         match step_limit(&step) {
                             None => run.await,
@@ -571,14 +564,7 @@ async fn run_step(
     let step = &steps[i];
     let io = StepIo::new(step.id.clone(), tx.clone());
     let started = Instant::now();
-    let info = crate::steps::describe::step_info(&ctx.plan, step, &ctx.vars);
-    emit(
-        tx,
-        EngineEvent::StepStarted {
-            step: step.id.clone(),
-            commands: info.commands,
-        },
-    );
+    say_started(tx, &ctx.plan, step, &ctx.vars);
     if start_beside {
         beside.start(step, steps, ctx, tx, &io);
     }
@@ -611,14 +597,7 @@ async fn run_finally(ctx: &mut RunCtx, tx: &UnboundedSender<EngineEvent>, steps:
     for step in steps.iter().filter(|s| s.finally) {
         let io = StepIo::new(step.id.clone(), tx.clone());
         let started = Instant::now();
-        let info = crate::steps::describe::step_info(&ctx.plan, step, &ctx.vars);
-        emit(
-            tx,
-            EngineEvent::StepStarted {
-                step: step.id.clone(),
-                commands: info.commands,
-            },
-        );
+        say_started(tx, &ctx.plan, step, &ctx.vars);
         io.output(
             Stream::Stdout,
             "the run stopped early; this step runs anyway (--keep-dump keeps the files)".into(),
@@ -661,4 +640,16 @@ async fn release_lock(ctx: &mut RunCtx, tx: &UnboundedSender<EngineEvent>) {
             ),
         );
     }
+}
+
+/// Says a step started, with its commands as they will run.
+fn say_started(tx: &UnboundedSender<EngineEvent>, plan: &Plan, step: &StepSpec, vars: &Vars) {
+    let info = crate::steps::describe::step_info(plan, step, vars);
+    emit(
+        tx,
+        EngineEvent::StepStarted {
+            step: step.id.clone(),
+            commands: info.commands,
+        },
+    );
 }

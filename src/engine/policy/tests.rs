@@ -48,6 +48,7 @@ fn failed() -> StepOutcome {
 
 /// What the driver answers for each effect, given the scripted parts:
 /// how each step runs (in order of runs) and each command awaited.
+#[derive(Default)]
 struct Script {
     runs: Vec<(usize, StepOutcome, Option<bool>)>,
     commands: Vec<Option<EngineCommand>>,
@@ -166,8 +167,7 @@ fn a_run_that_goes_well_confirms_and_succeeds() {
         Script {
             runs: all_ok(7),
             commands: vec![Some(C::Confirm)],
-            beside: vec![],
-            skip: vec![],
+            ..Script::default()
         },
     );
     assert_eq!(
@@ -212,8 +212,7 @@ fn a_failed_step_waits_for_the_operator(
         Script {
             runs,
             commands,
-            beside: vec![],
-            skip: vec![],
+            ..Script::default()
         },
     );
     let (outcome, rollback, window, finally) = end_of(&end);
@@ -260,8 +259,7 @@ fn a_retry_runs_the_step_again_without_its_companions() {
         Script {
             runs,
             commands: vec![Some(C::Retry), Some(C::Confirm)],
-            beside: vec![],
-            skip: vec![],
+            ..Script::default()
         },
     );
     assert_eq!(end_of(&end).0, RunOutcome::Succeeded);
@@ -281,8 +279,7 @@ fn no_rollback_before_the_downtime_or_once_the_new_host_is_live() {
         Script {
             runs: vec![(0, failed(), None)],
             commands: vec![Some(C::Rollback)],
-            beside: vec![],
-            skip: vec![],
+            ..Script::default()
         },
     );
     let (_, rollback, window, finally) = end_of(&end);
@@ -301,8 +298,7 @@ fn no_rollback_before_the_downtime_or_once_the_new_host_is_live() {
         Script {
             runs,
             commands: vec![Some(C::Confirm), Some(C::Rollback)],
-            beside: vec![],
-            skip: vec![],
+            ..Script::default()
         },
     );
     assert_eq!(
@@ -319,8 +315,7 @@ fn stopped_while_running_ends_the_run_as_aborted() {
         Script {
             runs: vec![(0, ok(), None), (1, ok(), None), (2, failed(), Some(true))],
             commands: vec![],
-            beside: vec![],
-            skip: vec![],
+            ..Script::default()
         },
     );
     let (outcome, rollback, window, _) = end_of(&end);
@@ -357,8 +352,7 @@ fn a_gated_run_starts_each_step_when_told_and_a_declined_step_is_skipped() {
                 Some(C::Skip),
                 Some(C::Start),
             ],
-            beside: vec![],
-            skip: vec![],
+            ..Script::default()
         },
     );
     assert_eq!(end_of(&end).0, RunOutcome::Succeeded);
@@ -380,8 +374,7 @@ fn a_gated_run_starts_each_step_when_told_and_a_declined_step_is_skipped() {
         Script {
             runs: vec![],
             commands: vec![Some(C::Abort)],
-            beside: vec![],
-            skip: vec![],
+            ..Script::default()
         },
     );
     assert_eq!(
@@ -398,8 +391,7 @@ fn a_gated_run_starts_each_step_when_told_and_a_declined_step_is_skipped() {
         Script {
             runs: vec![],
             commands: vec![Some(C::Rollback)],
-            beside: vec![],
-            skip: vec![],
+            ..Script::default()
         },
     );
     assert!(end_of(&end).1 && end_of(&end).3);
@@ -486,8 +478,7 @@ fn a_resumed_run_goes_on_at_the_first_unfinished_step() {
         Script {
             runs: vec![(0, ok(), None), (3, failed(), None)],
             commands: vec![Some(C::Confirm), Some(C::Rollback)],
-            beside: vec![],
-            skip: vec![],
+            ..Script::default()
         },
     );
     assert!(seen[0] == "run 0" && seen[2] == "ask 3", "{seen:?}");
@@ -509,8 +500,7 @@ fn a_resumed_run_goes_on_at_the_first_unfinished_step() {
         Script {
             runs: vec![(0, ok(), None), (6, ok(), None)],
             commands: vec![],
-            beside: vec![],
-            skip: vec![],
+            ..Script::default()
         },
     );
     let window = end_of(&end).2;
