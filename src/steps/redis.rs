@@ -52,6 +52,31 @@ async fn key_counts(h: &Host, port: &str) -> Result<(u64, u64), StepFailure> {
     Ok(keyspace(&cli(h, port, &["INFO", "keyspace"]).await?))
 }
 
+/// Redis answers before it has read its dump file: waits (two minutes at
+/// most) until INFO says it is no longer loading.
+async fn wait_loaded(dst: &Host, port: &str) -> Result<(), StepFailure> {
+    let started = Instant::now();
+    loop {
+        let loading = cli(dst, port, &["INFO", "persistence"])
+            .await
+            .unwrap_or_default();
+        if loading.lines().any(|l| l.trim() == "loading:0") {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            return Err(StepFailure::on(
+                dst,
+                format!(
+                    "on {}: Redis did not finish loading its data within 120s",
+                    dst.name()
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(())
+}
+
 pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     let service = ctx
         .vars
@@ -118,25 +143,7 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     );
     run_checked(dst, &start, io).await?;
 
-    let started = Instant::now();
-    loop {
-        let loading = cli(dst, port, &["INFO", "persistence"])
-            .await
-            .unwrap_or_default();
-        if loading.lines().any(|l| l.trim() == "loading:0") {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(120) {
-            return Err(StepFailure::on(
-                dst,
-                format!(
-                    "on {}: Redis did not finish loading its data within 120s",
-                    dst.name()
-                ),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_loaded(dst, port).await?;
     let (loaded, loaded_persistent) = key_counts(dst, port).await?;
     if loaded_persistent != persistent {
         return Err(StepFailure::on(
