@@ -512,6 +512,59 @@ pub(super) async fn check_app_versions<S: Shell>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::steps::preflight::fake::{Checks, FakeHost, mastodon};
+
+    const VERSION_RB: &str = "module Mastodon\n  module Version\n    module_function\n\n    def major\n      4\n    end\n\n    def minor\n      3\n    end\n\n    def patch\n      2\n    end\n";
+
+    #[tokio::test]
+    async fn the_app_directory_must_be_on_both_hosts() {
+        let src = FakeHost::source().on("test -d", 0, "");
+        let dst = FakeHost::target().on("test -d", 1, "");
+        let c = Checks::new();
+        let mut r = c.report();
+        check_app_dirs(&src, &dst, &mastodon(), &mut r)
+            .await
+            .expect("runs");
+        assert_eq!(
+            c.said(),
+            [
+                "old app directory ok: /home/mastodon/live",
+                "new app directory FAIL: '/home/mastodon/live' is missing or not readable by 'mastodon': install the same app version on the new host first",
+            ]
+        );
+        let asked = src.asked.lock().expect("asked").clone();
+        assert_eq!(asked, ["test -d /home/mastodon/live"]);
+    }
+
+    #[rstest::rstest]
+    #[case::same(VERSION_RB, VERSION_RB, "new app version ok: 4.3.2 on both hosts")]
+    #[case::older_target(VERSION_RB, &VERSION_RB.replace("      2\n", "      1\n"), "new app version WARN: source runs 4.3.2, target has 4.3.1: install 4.3.2 on the new host, or run the database migrations after the restore")]
+    #[case::unreadable(
+        VERSION_RB,
+        "",
+        "new app version WARN: cannot read the version from '/home/mastodon/live/lib/mastodon/version.rb' on both hosts"
+    )]
+    #[tokio::test]
+    async fn app_versions_are_compared(#[case] old: &str, #[case] new: &str, #[case] says: &str) {
+        let src = FakeHost::source().on("cat --", 0, old);
+        let dst = FakeHost::target().on("cat --", if new.is_empty() { 1 } else { 0 }, new);
+        let c = Checks::new();
+        let mut r = c.report();
+        check_app_versions(
+            &src,
+            &dst,
+            &mastodon(),
+            "/home/mastodon/live/lib/mastodon/version.rb",
+            &mut r,
+        )
+        .await
+        .expect("runs");
+        assert_eq!(c.said(), [says]);
+        assert!(
+            r.failed.is_empty(),
+            "a version difference warns, never fails"
+        );
+    }
 
     #[test]
     fn env_parsing() {
