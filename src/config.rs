@@ -60,11 +60,11 @@ pub struct ConfigVar {
 
 impl Config {
     /// An error about a `[vars]` entry, pointing at its line.
-    pub fn var_error(&self, var: &ConfigVar, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn var_error(&self, var: &ConfigVar, message: impl Into<String>) -> ConfigError {
         self.error_at((var.line, var.column), message)
     }
 
-    pub fn error_at(
+    pub(crate) fn error_at(
         &self,
         (line, column): (usize, usize),
         message: impl Into<String>,
@@ -623,7 +623,7 @@ const SHELL_CHARS: &str = "'`\"$\\;&<>|(){}";
 /// ssh takes an argument starting with '-' as an option, and the openssh crate
 /// turns ssh://[user@]host[:port] into `-p port -l user host`: so neither the
 /// value (after the scheme) nor the host after the user may start with '-'.
-pub fn is_ssh_destination(s: &str) -> bool {
+pub(crate) fn is_ssh_destination(s: &str) -> bool {
     let rest = s.strip_prefix("ssh://").unwrap_or(s);
     let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
     !host.is_empty()
@@ -659,7 +659,7 @@ fn check_opt(
 
 /// What `hikkoshi init` writes where it could not find a value: refused by
 /// name, so a config is never used with a guess in it.
-pub const PLACEHOLDER: &str = "FILL IN";
+pub(crate) const PLACEHOLDER: &str = "FILL IN";
 
 fn is_placeholder(value: &str) -> bool {
     value.starts_with(PLACEHOLDER)
@@ -677,7 +677,7 @@ pub fn is_domain(s: &str) -> bool {
         })
 }
 
-pub fn is_unix_user(s: &str) -> bool {
+pub(crate) fn is_unix_user(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
         && s.len() <= 32
@@ -690,7 +690,7 @@ pub fn is_unix_user(s: &str) -> bool {
 /// PostgreSQL names as apps use them, '.' included (Pleasanter's database is
 /// 'Implem.Pleasanter'); they reach commands as single arguments and SQL only
 /// as quoted identifiers or psql variables.
-pub fn is_pg_name(s: &str) -> bool {
+pub(crate) fn is_pg_name(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && s.len() <= 63
@@ -701,14 +701,14 @@ pub fn is_plain_abs_path(s: &str) -> bool {
     s.starts_with('/') && s.len() > 1 && !s.ends_with('/') && !s.chars().any(|c| c.is_control())
 }
 
-pub fn is_simple_abs_path(s: &str) -> bool {
+pub(crate) fn is_simple_abs_path(s: &str) -> bool {
     is_plain_abs_path(s)
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
         && !s.split('/').any(|part| part == "..")
 }
 
-pub fn is_unit_name(s: &str) -> bool {
+pub(crate) fn is_unit_name(s: &str) -> bool {
     !s.is_empty()
         && !s.starts_with('-')
         && s.chars()

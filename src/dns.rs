@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 /// Public resolvers asked when none are given: the big anycast services and a
 /// few regional ones, so a look at propagation is not one provider's opinion.
-pub const PUBLIC_RESOLVERS: &[(&str, &str, &str)] = &[
+pub(crate) const PUBLIC_RESOLVERS: &[(&str, &str, &str)] = &[
     ("8.8.8.8", "Google", "global"),
     ("8.8.4.4", "Google", "global"),
     ("1.1.1.1", "Cloudflare", "global"),
@@ -540,7 +540,7 @@ pub async fn check(
     })
 }
 
-pub fn ips(list: &[IpAddr]) -> String {
+pub(crate) fn ips(list: &[IpAddr]) -> String {
     if list.is_empty() {
         "-".into()
     } else {
@@ -551,7 +551,7 @@ pub fn ips(list: &[IpAddr]) -> String {
     }
 }
 
-pub fn human_secs(s: u32) -> String {
+pub(crate) fn human_secs(s: u32) -> String {
     match s {
         0..60 => format!("{s}s"),
         60..3600 => format!("{}m{:02}s", s / 60, s % 60),
@@ -650,7 +650,7 @@ pub async fn wait(
 
 /// The pause before the next look while waiting: short at first, then longer,
 /// never past the deadline.
-pub fn next_wait(round: u32, left: Duration) -> Duration {
+pub(crate) fn next_wait(round: u32, left: Duration) -> Duration {
     let step = Duration::from_secs(2u64.saturating_pow(round.min(5)).min(30));
     step.min(left)
 }

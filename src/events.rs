@@ -74,7 +74,7 @@ impl StepOutcome {
         }
     }
 
-    pub fn is_success(&self) -> bool {
+    pub(crate) fn is_success(&self) -> bool {
         matches!(self, StepOutcome::Succeeded)
     }
 }

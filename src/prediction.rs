@@ -83,7 +83,7 @@ impl Prediction {
 
     /// The real downtime may be longer than the total: a part has no figure,
     /// or a figure that leaves something out.
-    pub fn open_ended(&self) -> bool {
+    pub(crate) fn open_ended(&self) -> bool {
         self.parts.iter().any(|p| {
             matches!(
                 p.basis,
@@ -114,7 +114,7 @@ pub enum Seen {
 /// Walks the window as the engine does: a step starts when the one before it
 /// at its place has finished; a step beside another starts with it and is
 /// waited for at its own place.
-pub fn predict(
+pub(crate) fn predict(
     window: &[WindowStep],
     seen: impl Fn(&str) -> Seen,
     db_move: Option<String>,

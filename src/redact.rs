@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, RwLock};
 
-pub const MASK: &str = "[redacted]";
+pub(crate) const MASK: &str = "[redacted]";
 
 /// Shorter values ("true", "5432") are settings, not secrets, and masking them
 /// would garble ordinary output.
@@ -33,7 +33,7 @@ impl Redactor {
     }
 
     /// The record with every string in it redacted, and its journal line.
-    pub fn redact_record(
+    pub(crate) fn redact_record(
         &self,
         record: &crate::journal::Record,
     ) -> Result<(crate::journal::Record, String), serde_json::Error> {
@@ -89,7 +89,7 @@ pub fn secrets_in(key: &str, value: &str) -> Vec<String> {
 }
 
 /// Keys whose values in an env-style file are secrets.
-pub fn is_secret_key(key: &str) -> bool {
+pub(crate) fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_uppercase();
     [
         "SECRET",

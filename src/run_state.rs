@@ -12,7 +12,7 @@ use crate::profile::{DowntimeMark, StepKind};
 
 /// Lines kept per step; older ones are counted, not kept, so a noisy command
 /// never grows memory without bound. The journal keeps everything.
-pub const OUTPUT_LINES: usize = 2000;
+pub(crate) const OUTPUT_LINES: usize = 2000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -167,7 +167,7 @@ impl RunState {
     }
 
     /// The run has begun and not ended: quitting now needs a second thought.
-    pub fn in_progress(&self) -> bool {
+    pub(crate) fn in_progress(&self) -> bool {
         !matches!(self.waiting(), Waiting::NotStarted | Waiting::Finished)
             && self.steps.iter().any(|s| s.status != StepStatus::Pending)
     }
@@ -180,7 +180,7 @@ impl RunState {
         self.steps.iter_mut().find(|s| s.info.id == id)
     }
 
-    pub fn bytes_moved(&self) -> u64 {
+    pub(crate) fn bytes_moved(&self) -> u64 {
         self.steps.iter().map(|s| s.bytes_moved).sum()
     }
 
@@ -192,7 +192,7 @@ impl RunState {
     }
 
     /// The rollback brought the old host back: it serves again.
-    pub fn brought_back(&self) -> bool {
+    pub(crate) fn brought_back(&self) -> bool {
         self.step(crate::plan::ROLLBACK)
             .is_some_and(|s| s.status == StepStatus::Succeeded)
     }
@@ -200,7 +200,7 @@ impl RunState {
     /// Of the finished downtime, the time no step was running: in the wizard,
     /// the time the admin took to answer and to go on; a few milliseconds
     /// headless. (A retried step counts with its last attempt only.)
-    pub fn downtime_idle_ms(&self) -> Option<u64> {
+    pub(crate) fn downtime_idle_ms(&self) -> Option<u64> {
         let (start, end) = (self.downtime_started?, self.downtime_ended?);
         let mut spans: Vec<(jiff::Timestamp, jiff::Timestamp)> = self
             .steps

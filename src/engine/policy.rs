@@ -50,7 +50,7 @@ pub struct Window {
 
 impl Window {
     /// Why no rollback runs, or `None` when it does.
-    pub fn rollback_skipped(&self, requested: bool) -> Option<&'static str> {
+    pub(crate) fn rollback_skipped(&self, requested: bool) -> Option<&'static str> {
         if !requested {
             Some("not needed")
         } else if !self.started {

@@ -27,7 +27,7 @@ pub enum Signature {
 }
 
 impl Signature {
-    pub const ALL: [Signature; 3] = [
+    pub(crate) const ALL: [Signature; 3] = [
         Signature::MastodonEnv,
         Signature::MisskeyConfig,
         Signature::PleasanterRds,
@@ -190,7 +190,7 @@ const SYSTEM_USERS: &[&str] = &[
 ];
 
 /// Units that could be an app's: run as a user of their own from a directory.
-pub fn candidate_units(units: &[Unit]) -> Vec<&Unit> {
+pub(crate) fn candidate_units(units: &[Unit]) -> Vec<&Unit> {
     units
         .iter()
         .filter(|u| {

@@ -25,7 +25,7 @@ pub struct Survey {
 }
 
 /// Reads the old host and decides which apps run there.
-pub async fn survey(source: &Host) -> Result<Survey, ProbeError> {
+pub(crate) async fn survey(source: &Host) -> Result<Survey, ProbeError> {
     let probe = probe::probe(source).await?;
     let (mut apps, skipped) = detect::apps(&probe);
     for app in &mut apps {
@@ -65,7 +65,7 @@ async fn object_storage_in_db(source: &Host, app: &App) -> Option<String> {
 
 /// The address the ssh connection reached a host at (the server's side of
 /// `$SSH_CONNECTION`): a hint for `[dns] expect`, never used unasked.
-pub async fn seen_at(host: &Host) -> Option<String> {
+pub(crate) async fn seen_at(host: &Host) -> Option<String> {
     let cmd = RemoteCommand::script(RunAs::Login, "printf '%s\\n' \"$SSH_CONNECTION\"", &[]);
     let done = host.run_quiet(&cmd).await.ok()?;
     let addr = done.stdout.split_whitespace().nth(2)?.to_string();

@@ -22,7 +22,7 @@ pub struct Site {
 }
 
 /// Database and UID of the owner's connection string in Rds.json.
-pub fn parse_rds(text: &str) -> Result<RdsOwner, String> {
+pub(crate) fn parse_rds(text: &str) -> Result<RdsOwner, String> {
     let v: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
     let conn = v
@@ -51,7 +51,7 @@ pub fn parse_rds(text: &str) -> Result<RdsOwner, String> {
 
 /// The sites of an `nginx -T` dump: each server block's names and the local
 /// ports it proxies to (directly or through an upstream block).
-pub fn parse_nginx(text: &str) -> Vec<Site> {
+pub(crate) fn parse_nginx(text: &str) -> Vec<Site> {
     // Tokens: words, '{', '}', ';'; comments and quotes handled the simple way.
     let mut tokens: Vec<String> = Vec::new();
     for line in text.lines() {

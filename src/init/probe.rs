@@ -179,7 +179,7 @@ async fn units(host: &Host) -> Result<Vec<Unit>, ProbeError> {
 }
 
 /// `systemctl show` of several units: blocks of KEY=value, one per unit.
-pub fn parse_show(text: &str) -> Vec<Unit> {
+pub(crate) fn parse_show(text: &str) -> Vec<Unit> {
     let mut out = Vec::new();
     for block in text.split("\n\n") {
         let props: BTreeMap<&str, &str> = block.lines().filter_map(|l| l.split_once('=')).collect();
@@ -255,7 +255,7 @@ async fn listeners(host: &Host, p: &mut Probe) {
 }
 
 /// (pid, port) from `ss -Hltnp`: `LISTEN 0 511 127.0.0.1:3000 0.0.0.0:* users:(("ruby",pid=123,fd=5))`.
-pub fn parse_ss(text: &str) -> Vec<(u32, u16)> {
+pub(crate) fn parse_ss(text: &str) -> Vec<(u32, u16)> {
     let mut out = Vec::new();
     for line in text.lines() {
         let cols: Vec<&str> = line.split_whitespace().collect();
@@ -310,7 +310,7 @@ async fn sites(host: &Host, p: &mut Probe) {
 
 /// `-c FILE` (and `-p PREFIX`) from a running nginx's command line, which
 /// nginx rewrites to "nginx: master process /usr/sbin/nginx -c FILE ...".
-pub fn nginx_config_args(cmdline: &str) -> Vec<String> {
+pub(crate) fn nginx_config_args(cmdline: &str) -> Vec<String> {
     let words: Vec<&str> = cmdline
         .split(['\0', ' '])
         .filter(|w| !w.is_empty())

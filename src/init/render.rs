@@ -66,7 +66,7 @@ fn setting(out: &mut String, key: &str, found: &Found, answered: Option<&str>, f
 }
 
 /// How many values are left as placeholders.
-pub fn placeholders(text: &str) -> Vec<String> {
+pub(crate) fn placeholders(text: &str) -> Vec<String> {
     text.lines()
         .filter(|l| !l.trim_start().starts_with('#') && l.contains(PLACEHOLDER))
         .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim().to_string()))

@@ -156,7 +156,7 @@ pub struct StepInfo {
 }
 
 /// The id of the rollback step in events and journals.
-pub const ROLLBACK: &str = "rollback";
+pub(crate) const ROLLBACK: &str = "rollback";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -180,7 +180,7 @@ impl Plan {
         Ok(Plan::from_profile(load_profile(config)?, config))
     }
 
-    pub fn from_profile(profile: Profile, config: &Config) -> Plan {
+    pub(crate) fn from_profile(profile: Profile, config: &Config) -> Plan {
         let app = &config.app;
         let d = &profile.defaults;
         let mut vars = Vars::new();
@@ -323,14 +323,14 @@ impl Plan {
         p
     }
 
-    pub fn phase_title(&self, id: &str) -> String {
+    pub(crate) fn phase_title(&self, id: &str) -> String {
         self.phases
             .iter()
             .find(|p| p.id == id)
             .map_or_else(|| id.to_string(), |p| p.title.clone())
     }
 
-    pub fn host_names(&self, sel: Option<HostSel>) -> Vec<String> {
+    pub(crate) fn host_names(&self, sel: Option<HostSel>) -> Vec<String> {
         match sel {
             Some(HostSel::Source) => vec![self.source.clone()],
             Some(HostSel::Target) => vec![self.target.clone()],
@@ -341,7 +341,7 @@ impl Plan {
 
 /// Quotes an argument for display so that what a reader copies into a shell is
 /// exactly what hikkoshi passed. Never used to build a command that runs.
-pub fn shell_quote(arg: &str) -> String {
+pub(crate) fn shell_quote(arg: &str) -> String {
     // Braces are left bare for placeholders still to be filled in (`{run_id}`):
     // bash only expands them around a comma or `..`.
     let braces_inert = !(arg.contains('{') && (arg.contains(',') || arg.contains("..")));

@@ -41,7 +41,7 @@ pub fn builtin(name: &str) -> Option<&'static str> {
     BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
 }
 
-pub fn builtin_names() -> Vec<&'static str> {
+pub(crate) fn builtin_names() -> Vec<&'static str> {
     BUILTIN.iter().map(|(n, _)| *n).collect()
 }
 
@@ -96,7 +96,7 @@ pub struct Profile {
 
 /// Facts preflight provides to the profile as placeholders (the typed
 /// `steps::facts::Facts` carries what steps need typed).
-pub const FACTS: &[&str] = &[
+pub(crate) const FACTS: &[&str] = &[
     "schema_args",
     "has_extra_schemas",
     "extra_schemas_sql",
@@ -122,7 +122,7 @@ pub const FACTS: &[&str] = &[
 ];
 
 /// Names the engine and preflight provide; a profile may use them without defining them.
-pub const PROVIDED: &[&str] = &[
+pub(crate) const PROVIDED: &[&str] = &[
     "source",
     "target",
     "domain",
@@ -138,7 +138,7 @@ pub const PROVIDED: &[&str] = &[
 ];
 
 impl Profile {
-    pub fn load_builtin(name: &str) -> Result<Profile, ProfileError> {
+    pub(crate) fn load_builtin(name: &str) -> Result<Profile, ProfileError> {
         let text = builtin(name).ok_or_else(|| ProfileError {
             file: format!("profile '{name}'"),
             line: 0,
@@ -151,7 +151,7 @@ impl Profile {
         Profile::parse(&format!("assets/profiles/{name}.toml"), text)
     }
 
-    pub fn load_file(path: &Path) -> Result<Profile, ProfileError> {
+    pub(crate) fn load_file(path: &Path) -> Result<Profile, ProfileError> {
         let text = std::fs::read_to_string(path).map_err(|e| ProfileError {
             file: path.display().to_string(),
             line: 0,

@@ -173,7 +173,7 @@ pub enum OneOrMany {
 }
 
 impl OneOrMany {
-    pub fn items(&self) -> Vec<String> {
+    pub(crate) fn items(&self) -> Vec<String> {
         match self {
             OneOrMany::One(s) => vec![s.clone()],
             OneOrMany::Many(v) => v.clone(),
@@ -281,7 +281,7 @@ pub struct StepSpec {
 }
 
 impl StepSpec {
-    pub fn conditions(&self) -> Vec<String> {
+    pub(crate) fn conditions(&self) -> Vec<String> {
         self.when.as_ref().map(OneOrMany::items).unwrap_or_default()
     }
 

@@ -102,7 +102,7 @@ fn pieces(template: &str) -> Result<Vec<Piece<'_>>, TemplateError> {
 }
 
 /// The names a template refers to, for validating profiles before any run.
-pub fn placeholders(template: &str) -> Result<Vec<String>, TemplateError> {
+pub(crate) fn placeholders(template: &str) -> Result<Vec<String>, TemplateError> {
     Ok(pieces(template)?
         .into_iter()
         .filter_map(|p| match p {
@@ -121,7 +121,7 @@ impl Vars {
         self.values.insert(name.into(), value.into());
     }
 
-    pub fn set_template(&mut self, name: impl Into<String>, template: &str) {
+    pub(crate) fn set_template(&mut self, name: impl Into<String>, template: &str) {
         self.values
             .insert(name.into(), Value::Template(template.to_string()));
     }
@@ -183,7 +183,7 @@ impl Vars {
 
     /// A condition as profiles write it: `name` or `!name`, true when the value
     /// is a string other than "" and "false", or a list with something in it.
-    pub fn condition(&self, expr: &str) -> Result<bool, TemplateError> {
+    pub(crate) fn condition(&self, expr: &str) -> Result<bool, TemplateError> {
         let (negate, name) = match expr.strip_prefix('!') {
             Some(n) => (true, n.trim()),
             None => (false, expr.trim()),
@@ -224,7 +224,7 @@ impl Vars {
 
     /// Renders an argument vector; an argument that is exactly `{list}` becomes
     /// one argument per item (none for an empty list).
-    pub fn render_argv(&self, argv: &[String]) -> Result<Vec<String>, TemplateError> {
+    pub(crate) fn render_argv(&self, argv: &[String]) -> Result<Vec<String>, TemplateError> {
         let mut out = Vec::with_capacity(argv.len());
         for arg in argv {
             if let Some(name) = whole_placeholder(arg)
@@ -240,7 +240,7 @@ impl Vars {
 
     /// Like `render_argv`, but a placeholder nobody knows yet (a fact preflight will
     /// find) stays visible as `{name}`; for showing a plan before any host is asked.
-    pub fn render_argv_lenient(&self, argv: &[String]) -> Vec<String> {
+    pub(crate) fn render_argv_lenient(&self, argv: &[String]) -> Vec<String> {
         argv.iter()
             .flat_map(|arg| match self.render_argv(std::slice::from_ref(arg)) {
                 Ok(v) => v,
@@ -250,7 +250,7 @@ impl Vars {
     }
 
     /// Like `commands`, for showing a plan: `None` while the value is not known.
-    pub fn commands_lenient(&self, name: &str) -> Option<Vec<Vec<String>>> {
+    pub(crate) fn commands_lenient(&self, name: &str) -> Option<Vec<Vec<String>>> {
         match self.values.get(name)? {
             Value::Commands(c) => Some(c.clone()),
             Value::TemplateCommands(c) => {
@@ -261,7 +261,7 @@ impl Vars {
         }
     }
 
-    pub fn render_lenient(&self, template: &str) -> String {
+    pub(crate) fn render_lenient(&self, template: &str) -> String {
         self.render_lenient_depth(template, 0)
     }
 
@@ -292,7 +292,7 @@ impl Vars {
 }
 
 /// The name in an argument that is exactly `{name}`.
-pub fn whole_placeholder(arg: &str) -> Option<&str> {
+pub(crate) fn whole_placeholder(arg: &str) -> Option<&str> {
     let inner = arg.strip_prefix('{')?.strip_suffix('}')?;
     (!inner.contains(['{', '}'])).then_some(inner)
 }

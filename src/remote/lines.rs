@@ -33,7 +33,7 @@ impl<R: AsyncRead + Unpin> LineSplitter<R> {
     }
 
     /// The next line, or None at the end of the stream.
-    pub async fn next_line(&mut self) -> Option<String> {
+    pub(crate) async fn next_line(&mut self) -> Option<String> {
         loop {
             while self.pos < self.filled {
                 let b = self.buf[self.pos];

@@ -46,7 +46,7 @@ pub enum RunAs {
 
 impl RunAs {
     /// Profiles write `root` or a user name.
-    pub fn from_profile(user: &str) -> RunAs {
+    pub(crate) fn from_profile(user: &str) -> RunAs {
         if user == "root" {
             RunAs::Root
         } else {
@@ -157,7 +157,7 @@ impl Finished {
     }
 
     /// The exit code as people read it: a number, or "by signal".
-    pub fn exit_text(&self) -> String {
+    pub(crate) fn exit_text(&self) -> String {
         self.exit_code
             .map_or_else(|| "by signal".into(), |c| c.to_string())
     }
@@ -285,21 +285,21 @@ impl Host {
         &self.dest
     }
 
-    pub fn full_argv(&self, cmd: &RemoteCommand) -> Vec<String> {
+    pub(crate) fn full_argv(&self, cmd: &RemoteCommand) -> Vec<String> {
         wrap_argv(&self.login, cmd, self.tag.as_deref())
     }
 
-    pub async fn alive(&self) -> bool {
+    pub(crate) async fn alive(&self) -> bool {
         self.session.check().await.is_ok()
     }
 
-    pub fn set_tag(&mut self, tag: &str) {
+    pub(crate) fn set_tag(&mut self, tag: &str) {
         self.tag = Some(tag.to_string());
     }
 
     /// Stops what this run still has running on the host (after a timeout,
     /// an abort or a lost connection); returns how many processes were told to stop.
-    pub async fn stop_leftovers(&self) -> Result<usize, RemoteError> {
+    pub(crate) async fn stop_leftovers(&self) -> Result<usize, RemoteError> {
         let Some(tag) = &self.tag else {
             return Ok(0);
         };
@@ -343,7 +343,7 @@ impl Host {
         self.run_with_input(cmd, None, &mut |_, _| {}).await
     }
 
-    pub async fn run_with_input(
+    pub(crate) async fn run_with_input(
         &self,
         cmd: &RemoteCommand,
         input: Option<&[u8]>,
@@ -443,7 +443,7 @@ impl Host {
         }
     }
 
-    pub async fn forward(
+    pub(crate) async fn forward(
         &self,
         kind: ForwardType,
         listen: Socket<'_>,
@@ -462,7 +462,7 @@ impl Host {
         }
     }
 
-    pub async fn close_forward(
+    pub(crate) async fn close_forward(
         &self,
         kind: ForwardType,
         listen: Socket<'_>,
@@ -482,7 +482,7 @@ impl Host {
 /// The argv that actually runs on a host where `login` is the ssh user:
 /// privilege change, environment, directory and umask as fixed prefixes, the
 /// command's own arguments untouched.
-pub fn wrap_argv(login: &str, cmd: &RemoteCommand, tag: Option<&str>) -> Vec<String> {
+pub(crate) fn wrap_argv(login: &str, cmd: &RemoteCommand, tag: Option<&str>) -> Vec<String> {
     let is_root = login == "root";
     let mut argv: Vec<String> = Vec::new();
     match &cmd.run_as {
@@ -541,7 +541,7 @@ fn error_strength(line: &str) -> u8 {
     }
 }
 
-pub fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(inner) = cur {
@@ -661,7 +661,7 @@ async fn describe_unknown_key(dest: &str, ssh_config: Option<&Path>) -> (String,
 }
 
 /// A private directory on this machine for the relay's unix socket.
-pub fn operator_socket_dir() -> std::io::Result<tempfile::TempDir> {
+pub(crate) fn operator_socket_dir() -> std::io::Result<tempfile::TempDir> {
     tempfile::Builder::new()
         .prefix("hikkoshi-")
         .tempdir_in(std::env::temp_dir())

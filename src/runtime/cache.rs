@@ -3,7 +3,7 @@
 use crate::remote::{RemoteCommand, RemoteError, RunAs, Shell};
 
 /// The tool the cache side needs on both hosts.
-pub const TOOL: &str = "redis-cli";
+pub(crate) const TOOL: &str = "redis-cli";
 
 /// `redis-cli -p PORT ARGS...`.
 pub fn cli(port: &str, args: &[&str]) -> RemoteCommand {
@@ -24,7 +24,7 @@ pub struct CacheInfo {
 }
 
 /// `PING`: whether it answered `PONG`, and what it said.
-pub async fn ping(h: &impl Shell, port: &str) -> Result<(bool, String), RemoteError> {
+pub(crate) async fn ping(h: &impl Shell, port: &str) -> Result<(bool, String), RemoteError> {
     let out = h.run_quiet(&cli(port, &["PING"])).await?;
     let said = out.stdout.trim().to_string();
     Ok((out.success() && said == "PONG", said))

@@ -6,8 +6,8 @@
 use crate::remote::{Finished, RemoteCommand, RemoteError, RunAs, Shell};
 
 /// The client tools the old host needs to dump, and the new one to restore.
-pub const DUMP_TOOLS: [&str; 2] = ["pg_dump", "psql"];
-pub const RESTORE_TOOLS: [&str; 3] = ["pg_restore", "psql", "createdb"];
+pub(crate) const DUMP_TOOLS: [&str; 2] = ["pg_dump", "psql"];
+pub(crate) const RESTORE_TOOLS: [&str; 3] = ["pg_restore", "psql", "createdb"];
 
 /// The tools whose versions decide whether a dump can be made and read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +31,7 @@ impl Tool {
 }
 
 /// "pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)" -> 15.
-pub fn major_from_version(text: &str) -> Option<u32> {
+pub(crate) fn major_from_version(text: &str) -> Option<u32> {
     let v = text
         .split_whitespace()
         .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))?;
@@ -51,7 +51,7 @@ pub enum PsqlError {
     },
 }
 
-pub async fn query<S: Shell>(
+pub(crate) async fn query<S: Shell>(
     host: &S,
     run_as: &RunAs,
     database: &str,
@@ -88,7 +88,7 @@ pub async fn query<S: Shell>(
 /// Where the database's files live on the host's filesystem: the server's
 /// own `data_directory`, since the server runs on the host. The disk check
 /// measures the filesystem that holds it.
-pub async fn data_directory(h: &impl Shell, admin: &RunAs) -> Result<String, PsqlError> {
+pub(crate) async fn data_directory(h: &impl Shell, admin: &RunAs) -> Result<String, PsqlError> {
     Ok(query(h, admin, "postgres", "SHOW data_directory", &[])
         .await?
         .first()

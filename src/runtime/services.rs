@@ -10,7 +10,7 @@ pub fn verb(verb: &str, unit: &str) -> RemoteCommand {
 }
 
 /// `systemctl show -p LoadState --value UNIT`: "loaded", "masked" or "not-found".
-pub fn load_state(unit: &str) -> RemoteCommand {
+pub(crate) fn load_state(unit: &str) -> RemoteCommand {
     RemoteCommand::new(
         RunAs::Root,
         [TOOL, "show", "-p", "LoadState", "--value", unit],
@@ -30,7 +30,7 @@ pub fn show(props: &[&str], units: &[String]) -> RemoteCommand {
 }
 
 /// `systemctl is-enabled -- UNITS`: changes nothing.
-pub fn is_enabled(units: &[String]) -> RemoteCommand {
+pub(crate) fn is_enabled(units: &[String]) -> RemoteCommand {
     let mut argv = vec![TOOL.to_string(), "is-enabled".into(), "--".into()];
     argv.extend(units.iter().cloned());
     RemoteCommand::new(RunAs::Root, argv)
@@ -38,7 +38,7 @@ pub fn is_enabled(units: &[String]) -> RemoteCommand {
 
 /// Whether a profile's command is a service manager's (its units are then
 /// what `units_of` names).
-pub fn is_service_command(argv: &[String]) -> bool {
+pub(crate) fn is_service_command(argv: &[String]) -> bool {
     argv.first().map(String::as_str) == Some(TOOL)
 }
 

@@ -141,7 +141,7 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     Ok(Done::Completed)
 }
 
-pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars, user: &str) -> Vec<String> {
+pub(crate) fn describe(step: &StepSpec, plan: &Plan, vars: &Vars, user: &str) -> Vec<String> {
     let mut lines = Vec::new();
     for role in roles_of(step.host) {
         let host = match role {
@@ -191,7 +191,7 @@ pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars, user: &str) -> Vec<St
 }
 
 /// The undo commands of a step, as the rollback step lists them.
-pub fn describe_undo(step: &StepSpec, plan: &Plan, vars: &Vars) -> Vec<String> {
+pub(crate) fn describe_undo(step: &StepSpec, plan: &Plan, vars: &Vars) -> Vec<String> {
     let Some(undo) = &step.undo else {
         return Vec::new();
     };
@@ -222,7 +222,7 @@ pub fn describe_undo(step: &StepSpec, plan: &Plan, vars: &Vars) -> Vec<String> {
 
 /// Runs a step's undo commands; keeps going past failures, since each one
 /// brings back a part of the old host, and returns what failed.
-pub async fn undo(step: &StepSpec, ctx: &RunCtx, io: &StepIo) -> Vec<String> {
+pub(crate) async fn undo(step: &StepSpec, ctx: &RunCtx, io: &StepIo) -> Vec<String> {
     let Some(undo) = &step.undo else {
         return Vec::new();
     };

@@ -177,7 +177,7 @@ impl RunCtx {
     }
 
     /// The connections, for a step to hold while it also changes the context.
-    pub fn shared_hosts(&self) -> Result<Arc<Hosts>, RemoteError> {
+    pub(crate) fn shared_hosts(&self) -> Result<Arc<Hosts>, RemoteError> {
         self.hosts.clone().ok_or_else(|| self.not_connected())
     }
 
@@ -212,7 +212,7 @@ impl StepIo {
         });
     }
 
-    pub fn progress(&self, bytes: u64, total: Option<u64>) {
+    pub(crate) fn progress(&self, bytes: u64, total: Option<u64>) {
         let _ = self.tx.send(EngineEvent::Progress {
             step: self.step.clone(),
             bytes,
@@ -238,7 +238,7 @@ impl StepIo {
         });
     }
 
-    pub fn forecast(&self, window: Vec<crate::prediction::WindowStep>, db_move: &str) {
+    pub(crate) fn forecast(&self, window: Vec<crate::prediction::WindowStep>, db_move: &str) {
         let _ = self.tx.send(EngineEvent::Forecast {
             step: self.step.clone(),
             window,
@@ -246,7 +246,7 @@ impl StepIo {
         });
     }
 
-    pub fn sink(&self) -> impl FnMut(Stream, String) + Send + '_ {
+    pub(crate) fn sink(&self) -> impl FnMut(Stream, String) + Send + '_ {
         move |stream, line| self.output(stream, line)
     }
 }

@@ -64,7 +64,7 @@ pub struct Choice {
 
 /// Compression pays only when the link is slower than pg_dump: none on a
 /// fast link, the cheapest level on a middling one, pg_dump's default on a slow one.
-pub fn compression_for(link: Option<f64>) -> u8 {
+pub(crate) fn compression_for(link: Option<f64>) -> u8 {
     match link {
         Some(bps) if bps >= 100e6 => 0,
         Some(bps) if bps >= 20e6 => 1,
@@ -72,7 +72,7 @@ pub fn compression_for(link: Option<f64>) -> u8 {
     }
 }
 
-pub fn decide(m: &Measured) -> Choice {
+pub(crate) fn decide(m: &Measured) -> Choice {
     let compress = compression_for(m.link);
     let (mode, why) = match m.asked {
         DbMove::File => (Mode::File, "as the config says".to_string()),
@@ -118,13 +118,13 @@ pub fn decide(m: &Measured) -> Choice {
 /// Session settings for the restore only (nothing changes on the server):
 /// more memory for index builds, split between the parallel workers, and no
 /// wait for each commit to reach the disk; a failed restore is redone anyway.
-pub fn restore_pgoptions(mem_available: u64, jobs: u32) -> String {
+pub(crate) fn restore_pgoptions(mem_available: u64, jobs: u32) -> String {
     let per_worker = mem_available / 4 / u64::from(jobs.max(1));
     let mib = (per_worker / (1024 * 1024)).clamp(64, 2048);
     format!("-c maintenance_work_mem={mib}MB -c synchronous_commit=off")
 }
 
-pub async fn cores<S: Shell>(h: &S) -> Result<u32, StepFailure> {
+pub(crate) async fn cores<S: Shell>(h: &S) -> Result<u32, StepFailure> {
     Ok(h.run_quiet(&RemoteCommand::new(RunAs::Login, ["nproc"]))
         .await?
         .stdout
@@ -134,7 +134,7 @@ pub async fn cores<S: Shell>(h: &S) -> Result<u32, StepFailure> {
 }
 
 /// MemAvailable in bytes (0 when unknown).
-pub async fn mem_available<S: Shell>(h: &S) -> Result<u64, StepFailure> {
+pub(crate) async fn mem_available<S: Shell>(h: &S) -> Result<u64, StepFailure> {
     let out = h
         .run_quiet(&RemoteCommand::new(
             RunAs::Login,
@@ -152,7 +152,7 @@ pub async fn mem_available<S: Shell>(h: &S) -> Result<u64, StepFailure> {
 /// Sends random bytes from the old host to the new one the way the dump
 /// travels (through this machine) and times it. A one-byte probe first
 /// measures what starting the commands costs, which a dump pays only once.
-pub async fn measure_link(src: &Host, dst: &Host) -> Option<f64> {
+pub(crate) async fn measure_link(src: &Host, dst: &Host) -> Option<f64> {
     let (setup, _) = probe(src, dst, 1).await?;
     let (took, moved) = probe(src, dst, PROBE_BYTES).await?;
     let transfer = took.saturating_sub(setup).as_secs_f64().max(1e-3);

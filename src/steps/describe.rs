@@ -6,7 +6,7 @@ use crate::plan::{Plan, ROLLBACK, StepInfo};
 use crate::profile::template::Vars;
 use crate::profile::{HostSel, StepKind, StepSpec};
 
-pub fn hosts_of(step: &StepSpec, plan: &Plan) -> Vec<String> {
+pub(crate) fn hosts_of(step: &StepSpec, plan: &Plan) -> Vec<String> {
     match step.kind {
         StepKind::Command => plan.host_names(step.host),
         StepKind::Health if step.pinned => Vec::new(),
@@ -18,7 +18,7 @@ pub fn hosts_of(step: &StepSpec, plan: &Plan) -> Vec<String> {
 
 /// What the step will do, as lines a person can read and check; with facts
 /// not yet known shown as `{name}`.
-pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars) -> Vec<String> {
+pub(crate) fn describe(step: &StepSpec, plan: &Plan, vars: &Vars) -> Vec<String> {
     let user = step
         .user
         .as_ref()
@@ -81,7 +81,7 @@ pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars) -> Vec<String> {
     }
 }
 
-pub fn step_info(plan: &Plan, step: &StepSpec, vars: &Vars) -> StepInfo {
+pub(crate) fn step_info(plan: &Plan, step: &StepSpec, vars: &Vars) -> StepInfo {
     StepInfo {
         id: step.id.clone(),
         phase: step.phase.clone(),
@@ -101,11 +101,11 @@ pub fn step_info(plan: &Plan, step: &StepSpec, vars: &Vars) -> StepInfo {
     }
 }
 
-pub fn infos(plan: &Plan) -> Vec<StepInfo> {
+pub(crate) fn infos(plan: &Plan) -> Vec<StepInfo> {
     infos_with(plan, &plan.vars)
 }
 
-pub fn infos_with(plan: &Plan, vars: &Vars) -> Vec<StepInfo> {
+pub(crate) fn infos_with(plan: &Plan, vars: &Vars) -> Vec<StepInfo> {
     let mut infos: Vec<StepInfo> = plan
         .steps
         .iter()
@@ -117,7 +117,7 @@ pub fn infos_with(plan: &Plan, vars: &Vars) -> Vec<StepInfo> {
 
 /// The rollback, as a step of its own at the end: it runs only when a run
 /// stops while the instance is down, and says so either way.
-pub fn rollback_info(plan: &Plan, vars: &Vars) -> Option<StepInfo> {
+pub(crate) fn rollback_info(plan: &Plan, vars: &Vars) -> Option<StepInfo> {
     let commands: Vec<String> = plan
         .steps
         .iter()

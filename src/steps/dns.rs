@@ -80,7 +80,7 @@ pub async fn run(_step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult 
     }
 }
 
-pub fn describe(plan: &Plan) -> Vec<String> {
+pub(crate) fn describe(plan: &Plan) -> Vec<String> {
     vec![format!(
         "ask the zone's nameservers and the [dns] resolvers for {} until every one answers the new address (or [dns] wait runs out)",
         plan.domain

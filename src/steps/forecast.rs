@@ -25,7 +25,7 @@ const STAMPS: [&str; 4] = [
 /// How long each unit's last start and stop took, from `systemctl show`'s
 /// monotonic timestamps (microseconds); `None` for what systemd has no
 /// record of since boot.
-pub fn transitions(show: &str) -> Vec<(Option<u64>, Option<u64>)> {
+pub(crate) fn transitions(show: &str) -> Vec<(Option<u64>, Option<u64>)> {
     show.split("\n\n")
         .filter(|b| !b.trim().is_empty())
         .map(|block| {
@@ -310,7 +310,7 @@ fn unknown(how: String) -> Estimate {
 
 /// The real run's downtime window, each step the rehearsal does not run with
 /// its estimate; reported as one `Forecast` event.
-pub async fn forecast(ctx: &RunCtx, io: &StepIo, db_move: &str) {
+pub(crate) async fn forecast(ctx: &RunCtx, io: &StepIo, db_move: &str) {
     let Ok(hosts) = ctx.connected() else {
         return;
     };

@@ -177,7 +177,7 @@ pub(super) fn host_port(url: &str) -> Result<(String, u16), String> {
 
 /// curl's arguments for one pinned request: no ~/.curlrc (-q) and no proxy,
 /// since a proxy would resolve the name itself and the pin would not hold.
-pub fn pinned_argv(
+pub(crate) fn pinned_argv(
     url: &str,
     host: &str,
     port: u16,
@@ -296,7 +296,7 @@ async fn run_pinned(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResul
     Ok(Done::Completed)
 }
 
-pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars) -> Vec<String> {
+pub(crate) fn describe(step: &StepSpec, plan: &Plan, vars: &Vars) -> Vec<String> {
     let url = step
         .url
         .as_deref()

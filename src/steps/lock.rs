@@ -60,13 +60,13 @@ impl Holder {
     }
 
     /// Held from this machine by a process that is gone: surely left by a crash.
-    pub fn is_stale(&self) -> bool {
+    pub(crate) fn is_stale(&self) -> bool {
         self.operator == operator_name()
             && !self.pid.is_empty()
             && !std::path::Path::new("/proc").join(&self.pid).exists()
     }
 
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut s = format!(
             "run '{}' from {} (pid {}) since {}",
             self.run_id, self.operator, self.pid, self.since
@@ -77,7 +77,7 @@ impl Holder {
         s
     }
 
-    pub fn ours(run_id: &str) -> Holder {
+    pub(crate) fn ours(run_id: &str) -> Holder {
         Holder {
             run_id: run_id.to_string(),
             operator: operator_name(),
@@ -88,7 +88,7 @@ impl Holder {
 }
 
 /// This machine's name, as the lock records the operator.
-pub fn operator_name() -> String {
+pub(crate) fn operator_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown-host".into());
@@ -98,7 +98,11 @@ pub fn operator_name() -> String {
     }
 }
 
-pub async fn holder(host: &Host, dir: &str, user: &str) -> Result<Option<Holder>, StepFailure> {
+pub(crate) async fn holder(
+    host: &Host,
+    dir: &str,
+    user: &str,
+) -> Result<Option<Holder>, StepFailure> {
     let out = host
         .run_quiet(&RemoteCommand::script(
             RunAs::from_profile(user),
@@ -153,7 +157,12 @@ pub async fn take(
     }
 }
 
-pub async fn release(host: &Host, dir: &str, user: &str, run_id: &str) -> Result<(), StepFailure> {
+pub(crate) async fn release(
+    host: &Host,
+    dir: &str,
+    user: &str,
+    run_id: &str,
+) -> Result<(), StepFailure> {
     let cmd = RemoteCommand::script(RunAs::from_profile(user), RELEASE, &[dir, run_id]);
     super::run_quiet_checked(host, &cmd).await.map(|_| ())
 }

@@ -136,7 +136,7 @@ fn random_port() -> u16 {
 }
 
 /// rsync --info=progress2: "  1,234,567  45%   12.34MB/s    0:00:05 (xfr#12, to-chk=3/456)".
-pub fn parse_progress(line: &str) -> Option<(u64, Option<u64>)> {
+pub(crate) fn parse_progress(line: &str) -> Option<(u64, Option<u64>)> {
     let mut parts = line.split_whitespace();
     let bytes: u64 = parts.next()?.replace(',', "").parse().ok()?;
     let pct: u64 = parts.next()?.strip_suffix('%')?.parse().ok()?;
@@ -532,7 +532,7 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     Ok(Done::Completed)
 }
 
-pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars, user: &str) -> Vec<String> {
+pub(crate) fn describe(step: &StepSpec, plan: &Plan, vars: &Vars, user: &str) -> Vec<String> {
     let left_out: String = excludes(step, vars)
         .unwrap_or_else(|_| step.exclude.clone())
         .iter()

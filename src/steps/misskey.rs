@@ -118,7 +118,7 @@ impl MisskeyConfig {
     }
 
     /// The host part of `url`, which must be the config's domain.
-    pub fn url_host(&self) -> Option<String> {
+    pub(crate) fn url_host(&self) -> Option<String> {
         url::Url::parse(&self.url)
             .ok()
             .and_then(|u| u.host_str().map(str::to_string))
@@ -126,7 +126,7 @@ impl MisskeyConfig {
 }
 
 /// A database or Redis on this host, not on another machine.
-pub fn is_local(host: &str) -> bool {
+pub(crate) fn is_local(host: &str) -> bool {
     matches!(host, "" | "localhost" | "127.0.0.1" | "::1") || host.starts_with('/')
 }
 

@@ -51,7 +51,7 @@ impl StepFailure {
         }
     }
 
-    pub fn from_finished<S: Shell>(host: &S, cmd: &RemoteCommand, f: &Finished) -> Self {
+    pub(crate) fn from_finished<S: Shell>(host: &S, cmd: &RemoteCommand, f: &Finished) -> Self {
         let how = f.exit_code.map_or_else(
             || "was killed by a signal".to_string(),
             |c| format!("exited with {c}"),
@@ -137,7 +137,7 @@ pub enum Done {
 
 pub type StepResult = Result<Done, StepFailure>;
 
-pub async fn execute(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepOutcome {
+pub(crate) async fn execute(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepOutcome {
     let result = match step.kind {
         StepKind::Command => command::run(step, ctx, io).await,
         StepKind::Preflight => preflight::run(step, ctx, io).await,
@@ -156,7 +156,7 @@ pub async fn execute(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepOutc
 }
 
 /// Runs a command and turns a non-zero exit into a failure naming host and command.
-pub async fn run_checked<S: Shell>(
+pub(crate) async fn run_checked<S: Shell>(
     host: &S,
     cmd: &RemoteCommand,
     io: &StepIo,
@@ -170,7 +170,7 @@ pub async fn run_checked<S: Shell>(
 }
 
 /// Like `run_checked`, but the output is for parsing only and never shown.
-pub async fn run_quiet_checked<S: Shell>(
+pub(crate) async fn run_quiet_checked<S: Shell>(
     host: &S,
     cmd: &RemoteCommand,
 ) -> Result<Finished, StepFailure> {
@@ -190,7 +190,7 @@ pub fn run_as(step: &StepSpec, vars: &Vars) -> Result<RunAs, TemplateError> {
 }
 
 /// Free bytes and mount point of the filesystem holding `path` (or its nearest existing parent).
-pub async fn free_space<S: Shell>(
+pub(crate) async fn free_space<S: Shell>(
     h: &S,
     run_as: RunAs,
     path: &str,

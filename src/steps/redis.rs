@@ -26,7 +26,7 @@ async fn cli(h: &Host, port: &str, args: &[&str]) -> Result<String, StepFailure>
 /// (all keys, keys without an expiry) over every database, from INFO keyspace.
 /// Keys with a TTL (caches, locks, rate limits) may expire during the copy;
 /// the ones without must all arrive.
-pub fn keyspace(info: &str) -> (u64, u64) {
+pub(crate) fn keyspace(info: &str) -> (u64, u64) {
     let mut all = 0;
     let mut persistent = 0;
     for line in info.lines().filter(|l| l.starts_with("db")) {
@@ -165,7 +165,7 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     Ok(Done::Completed)
 }
 
-pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars) -> Vec<String> {
+pub(crate) fn describe(step: &StepSpec, plan: &Plan, vars: &Vars) -> Vec<String> {
     let service = vars.render_lenient(step.service.as_deref().unwrap_or("redis-server"));
     vec![
         format!("{}: redis-cli INFO keyspace; redis-cli SAVE", plan.source),

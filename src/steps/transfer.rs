@@ -389,7 +389,7 @@ pub async fn relay(
     })
 }
 
-pub async fn copy_file(
+pub(crate) async fn copy_file(
     src: &Host,
     dst: &Host,
     spec: &CopySpec,
@@ -550,7 +550,7 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     Ok(Done::Completed)
 }
 
-pub fn describe(step: &StepSpec, plan: &Plan, vars: &Vars, user: &str) -> Vec<String> {
+pub(crate) fn describe(step: &StepSpec, plan: &Plan, vars: &Vars, user: &str) -> Vec<String> {
     let pairs: Vec<(String, String)> = if step.files.is_empty() {
         vec![(
             vars.render_lenient(step.from.as_deref().unwrap_or_default()),

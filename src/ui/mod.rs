@@ -7,7 +7,7 @@ pub mod review;
 pub mod tui;
 
 /// `mm:ss`, or `h:mm:ss` from an hour on.
-pub fn clock(d: jiff::SignedDuration) -> String {
+pub(crate) fn clock(d: jiff::SignedDuration) -> String {
     let s = d.as_secs().max(0);
     if s >= 3600 {
         format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
@@ -17,7 +17,7 @@ pub fn clock(d: jiff::SignedDuration) -> String {
 }
 
 /// `4.2s` under a minute, a clock above.
-pub fn short_duration(ms: u64) -> String {
+pub(crate) fn short_duration(ms: u64) -> String {
     if ms >= 60_000 {
         clock(jiff::SignedDuration::from_millis(
             i64::try_from(ms).unwrap_or(i64::MAX),

@@ -77,7 +77,7 @@ pub fn prediction_words(p: &crate::run_state::Prediction) -> String {
 }
 
 /// A real run's measured downtime beside what its last rehearsal predicted.
-pub fn predicted_and_measured(run: &RunState) -> Option<String> {
+pub(crate) fn predicted_and_measured(run: &RunState) -> Option<String> {
     let r = run.rehearsal_prediction.as_ref()?;
     let predicted = r.prediction.total_ms;
     let at_least = if !r.prediction.open_ended() {
@@ -133,7 +133,7 @@ pub enum Tone {
 
 /// What an admin wants when a run has ended: the result, the downtime, what
 /// moved, what is left to do by hand, and where the journal is.
-pub fn end_summary(run: &RunState, journal: Option<&str>) -> Vec<(Tone, String)> {
+pub(crate) fn end_summary(run: &RunState, journal: Option<&str>) -> Vec<(Tone, String)> {
     use crate::events::CheckStatus;
     let mut out = Vec::new();
     let succeeded = matches!(

@@ -33,7 +33,7 @@ location / { proxy_pass http://127.0.0.1:5000/; }
 "#;
 
 /// The lab's old host, as the probe reads it.
-pub fn lab_probe() -> Probe {
+pub(crate) fn lab_probe() -> Probe {
     let mut p = Probe {
         units: vec![
             unit("mastodon-sidekiq", "mastodon", "/home/mastodon/live", 30),

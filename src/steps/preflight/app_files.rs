@@ -440,7 +440,7 @@ pub(super) async fn object_storage_in_db<S: Shell>(
 
 /// An app's version: `"version"` in a package.json (Misskey), Mastodon's
 /// version.rb, or the first line of a plain VERSION file.
-pub fn parse_version(file: &str, text: &str) -> Option<String> {
+pub(crate) fn parse_version(file: &str, text: &str) -> Option<String> {
     if file.ends_with(".json") {
         let v: Json = serde_json::from_str(text).ok()?;
         return v.get("version")?.as_str().map(str::to_string);
@@ -456,7 +456,7 @@ pub fn parse_version(file: &str, text: &str) -> Option<String> {
 }
 
 /// Mastodon's lib/mastodon/version.rb: `def major` / `4` / `end` and so on.
-pub fn parse_version_rb(text: &str) -> Option<String> {
+pub(crate) fn parse_version_rb(text: &str) -> Option<String> {
     let part = |name: &str| -> Option<String> {
         let at = text.find(&format!("def {name}"))?;
         let rest = &text[at + 4 + name.len()..];

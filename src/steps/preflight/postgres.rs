@@ -510,7 +510,7 @@ pub(super) fn extensions_advice(s: &Settings, missing: &[String]) -> String {
     )
 }
 
-pub fn create_schemas_sql(schemas: &[&String]) -> String {
+pub(crate) fn create_schemas_sql(schemas: &[&String]) -> String {
     schemas
         .iter()
         .map(|s| format!("CREATE SCHEMA IF NOT EXISTS {};", quote_ident(s)))
@@ -518,7 +518,7 @@ pub fn create_schemas_sql(schemas: &[&String]) -> String {
         .join(" ")
 }
 
-pub fn quote_ident(name: &str) -> String {
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

@@ -8,7 +8,7 @@ use crate::steps::StepFailure;
 /// Where the relay connects, from `sshd -T`'s effective settings: a wildcard
 /// listener is reached on the loopback, otherwise the first address sshd
 /// listens on (IPv4 first); `None` when the output names no port.
-pub fn relay_socket(sshd_t: &str) -> Option<(String, u16)> {
+pub(crate) fn relay_socket(sshd_t: &str) -> Option<(String, u16)> {
     let mut ports = Vec::new();
     let mut listen: Vec<(String, u16)> = Vec::new();
     for line in sshd_t.lines() {

@@ -111,21 +111,21 @@ impl App {
 
     /// The old host is stopped and the new one not live: stopping now leaves
     /// the instance down unless the old host is brought back.
-    pub fn instance_down(&self) -> bool {
+    pub(crate) fn instance_down(&self) -> bool {
         self.run.downtime_started.is_some() && self.run.downtime_ended.is_none()
     }
 
     /// At the end of a live run, until the admin selects a step.
-    pub fn shows_summary(&self) -> bool {
+    pub(crate) fn shows_summary(&self) -> bool {
         self.mode == Mode::Live && self.follow && self.run.waiting() == Waiting::Finished
     }
 
-    pub fn confirm_dialog_shown(&self) -> bool {
+    pub(crate) fn confirm_dialog_shown(&self) -> bool {
         self.mode == Mode::Live && self.run.awaiting.is_some() && !self.confirm_hidden
     }
 
     /// The step the run is on: running, waiting for a confirmation or decision, or next.
-    pub fn current_step(&self) -> Option<usize> {
+    pub(crate) fn current_step(&self) -> Option<usize> {
         let id = match self.run.waiting() {
             Waiting::Next(id)
             | Waiting::Running(id)
@@ -160,7 +160,7 @@ impl App {
 }
 
 /// One message in, the engine commands it leads to out.
-pub fn update(app: &mut App, msg: Msg) -> Vec<EngineCommand> {
+pub(crate) fn update(app: &mut App, msg: Msg) -> Vec<EngineCommand> {
     let was_dirty = app.dirty;
     app.dirty = true;
     match msg {

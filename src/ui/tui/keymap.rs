@@ -70,7 +70,7 @@ const fn bind(
 
 const ALL: &[Context] = &[Dialog, Failed, Propagating, Live, Review, Help];
 
-pub const KEYS: &[Binding] = &[
+pub(crate) const KEYS: &[Binding] = &[
     bind(&[Dialog], KeyCode::Char('y'), Action::Yes, "y yes"),
     bind(&[Dialog], KeyCode::Char('n'), Action::No, "n/Esc no"),
     bind(&[Dialog], KeyCode::Esc, Action::No, ""),
@@ -112,7 +112,7 @@ pub const KEYS: &[Binding] = &[
     },
 ];
 
-pub fn action(context: Context, key: &KeyEvent) -> Option<Action> {
+pub(crate) fn action(context: Context, key: &KeyEvent) -> Option<Action> {
     let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
     KEYS.iter()
         .find(|b| b.context.contains(&context) && b.key == key.code && b.ctrl == ctrl)
@@ -120,7 +120,7 @@ pub fn action(context: Context, key: &KeyEvent) -> Option<Action> {
 }
 
 /// The labels of the keys that apply in a context, in table order.
-pub fn labels(context: Context) -> Vec<&'static str> {
+pub(crate) fn labels(context: Context) -> Vec<&'static str> {
     KEYS.iter()
         .filter(|b| b.context.contains(&context) && !b.label.is_empty())
         .map(|b| b.label)

@@ -67,7 +67,7 @@ impl Drop for Screen {
     }
 }
 
-pub fn theme() -> Theme {
+pub(crate) fn theme() -> Theme {
     Theme {
         color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
     }

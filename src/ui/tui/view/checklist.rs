@@ -11,7 +11,7 @@ use crate::ui::tui::app::App;
 
 const SPINNER: [&str; 4] = ["◐", "◓", "◑", "◒"];
 
-pub fn icon(step: &StepState, frame: u64, theme: Theme) -> Span<'static> {
+pub(crate) fn icon(step: &StepState, frame: u64, theme: Theme) -> Span<'static> {
     match step.status {
         StepStatus::Pending => Span::styled("·", theme.dim()),
         StepStatus::Running => Span::styled(SPINNER[(frame % 4) as usize], theme.active()),
@@ -22,7 +22,7 @@ pub fn icon(step: &StepState, frame: u64, theme: Theme) -> Span<'static> {
     }
 }
 
-pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
+pub(crate) fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let width = area.width.saturating_sub(2) as usize;
     let mut items = Vec::new();
     let mut selected_row = None;

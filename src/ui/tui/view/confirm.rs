@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use super::{Theme, popup};
 use crate::ui::tui::app::{App, Dialog};
 
-pub fn draw_step(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
+pub(crate) fn draw_step(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let Some((id, prompt)) = &app.run.awaiting else {
         return;
     };
@@ -36,7 +36,13 @@ pub fn draw_step(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     popup(frame, area, "Confirm", lines, theme);
 }
 
-pub fn draw_question(frame: &mut Frame, area: Rect, app: &App, dialog: Dialog, theme: Theme) {
+pub(crate) fn draw_question(
+    frame: &mut Frame,
+    area: Rect,
+    app: &App,
+    dialog: Dialog,
+    theme: Theme,
+) {
     let down = app.instance_down();
     let (title, question) = match dialog {
         Dialog::Quit => ("Quit", "The run is in progress. Stop it and quit?"),

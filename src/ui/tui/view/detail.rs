@@ -118,7 +118,7 @@ fn wrapped_height(lines: &[Line<'_>], width: u16) -> u16 {
         .sum()
 }
 
-pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
+pub(crate) fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let Some(s) = app.run.steps.get(app.selected) else {
         frame.render_widget(Block::bordered().title(" Step "), area);
         return;
@@ -219,7 +219,7 @@ fn draw_gauge(
 
 /// The step's checks and output, newest at the bottom, scrolled by PgUp/PgDn.
 /// Only the lines that fit are turned into text: a long log costs nothing here.
-pub fn draw_output(frame: &mut Frame, area: Rect, app: &App, theme: Theme, full: bool) {
+pub(crate) fn draw_output(frame: &mut Frame, area: Rect, app: &App, theme: Theme, full: bool) {
     let Some(s) = app.run.steps.get(app.selected) else {
         return;
     };

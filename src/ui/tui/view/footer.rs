@@ -20,7 +20,7 @@ const FIRST_TO_GO: [&str; 4] = ["l full log", "PgUp/PgDn output", "↑↓/jk sel
 
 /// The labels that fit in `width` columns, whole: a cut-off key is worse
 /// than a missing one, which the help still shows.
-pub fn fit(all: &[&'static str], width: usize) -> String {
+pub(crate) fn fit(all: &[&'static str], width: usize) -> String {
     let mut keep: Vec<&str> = all.to_vec();
     let joined = |k: &[&str]| k.join("  ");
     for gone in FIRST_TO_GO {
@@ -38,7 +38,7 @@ pub fn fit(all: &[&'static str], width: usize) -> String {
     joined(&keep)
 }
 
-pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
+pub(crate) fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let width = usize::from(area.width);
     let line = match &app.notice {
         Some(n) => {

@@ -10,7 +10,7 @@ use crate::run_state::Waiting;
 use crate::ui::tui::app::{App, Mode};
 use crate::units::human_bytes;
 
-pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
+pub(crate) fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let run = &app.run;
     let phase = app
         .current_step()

@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use super::{Theme, popup};
 use crate::ui::tui::keymap::{Context, labels};
 
-pub fn draw(frame: &mut Frame, area: Rect, theme: Theme) {
+pub(crate) fn draw(frame: &mut Frame, area: Rect, theme: Theme) {
     let mut lines = Vec::new();
     for (name, context) in [
         ("Running", Context::Live),

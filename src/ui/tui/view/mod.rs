@@ -38,24 +38,24 @@ impl Theme {
     pub fn fail(self) -> Style {
         self.fg(Color::Red).add_modifier(Modifier::BOLD)
     }
-    pub fn warn(self) -> Style {
+    pub(crate) fn warn(self) -> Style {
         self.fg(Color::Yellow)
     }
     pub fn active(self) -> Style {
         self.fg(Color::Cyan).add_modifier(Modifier::BOLD)
     }
-    pub fn dim(self) -> Style {
+    pub(crate) fn dim(self) -> Style {
         Style::new().add_modifier(Modifier::DIM)
     }
-    pub fn bold(self) -> Style {
+    pub(crate) fn bold(self) -> Style {
         Style::new().add_modifier(Modifier::BOLD)
     }
-    pub fn selected(self) -> Style {
+    pub(crate) fn selected(self) -> Style {
         Style::new().add_modifier(Modifier::REVERSED)
     }
 }
 
-pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
+pub(crate) fn draw(frame: &mut Frame, app: &App, theme: Theme) {
     let area = frame.area();
     let [top, body, bottom] = Layout::vertical([
         Constraint::Length(2),
@@ -89,7 +89,13 @@ pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
 }
 
 /// A bordered box over the middle of the screen, as tall as its wrapped text.
-pub fn popup(frame: &mut Frame, area: Rect, title: &str, lines: Vec<Line<'static>>, theme: Theme) {
+pub(crate) fn popup(
+    frame: &mut Frame,
+    area: Rect,
+    title: &str,
+    lines: Vec<Line<'static>>,
+    theme: Theme,
+) {
     let width = area.width.saturating_sub(4).clamp(30, 90);
     let inner_w = width.saturating_sub(2).max(1) as usize;
     let rows: u16 = lines
@@ -107,7 +113,7 @@ pub fn popup(frame: &mut Frame, area: Rect, title: &str, lines: Vec<Line<'static
 }
 
 /// A box in the middle of `area`, as large as asked but never larger than it.
-pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
+pub(crate) fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let w = width
         .min(area.width.saturating_sub(2))
         .max(10.min(area.width));
@@ -122,4 +128,4 @@ pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
     }
 }
 
-pub use crate::ui::{clock, short_duration};
+pub(crate) use crate::ui::{clock, short_duration};

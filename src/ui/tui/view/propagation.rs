@@ -11,13 +11,13 @@ use super::Theme;
 use crate::dns::{Report, State};
 
 /// Rows the table wants: header, one per resolver, borders.
-pub fn height(report: &Report) -> u16 {
+pub(crate) fn height(report: &Report) -> u16 {
     u16::try_from(report.resolvers.len())
         .unwrap_or(u16::MAX)
         .saturating_add(3)
 }
 
-pub fn draw(frame: &mut Frame, area: Rect, elapsed_s: u64, report: &Report, theme: Theme) {
+pub(crate) fn draw(frame: &mut Frame, area: Rect, elapsed_s: u64, report: &Report, theme: Theme) {
     let summary_style = if report.complete() {
         theme.ok()
     } else {

@@ -11,7 +11,7 @@ use super::Theme;
 use crate::ui::review::{Tone, end_summary};
 use crate::ui::tui::app::App;
 
-pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
+pub(crate) fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let lines: Vec<Line<'static>> = end_summary(&app.run, app.journal.as_deref())
         .into_iter()
         .map(|(tone, text)| {
