@@ -257,21 +257,20 @@ impl RunState {
 
     /// A run begins, or a resumed one goes on in the same journal: what
     /// earlier attempts finished stays as they left it.
-    fn run_started(
-        &mut self,
-        ts: jiff::Timestamp,
-        head: RunHead<'_>,
-        steps: &[StepInfo],
-        resumed: &[String],
-    ) {
-        let RunHead {
+    fn run_started(&mut self, ts: jiff::Timestamp, event: &EngineEvent) {
+        let EngineEvent::RunStarted {
             run_id,
             mode,
             profile,
             domain,
             source,
             target,
-        } = head;
+            steps,
+            resumed,
+        } = event
+        else {
+            return;
+        };
         // A resumed run goes on in the same journal: what earlier
         // attempts finished stays as they left it.
         let earlier = if *run_id == self.run_id {
@@ -289,7 +288,7 @@ impl RunState {
         let prior_resumes = self.resumes;
         *self = RunState {
             run_id: run_id.clone(),
-            mode,
+            mode: *mode,
             profile: profile.clone(),
             domain: domain.clone(),
             source: source.clone(),
@@ -382,28 +381,7 @@ impl RunState {
     pub fn apply(&mut self, record: &Record) {
         let ts = record.ts;
         match &record.event {
-            EngineEvent::RunStarted {
-                run_id,
-                mode,
-                profile,
-                domain,
-                source,
-                target,
-                steps,
-                resumed,
-            } => self.run_started(
-                ts,
-                RunHead {
-                    run_id,
-                    mode: *mode,
-                    profile,
-                    domain,
-                    source,
-                    target,
-                },
-                steps,
-                resumed,
-            ),
+            EngineEvent::RunStarted { .. } => self.run_started(ts, &record.event),
             EngineEvent::StepStarted { step, commands } => {
                 self.awaiting = None;
                 let mut starts_downtime = false;
@@ -619,16 +597,6 @@ pub fn resume_point(
         done,
         first,
     })
-}
-
-/// Who and what a run is, as its first event says.
-struct RunHead<'a> {
-    run_id: &'a String,
-    mode: crate::events::RunMode,
-    profile: &'a String,
-    domain: &'a String,
-    source: &'a String,
-    target: &'a String,
 }
 
 #[cfg(test)]

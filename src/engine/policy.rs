@@ -193,6 +193,8 @@ pub struct Policy {
     beside_started: bool,
     failed_optional: Vec<String>,
     changed_anything: bool,
+    /// How the run ended, said again if the policy is asked after the end.
+    ended: Option<Effect>,
 }
 
 impl Policy {
@@ -214,6 +216,7 @@ impl Policy {
             beside_started: false,
             failed_optional: Vec::new(),
             changed_anything: false,
+            ended: None,
         }
     }
 
@@ -251,12 +254,14 @@ impl Policy {
         } else {
             outcome
         };
-        Effect::End {
+        let end = Effect::End {
             outcome,
             rollback,
             window: self.window.clone(),
             run_finally,
-        }
+        };
+        self.ended = Some(end.clone());
+        end
     }
 
     fn advance(&mut self) -> Effect {
@@ -363,7 +368,10 @@ impl Policy {
     /// The next effect, given what happened since the last one.
     pub fn next(&mut self, input: Input) -> Effect {
         match (self.phase, input) {
-            (Phase::Over, _) => self.end(RunOutcome::Succeeded, false),
+            (Phase::Over, _) => match &self.ended {
+                Some(end) => end.clone(),
+                None => self.end(RunOutcome::Succeeded, false),
+            },
             (Phase::FailedBeforeRun, _) => self.stopped(false, true),
             (Phase::Enter, _) => self.enter(),
             (Phase::Collected, Input::Collected(r)) => self.collected(r),

@@ -12,7 +12,7 @@ pub mod render;
 
 use crate::profile::{Profile, StepKind};
 use crate::remote::{Host, RemoteCommand, RunAs};
-use crate::runtime::database::query;
+use crate::runtime::database;
 pub use detect::{App, Kind};
 pub use probe::ProbeError;
 
@@ -51,11 +51,11 @@ async fn object_storage_in_db(source: &Host, app: &App) -> Option<String> {
     let db = app.database.value.as_ref()?;
     let files = format!("{}/files", app.dir);
     Some(
-        match query(source, &RunAs::User(app.user.clone()), db, &sql, &[]).await {
-            Ok(rows) if matches!(rows.first().map(String::as_str), Some("t" | "true")) => {
+        match database::answers_true(source, &RunAs::User(app.user.clone()), db, &sql).await {
+            Ok(true) => {
                 "Media: the database says the files live in object storage (useObjectStorage): nothing to copy, the media steps are left out".to_string()
             }
-            Ok(_) => format!(
+            Ok(false) => format!(
                 "Media: the database says object storage is not used, so {files} is copied with rsync (before and during the downtime)"
             ),
             Err(e) => format!("Media: whether object storage is used could not be asked: {e}"),

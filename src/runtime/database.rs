@@ -85,6 +85,21 @@ pub(crate) async fn query<S: Shell>(
         .collect())
 }
 
+/// Whether a query's first row is PostgreSQL's true (`t`), as a profile's
+/// question to the app's database is answered (Misskey's object storage switch).
+pub async fn answers_true(
+    h: &impl Shell,
+    run_as: &RunAs,
+    database: &str,
+    sql: &str,
+) -> Result<bool, PsqlError> {
+    let rows = query(h, run_as, database, sql, &[]).await?;
+    Ok(matches!(
+        rows.first().map(String::as_str),
+        Some("t" | "true")
+    ))
+}
+
 /// Where the database's files live on the host's filesystem: the server's
 /// own `data_directory`, since the server runs on the host. The disk check
 /// measures the filesystem that holds it.

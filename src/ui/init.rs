@@ -91,8 +91,12 @@ fn choose<'a>(apps: &'a [App], wanted: Option<&str>, source: &str) -> Result<&'a
                 eprintln!("  {}. {}", i + 1, a.summary());
             }
             loop {
+                // Enter alone, or the end of input, is no choice: say how to make one.
                 let Some(answer) = ask(&format!("Which app moves? [1-{}]", apps.len())) else {
-                    continue;
+                    return Err(usage(format!(
+                        "no app chosen; name it with --app:\n{}",
+                        list()
+                    )));
                 };
                 if let Some(a) = answer
                     .parse::<usize>()

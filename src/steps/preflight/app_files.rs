@@ -5,7 +5,7 @@ use super::{Report, Settings};
 use crate::events::CheckStatus::{Fail, Pass, Warn};
 use crate::redact::is_secret_key;
 use crate::remote::{RemoteCommand, Role, RunAs, Shell};
-use crate::runtime::database::query;
+use crate::runtime::database::{self, query};
 use crate::steps::StepFailure;
 use crate::steps::ctx::RunCtx;
 use serde_json::Value as Json;
@@ -421,11 +421,8 @@ pub(super) async fn object_storage_in_db<S: Shell>(
     sql: &str,
     r: &mut Report<'_>,
 ) -> Result<Option<String>, StepFailure> {
-    match query(src, &RunAs::User(s.user.clone()), &s.database, sql, &[]).await {
-        Ok(rows) => Ok(
-            matches!(rows.first().map(String::as_str), Some("t" | "true"))
-                .then(|| "the database says so".to_string()),
-        ),
+    match database::answers_true(src, &RunAs::User(s.user.clone()), &s.database, sql).await {
+        Ok(yes) => Ok(yes.then(|| "the database says so".to_string())),
         Err(e) => {
             r.note(
                 src.name(),
