@@ -55,13 +55,32 @@ impl RunAs {
     }
 }
 
+/// A Docker Compose service whose container a command runs in: the
+/// container is found by compose from the project and the service, never by
+/// its name (compose v1 calls it `proj_db_1`, v2 `proj-db-1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InService {
+    /// The compose command and the project's options, e.g. `docker compose
+    /// --project-directory DIR -p NAME` or `docker-compose -f FILE -p NAME`.
+    pub compose: Vec<String>,
+    pub service: String,
+    /// The user inside the container; none: the image's own.
+    pub user: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct RemoteCommand {
+    /// Who runs the command on the host (for a command inside a service: who
+    /// runs the compose client, usually root).
     pub run_as: RunAs,
     pub argv: Vec<String>,
+    /// Set in the process that does the work: inside the container when the
+    /// command runs in one.
     pub env: Vec<(String, String)>,
     pub cwd: Option<String>,
     pub umask: Option<String>,
+    /// Run inside this compose service's container instead of on the host.
+    pub inside: Option<InService>,
 }
 
 impl RemoteCommand {
@@ -72,7 +91,14 @@ impl RemoteCommand {
             env: Vec::new(),
             cwd: None,
             umask: None,
+            inside: None,
         }
+    }
+
+    /// The same command, run inside a compose service's container.
+    pub fn inside(mut self, service: InService) -> Self {
+        self.inside = Some(service);
+        self
     }
 
     /// A constant shell script that sees its values only as "$1", "$2"...;
@@ -95,6 +121,9 @@ impl RemoteCommand {
 
     /// The command as a person would type it, for events and error messages.
     pub fn display(&self) -> String {
+        if let Some(inside) = &self.inside {
+            return shell_join(&in_service_argv(inside, self, None));
+        }
         let mut s = String::new();
         if let Some(c) = &self.cwd {
             s.push_str(&format!("cd {} && ", shell_join(std::slice::from_ref(c))));
@@ -112,6 +141,30 @@ impl RemoteCommand {
 
 /// A script that only ever sees its values as "$@": sets the umask, then runs the command.
 const UMASK_EXEC: &str = "umask \"$0\" && exec \"$@\"";
+
+/// `COMPOSE exec -T [-u USER] [-w DIR] [-e K=V]... SERVICE ARGV`: the run tag,
+/// the environment, the directory and the umask go into the container's
+/// process, which is what a timeout or an abort must find and stop.
+fn in_service_argv(inside: &InService, cmd: &RemoteCommand, tag: Option<&str>) -> Vec<String> {
+    let mut argv = inside.compose.clone();
+    argv.extend(["exec".into(), "-T".into()]);
+    if let Some(u) = &inside.user {
+        argv.extend(["-u".into(), u.clone()]);
+    }
+    if let Some(c) = &cmd.cwd {
+        argv.extend(["-w".into(), c.clone()]);
+    }
+    let tag = tag.map(|t| ("HIKKOSHI_RUN".to_string(), t.to_string()));
+    for (k, v) in tag.iter().chain(&cmd.env) {
+        argv.extend(["-e".into(), format!("{k}={v}")]);
+    }
+    argv.push(inside.service.clone());
+    if let Some(m) = &cmd.umask {
+        argv.extend(["sh".into(), "-c".into(), UMASK_EXEC.into(), m.clone()]);
+    }
+    argv.extend(cmd.argv.iter().cloned());
+    argv
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
@@ -495,9 +548,18 @@ pub(crate) fn wrap_argv(login: &str, cmd: &RemoteCommand, tag: Option<&str>) -> 
         }
         RunAs::User(u) => argv.extend(["sudo", "-n", "-u", u.as_str(), "--"].map(String::from)),
     }
+    let switched = !argv.is_empty();
+    if let Some(inside) = &cmd.inside {
+        // The compose client carries the tag too, so a stop finds it with the
+        // process it waits for.
+        if let Some(t) = tag {
+            argv.extend(["env".into(), format!("HIKKOSHI_RUN={t}")]);
+        }
+        argv.extend(in_service_argv(inside, cmd, tag));
+        return argv;
+    }
     // Another user usually may not enter the login's home, and PostgreSQL's tools
     // complain about it on every call: run from / unless told otherwise.
-    let switched = !argv.is_empty();
     let cwd = cmd
         .cwd
         .clone()

@@ -96,3 +96,80 @@ fn error_lines_are_recognised() {
         0
     );
 }
+
+fn db_service(user: Option<&str>) -> InService {
+    InService {
+        compose: ["docker", "compose", "--project-directory", "/srv/m", "-p", "m"]
+            .map(String::from)
+            .to_vec(),
+        service: "db".into(),
+        user: user.map(String::from),
+    }
+}
+
+#[test]
+fn in_a_service_the_tag_env_dir_and_umask_reach_the_containers_process() {
+    let mut c = RemoteCommand::new(RunAs::Root, ["pg_restore", "-d", "x; rm -rf /"])
+        .umask("077")
+        .inside(db_service(Some("postgres")));
+    c.env = vec![("PGAPPNAME".into(), "run-1".into())];
+    c.cwd = Some("/tmp".into());
+    let argv = wrap_argv("admin", &c, Some("run-1"));
+    assert_eq!(
+        argv,
+        [
+            "sudo",
+            "-n",
+            "--",
+            "env",
+            "HIKKOSHI_RUN=run-1",
+            "docker",
+            "compose",
+            "--project-directory",
+            "/srv/m",
+            "-p",
+            "m",
+            "exec",
+            "-T",
+            "-u",
+            "postgres",
+            "-w",
+            "/tmp",
+            "-e",
+            "HIKKOSHI_RUN=run-1",
+            "-e",
+            "PGAPPNAME=run-1",
+            "db",
+            "sh",
+            "-c",
+            UMASK_EXEC,
+            "077",
+            "pg_restore",
+            "-d",
+            "x; rm -rf /"
+        ]
+    );
+    // As root on the host nothing wraps the compose client; the tag stays out
+    // of what a person reads.
+    let plain = RemoteCommand::new(RunAs::Root, ["redis-cli", "SAVE"]).inside(db_service(None));
+    assert_eq!(
+        wrap_argv("root", &plain, None),
+        [
+            "docker",
+            "compose",
+            "--project-directory",
+            "/srv/m",
+            "-p",
+            "m",
+            "exec",
+            "-T",
+            "db",
+            "redis-cli",
+            "SAVE"
+        ]
+    );
+    assert_eq!(
+        c.display(),
+        "docker compose --project-directory /srv/m -p m exec -T -u postgres -w /tmp -e PGAPPNAME=run-1 db sh -c 'umask \"$0\" && exec \"$@\"' 077 pg_restore -d 'x; rm -rf /'"
+    );
+}
