@@ -12,7 +12,7 @@ pub mod render;
 
 use crate::profile::{Profile, StepKind};
 use crate::remote::{Host, RemoteCommand, RunAs};
-use crate::runtime::database;
+use crate::runtime::{Place, database};
 pub use detect::{App, Kind};
 pub use probe::ProbeError;
 
@@ -51,7 +51,7 @@ async fn object_storage_in_db(source: &Host, app: &App) -> Option<String> {
     let db = app.database.value.as_ref()?;
     let files = format!("{}/files", app.dir);
     Some(
-        match database::answers_true(source, &RunAs::User(app.user.clone()), db, &sql).await {
+        match database::answers_true(source, &Place::Host(RunAs::User(app.user.clone())), db, &sql).await {
             Ok(true) => {
                 "Media: the database says the files live in object storage (useObjectStorage): nothing to copy, the media steps are left out".to_string()
             }

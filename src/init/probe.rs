@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use super::detect::{Probe, Signature, Unit};
 use super::parse::{parse_nginx, parse_rds};
 use crate::remote::{Host, RemoteCommand, RemoteError, RunAs};
+use crate::runtime::Place;
 use crate::runtime::database::query;
 use crate::steps::misskey::MisskeyConfig;
 
@@ -214,7 +215,15 @@ async fn databases(host: &Host, p: &mut Probe) {
     let sql = "SELECT 'db', datname, pg_get_userbyid(datdba) FROM pg_database WHERE NOT datistemplate AND datallowconn \
                UNION ALL SELECT DISTINCT 'session', usename::text, datname::text FROM pg_stat_activity \
                WHERE datname IS NOT NULL AND usename IS NOT NULL AND pid <> pg_backend_pid()";
-    match query(host, &RunAs::User("postgres".into()), "postgres", sql, &[]).await {
+    match query(
+        host,
+        &Place::Host(RunAs::User("postgres".into())),
+        "postgres",
+        sql,
+        &[],
+    )
+    .await
+    {
         Ok(rows) => {
             for row in rows {
                 let mut f = row.splitn(3, '|');

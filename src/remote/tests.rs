@@ -99,9 +99,16 @@ fn error_lines_are_recognised() {
 
 fn db_service(user: Option<&str>) -> InService {
     InService {
-        compose: ["docker", "compose", "--project-directory", "/srv/m", "-p", "m"]
-            .map(String::from)
-            .to_vec(),
+        compose: [
+            "docker",
+            "compose",
+            "--project-directory",
+            "/srv/m",
+            "-p",
+            "m",
+        ]
+        .map(String::from)
+        .to_vec(),
         service: "db".into(),
         user: user.map(String::from),
     }

@@ -3,7 +3,8 @@
 //! tools a move needs. Values travel as psql variables (`-v name=value`, used
 //! as :'name' in the SQL), so none is ever part of the SQL text.
 
-use crate::remote::{Finished, RemoteCommand, RemoteError, RunAs, Shell};
+use super::{HostPath, Place, ToolError};
+use crate::remote::{Finished, RemoteError, Shell};
 
 /// The client tools the old host needs to dump, and the new one to restore.
 pub(crate) const DUMP_TOOLS: [&str; 2] = ["pg_dump", "psql"];
@@ -24,9 +25,9 @@ impl Tool {
         }
     }
 
-    /// `pg_dump --version`, as the login user: any user may ask.
-    pub fn version(self) -> RemoteCommand {
-        RemoteCommand::new(RunAs::Login, [self.name(), "--version"])
+    /// `pg_dump --version`: any user may ask.
+    pub fn version(self, at: &Place) -> crate::remote::RemoteCommand {
+        at.command([self.name(), "--version"])
     }
 }
 
@@ -42,6 +43,8 @@ pub(crate) fn major_from_version(text: &str) -> Option<u32> {
 pub enum PsqlError {
     #[error(transparent)]
     Remote(#[from] RemoteError),
+    #[error(transparent)]
+    Tool(#[from] ToolError),
     #[error("on {host}: psql on database '{database}' failed (exit {exit}): {message}")]
     Failed {
         host: String,
@@ -53,7 +56,7 @@ pub enum PsqlError {
 
 pub(crate) async fn query<S: Shell>(
     host: &S,
-    run_as: &RunAs,
+    at: &Place,
     database: &str,
     sql: &str,
     vars: &[(&str, &str)],
@@ -65,7 +68,7 @@ pub(crate) async fn query<S: Shell>(
         argv.push("-v".into());
         argv.push(format!("{k}={v}"));
     }
-    let cmd = RemoteCommand::new(run_as.clone(), argv);
+    let cmd = at.command(argv);
     let done: Finished = host
         .run_with_input(&cmd, Some(sql.as_bytes()), &mut |_, _| {})
         .await?;
@@ -89,11 +92,11 @@ pub(crate) async fn query<S: Shell>(
 /// question to the app's database is answered (Misskey's object storage switch).
 pub async fn answers_true(
     h: &impl Shell,
-    run_as: &RunAs,
+    at: &Place,
     database: &str,
     sql: &str,
 ) -> Result<bool, PsqlError> {
-    let rows = query(h, run_as, database, sql, &[]).await?;
+    let rows = query(h, at, database, sql, &[]).await?;
     Ok(matches!(
         rows.first().map(String::as_str),
         Some("t" | "true")
@@ -101,14 +104,16 @@ pub async fn answers_true(
 }
 
 /// Where the database's files live on the host's filesystem: the server's
-/// own `data_directory`, since the server runs on the host. The disk check
-/// measures the filesystem that holds it.
-pub(crate) async fn data_directory(h: &impl Shell, admin: &RunAs) -> Result<String, PsqlError> {
-    Ok(query(h, admin, "postgres", "SHOW data_directory", &[])
+/// own `data_directory`, found on the host through the container's mounts
+/// when the server runs in one. The disk check measures the filesystem that
+/// holds it.
+pub(crate) async fn data_directory(h: &impl Shell, admin: &Place) -> Result<HostPath, PsqlError> {
+    let dir = query(h, admin, "postgres", "SHOW data_directory", &[])
         .await?
         .first()
         .cloned()
-        .unwrap_or_else(|| "/var/lib/postgresql".into()))
+        .unwrap_or_else(|| "/var/lib/postgresql".into());
+    Ok(admin.host_path(h, &dir).await?)
 }
 
 #[cfg(test)]

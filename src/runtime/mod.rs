@@ -13,3 +13,31 @@ pub mod place;
 pub mod services;
 
 pub use place::{HostPath, Place, Storage, ToolError};
+
+use crate::remote::RunAs;
+
+/// How one host runs the tools of a move, built once per host from the
+/// config and the profile; steps and preflight take their places from here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Runtime {
+    /// The database's administrator: the server's superuser (peer auth).
+    pub db_admin: Place,
+    /// The app's own user: its files, and the role its database connection uses.
+    pub app: Place,
+    /// Where the PostgreSQL client tools are asked for their versions.
+    pub tools: Place,
+    /// `redis-cli`.
+    pub cache: Place,
+}
+
+impl Runtime {
+    /// An install whose services are systemd units and whose tools are on the host.
+    pub fn systemd(db_admin: &str, app_user: &str) -> Runtime {
+        Runtime {
+            db_admin: Place::Host(RunAs::User(db_admin.to_string())),
+            app: Place::Host(RunAs::User(app_user.to_string())),
+            tools: Place::Host(RunAs::Login),
+            cache: Place::Host(RunAs::Root),
+        }
+    }
+}

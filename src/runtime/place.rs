@@ -167,7 +167,12 @@ mod tests {
     #[test]
     fn a_container_path_is_found_through_its_mounts() {
         let mounts = [
-            mount("bind", None, "/srv/m/public/system", "/opt/mastodon/public/system"),
+            mount(
+                "bind",
+                None,
+                "/srv/m/public/system",
+                "/opt/mastodon/public/system",
+            ),
             mount(
                 "volume",
                 Some("3f2a"),

@@ -72,6 +72,16 @@ pub struct RunCtx {
 }
 
 impl RunCtx {
+    /// How the host in `role` runs the move's tools, from the plan's settings.
+    pub fn runtime(&self, _role: Role) -> crate::runtime::Runtime {
+        let admin = self
+            .vars
+            .text("db_admin")
+            .unwrap_or_else(|_| "postgres".into());
+        let user = self.vars.text("user").unwrap_or_else(|_| "root".into());
+        crate::runtime::Runtime::systemd(&admin, &user)
+    }
+
     /// Connects both hosts on first use. Preflight connects itself, to report
     /// each host as a check; other steps only get here on a profile without preflight.
     pub async fn connect(&mut self) -> Result<(), RemoteError> {

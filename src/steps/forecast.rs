@@ -194,7 +194,11 @@ impl Measurer<'_> {
         };
         let info = self
             .source
-            .run_quiet(&cache::cli(&facts.redis_port, &["INFO", "persistence"]))
+            .run_quiet(&cache::cli(
+                &self.ctx.runtime(crate::remote::Role::Source).cache,
+                &facts.redis_port,
+                &["INFO", "persistence"],
+            ))
             .await
             .map(|o| o.stdout)
             .unwrap_or_default();

@@ -21,6 +21,7 @@ use crate::events::StepOutcome;
 use crate::profile::template::{TemplateError, Vars};
 use crate::profile::{StepKind, StepSpec};
 use crate::remote::{Finished, RemoteCommand, RemoteError, RunAs, Shell};
+use crate::runtime::ToolError;
 use crate::runtime::database::PsqlError;
 use crate::steps::ctx::{RunCtx, StepIo};
 
@@ -98,10 +99,29 @@ impl From<RemoteError> for StepFailure {
     }
 }
 
+impl From<ToolError> for StepFailure {
+    fn from(e: ToolError) -> Self {
+        match e {
+            ToolError::Remote(r) => r.into(),
+            ToolError::Failed {
+                ref host,
+                ref command,
+                ..
+            } => StepFailure {
+                host: Some(host.clone()),
+                command: Some(command.clone()),
+                message: e.to_string(),
+                ..Default::default()
+            },
+        }
+    }
+}
+
 impl From<PsqlError> for StepFailure {
     fn from(e: PsqlError) -> Self {
         match e {
             PsqlError::Remote(r) => r.into(),
+            PsqlError::Tool(t) => t.into(),
             PsqlError::Failed { ref host, .. } => StepFailure {
                 host: Some(host.clone()),
                 message: e.to_string(),

@@ -11,12 +11,13 @@ use crate::events::Stream;
 use crate::plan::Plan;
 use crate::profile::StepSpec;
 use crate::profile::template::Vars;
-use crate::remote::{Host, RemoteCommand, RunAs};
+use crate::remote::{Host, RemoteCommand, Role, RunAs};
+use crate::runtime::Place;
 use crate::runtime::{cache, services};
 use crate::steps::ctx::{RunCtx, StepIo};
 
-async fn cli(h: &Host, port: &str, args: &[&str]) -> Result<String, StepFailure> {
-    Ok(run_quiet_checked(h, &cache::cli(port, args))
+async fn cli(h: &Host, at: &Place, port: &str, args: &[&str]) -> Result<String, StepFailure> {
+    Ok(run_quiet_checked(h, &cache::cli(at, port, args))
         .await?
         .stdout
         .trim()
@@ -48,16 +49,16 @@ pub(crate) fn keyspace(info: &str) -> (u64, u64) {
     (all, persistent)
 }
 
-async fn key_counts(h: &Host, port: &str) -> Result<(u64, u64), StepFailure> {
-    Ok(keyspace(&cli(h, port, &["INFO", "keyspace"]).await?))
+async fn key_counts(h: &Host, at: &Place, port: &str) -> Result<(u64, u64), StepFailure> {
+    Ok(keyspace(&cli(h, at, port, &["INFO", "keyspace"]).await?))
 }
 
 /// Redis answers before it has read its dump file: waits (two minutes at
 /// most) until INFO says it is no longer loading.
-async fn wait_loaded(dst: &Host, port: &str) -> Result<(), StepFailure> {
+async fn wait_loaded(dst: &Host, at: &Place, port: &str) -> Result<(), StepFailure> {
     let started = Instant::now();
     loop {
-        let loading = cli(dst, port, &["INFO", "persistence"])
+        let loading = cli(dst, at, port, &["INFO", "persistence"])
             .await
             .unwrap_or_default();
         if loading.lines().any(|l| l.trim() == "loading:0") {
@@ -81,6 +82,10 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     let service = ctx
         .vars
         .render(step.service.as_deref().unwrap_or("redis-server"))?;
+    let (src_at, dst_at) = (
+        ctx.runtime(Role::Source).cache,
+        ctx.runtime(Role::Target).cache,
+    );
     ctx.connect().await?;
     let facts = ctx.facts.clone();
     let hosts = ctx.connected()?;
@@ -92,8 +97,8 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     };
     let port = facts.redis_port.as_str();
 
-    let (keys, persistent) = key_counts(src, port).await?;
-    let saved = cli(src, port, &["SAVE"]).await?;
+    let (keys, persistent) = key_counts(src, &src_at, port).await?;
+    let saved = cli(src, &src_at, port, &["SAVE"]).await?;
     if saved != "OK" {
         return Err(StepFailure::on(
             src,
@@ -143,8 +148,8 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     );
     run_checked(dst, &start, io).await?;
 
-    wait_loaded(dst, port).await?;
-    let (loaded, loaded_persistent) = key_counts(dst, port).await?;
+    wait_loaded(dst, &dst_at, port).await?;
+    let (loaded, loaded_persistent) = key_counts(dst, &dst_at, port).await?;
     if loaded_persistent != persistent {
         return Err(StepFailure::on(
             dst,

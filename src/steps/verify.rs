@@ -17,7 +17,8 @@ use serde_json::Value as Json;
 use super::{Done, StepFailure, StepResult};
 use crate::events::CheckStatus::{Fail, Pass, Warn};
 use crate::profile::StepSpec;
-use crate::remote::{RunAs, Shell};
+use crate::remote::{Role, Shell};
+use crate::runtime::Place;
 use crate::runtime::database::query;
 use crate::steps::ctx::{RunCtx, StepIo};
 
@@ -331,21 +332,21 @@ struct Compared {
 async fn compare<S: Shell>(
     src: &S,
     dst: &S,
-    admin: &RunAs,
+    admin: &(Place, Place),
     database: &str,
     role: &str,
 ) -> Result<Compared, StepFailure> {
     let both = |sql: String| async move {
         let (a, b) = tokio::join!(
-            query(src, admin, database, &sql, &[]),
-            query(dst, admin, database, &sql, &[])
+            query(src, &admin.0, database, &sql, &[]),
+            query(dst, &admin.1, database, &sql, &[])
         );
         Ok::<_, StepFailure>((keyed(&a?), keyed(&b?)))
     };
     let (src_rows, dst_rows) = both(counts_sql()).await?;
     let (src_seqs, dst_seqs) = both(sequences_sql()).await?;
     let (src_views, dst_views) = both(matviews_sql()).await?;
-    let wrong = query(dst, admin, database, &ownership_sql(), &[("role", role)])
+    let wrong = query(dst, &admin.1, database, &ownership_sql(), &[("role", role)])
         .await?
         .iter()
         .filter_map(|l| serde_json::from_str::<Vec<Json>>(l).ok())
@@ -368,10 +369,9 @@ async fn compare<S: Shell>(
 pub async fn run(_step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     let database = ctx.vars.text("database")?;
     let role = ctx.vars.text("db_user")?;
-    let admin = RunAs::User(
-        ctx.vars
-            .text("db_admin")
-            .unwrap_or_else(|_| "postgres".into()),
+    let admin = (
+        ctx.runtime(Role::Source).db_admin,
+        ctx.runtime(Role::Target).db_admin,
     );
     ctx.connect().await?;
     let hosts = ctx.connected()?;

@@ -330,10 +330,9 @@ async fn check_search<S: Shell>(
             ),
         ),
         Search::Pgroonga => {
-            let admin = RunAs::User(s.db_admin.clone());
             let have = query(
                 dst,
-                &admin,
+                &s.rt(dst.role()).db_admin,
                 "postgres",
                 "SELECT 1 FROM pg_available_extensions WHERE name = 'pgroonga'",
                 &[],
@@ -421,7 +420,7 @@ pub(super) async fn object_storage_in_db<S: Shell>(
     sql: &str,
     r: &mut Report<'_>,
 ) -> Result<Option<String>, StepFailure> {
-    match database::answers_true(src, &RunAs::User(s.user.clone()), &s.database, sql).await {
+    match database::answers_true(src, &s.rt(src.role()).app, &s.database, sql).await {
         Ok(yes) => Ok(yes.then(|| "the database says so".to_string())),
         Err(e) => {
             r.note(

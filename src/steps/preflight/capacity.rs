@@ -3,7 +3,7 @@
 use super::{Report, Settings};
 use crate::events::CheckStatus::{Fail, Pass, Warn};
 use crate::remote::{RemoteCommand, RunAs, Shell};
-use crate::runtime::database;
+use crate::runtime::{Place, database};
 use crate::steps::{StepFailure, free_space};
 use crate::units::human_bytes;
 use std::collections::BTreeMap;
@@ -126,12 +126,18 @@ pub(super) async fn check_disk<S: Shell>(
             );
         }
     }
-    let admin = RunAs::User(s.db_admin.clone());
+    let admin = s.rt(dst.role()).db_admin;
     let data_dir = database::data_directory(dst, &admin).await?;
+    // Who may look at the path on the host: the admin on the host, root
+    // for a container's storage.
+    let data_reader = match &admin {
+        Place::Host(who) => who.clone(),
+        Place::Service(_) => RunAs::Root,
+    };
     let mut needs: BTreeMap<String, (u64, u64, Vec<&str>)> = BTreeMap::new();
     for (path, bytes, what, run_as) in [
         (s.work_dir.as_str(), dump_estimate, "dump", user.clone()),
-        (data_dir.as_str(), db_size, "database", admin.clone()),
+        (data_dir.path.as_str(), db_size, "database", data_reader),
         (s.dir.as_str(), media_bytes, "media", user.clone()),
     ] {
         if bytes == 0 && what == "dump" {

@@ -15,6 +15,7 @@ use crate::events::CheckStatus::{self, Fail, Pass, Warn};
 use crate::profile::template::{TemplateError, Value};
 use crate::profile::{StepKind, StepSpec};
 use crate::remote::{Host, RemoteCommand, Role, RunAs, Shell};
+use crate::runtime::Runtime;
 use crate::steps::ctx::{Hosts, RunCtx, StepIo};
 use crate::steps::misskey::MisskeyConfig;
 
@@ -96,6 +97,13 @@ struct Settings {
     reset_target: bool,
     /// Resuming, and the earlier attempt verified the restored database.
     resumed_verified: bool,
+}
+
+impl Settings {
+    /// How the host in `role` runs the move's tools.
+    fn rt(&self, _role: Role) -> Runtime {
+        Runtime::systemd(&self.db_admin, &self.user)
+    }
 }
 
 pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
@@ -351,7 +359,7 @@ async fn check_data(
     let mut rdbs = (None, None);
     if s.has_redis {
         if redis_local {
-            rdbs = check_redis(src, dst, &redis_port, report).await?;
+            rdbs = check_redis(src, dst, s, &redis_port, report).await?;
         } else {
             report.note(
                 src.name(),

@@ -3,7 +3,8 @@
 
 use super::{Report, Settings};
 use crate::events::CheckStatus::{Fail, Pass, Warn};
-use crate::remote::{RunAs, Shell};
+use crate::remote::Shell;
+use crate::runtime::Place;
 use crate::runtime::database::{self, Tool, query};
 use crate::steps::StepFailure;
 use crate::units::human_bytes;
@@ -14,8 +15,8 @@ use serde_json::Value as Json;
 /// a database, never its name alone.
 pub(super) const MARKER: &str = "hikkoshi:";
 
-pub(super) async fn tool_major<S: Shell>(h: &S, tool: Tool) -> Option<u32> {
-    h.run_quiet(&tool.version())
+pub(super) async fn tool_major<S: Shell>(h: &S, s: &Settings, tool: Tool) -> Option<u32> {
+    h.run_quiet(&tool.version(&s.rt(h.role()).tools))
         .await
         .ok()
         .and_then(|f| database::major_from_version(&f.stdout))
@@ -27,10 +28,17 @@ pub(super) async fn check_postgres_versions<S: Shell>(
     s: &Settings,
     r: &mut Report<'_>,
 ) -> Result<(), StepFailure> {
-    let admin = RunAs::User(s.db_admin.clone());
     let mut servers = Vec::new();
     for h in [src, dst] {
-        match query(h, &admin, "postgres", "SHOW server_version_num", &[]).await {
+        match query(
+            h,
+            &s.rt(h.role()).db_admin,
+            "postgres",
+            "SHOW server_version_num",
+            &[],
+        )
+        .await
+        {
             Ok(lines) => {
                 let major = lines
                     .first()
@@ -49,8 +57,8 @@ pub(super) async fn check_postgres_versions<S: Shell>(
             }
         }
     }
-    let dump = tool_major(src, Tool::Dump).await;
-    let restore = tool_major(dst, Tool::Restore).await;
+    let dump = tool_major(src, s, Tool::Dump).await;
+    let restore = tool_major(dst, s, Tool::Restore).await;
     let (Some(from), Some(to)) = (servers[0], servers[1]) else {
         return Ok(());
     };
@@ -119,7 +127,7 @@ pub(super) async fn check_source_database<S: Shell>(
     s: &Settings,
     r: &mut Report<'_>,
 ) -> Result<(Vec<String>, u64, Vec<String>), StepFailure> {
-    let admin = RunAs::User(s.db_admin.clone());
+    let admin = s.rt(src.role()).db_admin;
     let size = match query(
         src,
         &admin,
@@ -281,7 +289,7 @@ pub(super) async fn drop_leftover<S: Shell>(
     run: &str,
     r: &mut Report<'_>,
 ) -> Result<(), StepFailure> {
-    let admin = RunAs::User(s.db_admin.clone());
+    let admin = s.rt(dst.role()).db_admin;
     query(
         dst,
         &admin,
@@ -314,7 +322,7 @@ pub(super) async fn check_target_database<S: Shell>(
     exts: &[String],
     r: &mut Report<'_>,
 ) -> Result<bool, StepFailure> {
-    let admin = RunAs::User(s.db_admin.clone());
+    let admin = s.rt(dst.role()).db_admin;
     let (role_exists, can_create) = check_role(dst, s, &admin, r).await?;
     let db = json_rows(
         &query(
@@ -410,7 +418,7 @@ pub(super) async fn check_target_database<S: Shell>(
 async fn check_role<S: Shell>(
     dst: &S,
     s: &Settings,
-    admin: &RunAs,
+    admin: &Place,
     r: &mut Report<'_>,
 ) -> Result<(bool, bool), StepFailure> {
     let role = json_rows(&query(dst, admin, "postgres", ROLE_SQL, &[("role", &s.db_user)]).await?);
@@ -449,7 +457,7 @@ async fn check_role<S: Shell>(
 async fn check_extensions<S: Shell>(
     dst: &S,
     s: &Settings,
-    admin: &RunAs,
+    admin: &Place,
     exts: &[String],
     r: &mut Report<'_>,
 ) -> Result<(), StepFailure> {

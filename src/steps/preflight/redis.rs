@@ -1,6 +1,6 @@
 //! Redis on both hosts: reachable, its version, where its dump file lives.
 
-use super::Report;
+use super::{Report, Settings};
 use crate::events::CheckStatus::{Fail, Pass};
 use crate::remote::{Role, Shell};
 use crate::runtime::cache;
@@ -9,13 +9,14 @@ use crate::steps::StepFailure;
 pub(super) async fn check_redis<S: Shell>(
     src: &S,
     dst: &S,
+    s: &Settings,
     port: &str,
     r: &mut Report<'_>,
 ) -> Result<(Option<String>, Option<String>), StepFailure> {
     let mut rdbs = Vec::new();
     let mut versions = Vec::new();
     for h in [src, dst] {
-        let (ok, pong) = cache::ping(h, port).await?;
+        let (ok, pong) = cache::ping(h, &s.rt(h.role()).cache, port).await?;
         if !ok {
             let why = if pong.contains("NOAUTH") {
                 "Redis requires a password, which hikkoshi does not support yet".to_string()
@@ -27,7 +28,7 @@ pub(super) async fn check_redis<S: Shell>(
             versions.push(None);
             continue;
         }
-        let info = cache::info(h, port).await?;
+        let info = cache::info(h, &s.rt(h.role()).cache, port).await?;
         let version = info.version.clone();
         if info.appendonly && h.role() == Role::Target {
             r.note(h.name(), "redis", Fail, "appendonly is on: Redis would ignore the copied dump.rdb and start empty; set 'appendonly no' on the new host for the move");
@@ -64,7 +65,7 @@ pub(super) async fn check_redis<S: Shell>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::steps::preflight::fake::{Checks, FakeHost};
+    use crate::steps::preflight::fake::{self, Checks, FakeHost};
 
     fn redis(host: FakeHost, version: &str, aof: &str) -> FakeHost {
         host.on("PING", 0, "PONG\n")
@@ -85,6 +86,7 @@ mod tests {
         let (a, b) = check_redis(
             &redis(FakeHost::source(), "7.0.15", "no"),
             &redis(FakeHost::target(), "7.2.4", "no"),
+            &fake::mastodon(),
             "6379",
             &mut r,
         )
@@ -109,6 +111,7 @@ mod tests {
         let (_, b) = check_redis(
             &redis(FakeHost::source(), "7.0.15", "no"),
             &dst,
+            &fake::mastodon(),
             "6379",
             &mut r,
         )
@@ -131,6 +134,7 @@ mod tests {
         check_redis(
             &redis(FakeHost::source(), "7.0.15", "no"),
             &target,
+            &fake::mastodon(),
             "6379",
             &mut r,
         )
