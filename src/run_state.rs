@@ -559,7 +559,7 @@ pub fn resume_point(
     };
     let mut done: std::collections::BTreeSet<String> = steps
         .iter()
-        .filter(|s| s.kind != StepKind::Preflight && !s.finally && finished(&s.id))
+        .filter(|s| s.kind() != StepKind::Preflight && !s.finally && finished(&s.id))
         .map(|s| s.id.clone())
         .collect();
     if state.brought_back()
@@ -584,7 +584,7 @@ pub fn resume_point(
     }
     let first = steps
         .iter()
-        .find(|s| s.kind != StepKind::Preflight && !done.contains(&s.id))
+        .find(|s| s.kind() != StepKind::Preflight && !done.contains(&s.id))
         .map(|s| s.id.clone())
         .ok_or_else(|| {
             format!(

@@ -128,7 +128,7 @@ fn emit(tx: &UnboundedSender<EngineEvent>, e: EngineEvent) {
 /// use their timeout as the window they keep asking in, and end by themselves.
 fn step_limit(step: &StepSpec) -> Option<Duration> {
     use crate::profile::StepKind;
-    match step.kind {
+    match step.kind() {
         StepKind::Health | StepKind::Dns => None,
         _ => step
             .timeout
@@ -568,7 +568,7 @@ async fn run_step(
     if start_beside {
         beside.start(step, steps, ctx, tx, &io);
     }
-    let waits = step.kind == StepKind::Dns;
+    let waits = step.kind() == StepKind::Dns;
     let limit = step_limit(step);
     let mut stopped = None;
     let outcome = tokio::select! {

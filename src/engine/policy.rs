@@ -28,7 +28,7 @@ impl Shape {
     pub fn of(step: &StepSpec) -> Shape {
         Shape {
             id: step.id.clone(),
-            preflight: step.kind == StepKind::Preflight,
+            preflight: step.kind() == StepKind::Preflight,
             confirm: step.confirm.is_some(),
             optional: step.optional,
             downtime: step.downtime,

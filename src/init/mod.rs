@@ -10,7 +10,7 @@ pub mod parse;
 pub mod probe;
 pub mod render;
 
-use crate::profile::{Profile, StepKind};
+use crate::profile::{Profile, StepBody};
 use crate::remote::{Host, RemoteCommand, RunAs};
 use crate::runtime::{Place, database};
 pub use detect::{App, Kind};
@@ -42,12 +42,10 @@ pub(crate) async fn survey(source: &Host) -> Result<Survey, ProbeError> {
 /// query answers it, as preflight asks it.
 async fn object_storage_in_db(source: &Host, app: &App) -> Option<String> {
     let profile = Profile::load_builtin(app.kind.profile()).ok()?;
-    let sql = profile
-        .steps
-        .iter()
-        .find(|s| s.kind == StepKind::Preflight)?
-        .object_storage_sql
-        .clone()?;
+    let sql = profile.steps.iter().find_map(|s| match &s.body {
+        StepBody::Preflight(p) => p.object_storage_sql.clone(),
+        _ => None,
+    })?;
     let db = app.database.value.as_ref()?;
     let files = format!("{}/files", app.dir);
     Some(

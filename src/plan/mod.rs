@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, ProfileRef};
 use crate::profile::template::{Value, Vars};
 use crate::profile::{
-    DowntimeMark, HostSel, PhaseSpec, Profile, ProfileError, StepKind, StepSpec, VarSpec,
+    DowntimeMark, HostSel, PhaseSpec, Profile, ProfileError, StepBody, StepKind, StepSpec, VarSpec,
 };
 
 fn load_profile(config: &Config) -> Result<Profile, ProfileError> {
@@ -78,12 +78,11 @@ fn check_config_vars(profile: &Profile, config: &Config) -> Result<(), crate::co
                 ),
             ));
         }
-        let as_path =
-            profile.steps.iter().any(|s| {
-                s.paths.iter().chain(&s.files).chain(&s.media).any(|p| {
-                    crate::profile::template::whole_placeholder(p) == Some(cv.name.as_str())
-                })
-            });
+        let as_path = profile.steps.iter().any(|s| {
+            s.paths()
+                .iter()
+                .any(|p| crate::profile::template::whole_placeholder(p) == Some(cv.name.as_str()))
+        });
         if as_path
             && let Some(bad) =
                 cv.value.strings().into_iter().find(|p| {
@@ -153,6 +152,10 @@ pub struct StepInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub otherwise: Option<String>,
     pub commands: Vec<String>,
+    /// The step creates the target database (the profile says so). Known
+    /// while a run goes on; plan output and journals stay as they were.
+    #[serde(skip)]
+    pub creates_database: bool,
 }
 
 /// The id of the rollback step in events and journals.
@@ -264,12 +267,14 @@ impl Plan {
             target: config.target.clone(),
             domain: app.domain.clone(),
             phases: profile.phases,
-            kinds: profile.steps.iter().map(|s| s.kind).collect(),
+            kinds: profile.steps.iter().map(StepSpec::kind).collect(),
             pinned_urls: profile
                 .steps
                 .iter()
-                .filter(|s| s.pinned)
-                .filter_map(|s| s.url.clone())
+                .filter_map(|s| match &s.body {
+                    StepBody::Health(h) if h.pinned => Some(h.url.clone()),
+                    _ => None,
+                })
                 .collect(),
             steps: profile
                 .steps
@@ -319,7 +324,7 @@ impl Plan {
     /// Only the preflight steps: what `hikkoshi check` runs.
     pub fn preflight_only(&self) -> Plan {
         let mut p = self.clone();
-        p.steps.retain(|s| s.kind == StepKind::Preflight);
+        p.steps.retain(|s| s.kind() == StepKind::Preflight);
         p
     }
 

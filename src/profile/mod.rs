@@ -10,11 +10,13 @@ use serde::Deserialize;
 use toml::Spanned;
 
 mod spec;
+mod step;
 pub mod template;
 mod validate;
 
 pub use spec::*;
-use validate::{check_placeholders, check_step, mark_downtime};
+pub use step::*;
+use validate::{check_placeholders, check_step, mark_downtime, validate_kind};
 
 use template::placeholders;
 
@@ -69,7 +71,7 @@ struct RawProfile {
     #[serde(default)]
     phases: Vec<PhaseSpec>,
     #[serde(default)]
-    steps: Vec<Spanned<StepSpec>>,
+    steps: Vec<Spanned<RawStep>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -196,20 +198,28 @@ impl Profile {
             }
         }
 
+        let own_steps = !raw.steps.is_empty();
         let mut seen = std::collections::HashSet::new();
-        for spanned in &raw.steps {
-            let step = spanned.get_ref();
-            let here = |m: String| err(spanned.span(), format!("step '{}': {m}", step.id));
+        let mut steps: Vec<(Range<usize>, StepSpec)> = Vec::new();
+        for spanned in std::mem::take(&mut raw.steps) {
+            let span = spanned.span();
+            let step = spanned.into_inner();
+            let here = |m: String| err(span.clone(), format!("step '{}': {m}", step.id));
             if !seen.insert(step.id.clone()) {
                 return Err(here("a step with this id already exists".into()));
             }
-            let all: Vec<&StepSpec> = raw.steps.iter().map(Spanned::get_ref).collect();
-            check_step(step, &all, &raw.phases, &raw.vars, &known).map_err(here)?;
+            validate_kind(&step).map_err(here)?;
+            steps.push((span, StepSpec::from_raw(step)));
+        }
+        let all: Vec<&StepSpec> = steps.iter().map(|(_, s)| s).collect();
+        for (span, step) in &steps {
+            check_step(step, &all, &raw.phases, &raw.vars, &known)
+                .map_err(|m| err(span.clone(), format!("step '{}': {m}", step.id)))?;
         }
 
         let steps = match base {
-            Some(b) if raw.steps.is_empty() => b.steps,
-            _ => mark_downtime(raw.steps.into_iter().map(Spanned::into_inner).collect()),
+            Some(b) if !own_steps => b.steps,
+            _ => mark_downtime(steps.into_iter().map(|(_, s)| s).collect()),
         };
         Ok(Profile {
             name: raw.name,

@@ -181,11 +181,12 @@ impl OneOrMany {
     }
 }
 
-/// One step as the profile states it. Which keys apply depends on `kind`;
-/// `validate` refuses keys that would be silently ignored.
+/// One step as the profile writes it: every key of every kind, flat, as TOML
+/// has it. `validate` refuses keys its kind does not take (they would be
+/// silently ignored); then it becomes a `StepSpec`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StepSpec {
+pub(crate) struct RawStep {
     pub id: String,
     pub phase: String,
     pub title: String,
@@ -218,10 +219,6 @@ pub struct StepSpec {
     pub rehearsal: Option<Rehearsal>,
     /// Said instead when `when` leaves the step out (media in object storage).
     pub otherwise: Option<String>,
-    /// Between the downtime marks of the real run (set when the profile is
-    /// loaded): what a rehearsal measures to predict the downtime.
-    #[serde(skip)]
-    pub in_downtime: bool,
     // command
     #[serde(default)]
     pub commands: Vec<CommandSpec>,
@@ -229,6 +226,9 @@ pub struct StepSpec {
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     pub umask: Option<String>,
+    /// The step that creates the target database and restores into it.
+    #[serde(default)]
+    pub creates_database: bool,
     // transfer
     pub from: Option<String>,
     pub to: Option<String>,
@@ -278,53 +278,6 @@ pub struct StepSpec {
     /// ... or when this query on the source database answers true (Misskey
     /// keeps the switch in its `meta` table).
     pub object_storage_sql: Option<String>,
-}
-
-impl StepSpec {
-    pub(crate) fn conditions(&self) -> Vec<String> {
-        self.when.as_ref().map(OneOrMany::items).unwrap_or_default()
-    }
-
-    /// Every template string in the step, for placeholder validation.
-    pub(super) fn templates(&self) -> Vec<&str> {
-        let mut t: Vec<&str> = Vec::new();
-        for c in &self.commands {
-            t.extend(c.argv().iter().map(String::as_str));
-            if let Some(i) = c.input() {
-                t.extend(i.argv.iter().map(String::as_str));
-                t.extend(i.user.iter().map(String::as_str));
-                t.extend(i.env.values().map(String::as_str));
-            }
-        }
-        let singles = [
-            &self.cache,
-            &self.cache_note,
-            &self.user,
-            &self.confirm,
-            &self.cwd,
-            &self.from,
-            &self.to,
-            &self.owner,
-            &self.service,
-            &self.url,
-            &self.env_file,
-            &self.version_file,
-            &self.otherwise,
-            &self.misskey_config,
-        ];
-        t.extend(singles.into_iter().flatten().map(String::as_str));
-        t.extend(self.env.values().map(String::as_str));
-        t.extend(self.paths.iter().map(String::as_str));
-        t.extend(self.media.iter().map(String::as_str));
-        t.extend(self.files.iter().map(String::as_str));
-        if let Some(u) = &self.undo {
-            t.extend(u.user.iter().map(String::as_str));
-            for c in &u.commands {
-                t.extend(c.argv().iter().map(String::as_str));
-            }
-        }
-        t
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

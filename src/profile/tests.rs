@@ -6,7 +6,10 @@ fn builtin_profiles_are_valid() {
         let p = Profile::load_builtin(name).expect("valid built-in profile");
         assert_eq!(p.name, name);
         assert!(p.steps.iter().any(|s| s.id == "restore"), "{name}");
-        assert!(p.steps.iter().any(|s| s.kind == StepKind::Verify), "{name}");
+        assert!(
+            p.steps.iter().any(|s| s.kind() == StepKind::Verify),
+            "{name}"
+        );
     }
 }
 

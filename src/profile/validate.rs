@@ -5,7 +5,7 @@ use super::template::{TemplateError, placeholders};
 use std::collections::BTreeMap;
 
 use super::{
-    CommandSpec, DowntimeMark, HostSel, PhaseSpec, Rehearsal, StepKind, StepSpec, VarSpec,
+    CommandSpec, DowntimeMark, HostSel, PhaseSpec, RawStep, Rehearsal, StepKind, StepSpec, VarSpec,
 };
 
 pub(super) fn mark_downtime(mut steps: Vec<StepSpec>) -> Vec<StepSpec> {
@@ -35,7 +35,7 @@ pub(super) fn check_placeholders(template: &str, known: &[String]) -> Result<(),
     Ok(())
 }
 
-pub(super) fn validate_kind(step: &StepSpec) -> Result<(), String> {
+pub(super) fn validate_kind(step: &RawStep) -> Result<(), String> {
     let kind = step.kind;
     let present = keys_set(step);
     let (allowed, required) = keys_of(kind);
@@ -56,13 +56,14 @@ pub(super) fn validate_kind(step: &StepSpec) -> Result<(), String> {
 }
 
 /// Every key a step can have, and whether this one sets it.
-fn keys_set(step: &StepSpec) -> Vec<(&'static str, bool)> {
+fn keys_set(step: &RawStep) -> Vec<(&'static str, bool)> {
     vec![
         ("host", step.host.is_some()),
         ("commands", !step.commands.is_empty()),
         ("cwd", step.cwd.is_some()),
         ("env", !step.env.is_empty()),
         ("umask", step.umask.is_some()),
+        ("creates_database", step.creates_database),
         ("from", step.from.is_some()),
         ("to", step.to.is_some()),
         ("mode", step.mode.is_some()),
@@ -93,7 +94,15 @@ fn keys_set(step: &StepSpec) -> Vec<(&'static str, bool)> {
 fn keys_of(kind: StepKind) -> (&'static [&'static str], &'static [&'static str]) {
     match kind {
         StepKind::Command => (
-            &["host", "commands", "cwd", "env", "umask", "user"],
+            &[
+                "host",
+                "commands",
+                "cwd",
+                "env",
+                "umask",
+                "user",
+                "creates_database",
+            ],
             &["host", "commands"],
         ),
         StepKind::Preflight => (
@@ -132,7 +141,7 @@ fn keys_of(kind: StepKind) -> (&'static [&'static str], &'static [&'static str])
 }
 
 /// The values that must have a shape: modes, niceness, umask, commands, env names.
-fn check_values(step: &StepSpec) -> Result<(), String> {
+fn check_values(step: &RawStep) -> Result<(), String> {
     let kind = step.kind;
     if kind == StepKind::Transfer {
         let pair = step.from.is_some() && step.to.is_some();
@@ -201,8 +210,7 @@ pub(super) fn check_step(
             step.phase
         ));
     }
-    validate_kind(step)?;
-    for c in &step.commands {
+    for c in step.commands() {
         if let CommandSpec::Each(t) = c {
             let is_commands = c.each().and_then(|n| vars.get(n)).is_some_and(|v| {
                 matches!(v, VarSpec::Commands(_)) || matches!(v, VarSpec::List(l) if l.is_empty())
@@ -221,7 +229,7 @@ pub(super) fn check_step(
         check_placeholders(t, known)?;
     }
     let command_conditions = step
-        .commands
+        .commands()
         .iter()
         .filter_map(|c| c.when().map(String::from));
     for c in step.conditions().into_iter().chain(command_conditions) {
@@ -246,8 +254,8 @@ pub(super) fn check_step(
         if step.confirm.is_some()
             || step.downtime.is_some()
             || step.finally
-            || step.kind == StepKind::Preflight
-            || step.kind == StepKind::Dns
+            || step.kind() == StepKind::Preflight
+            || step.kind() == StepKind::Dns
         {
             return Err("a step that runs 'beside' another cannot ask for confirmation, mark the downtime, be 'finally', or be preflight or dns".into());
         }

@@ -20,6 +20,7 @@ fn info(id: &str, downtime: Option<DowntimeMark>) -> StepInfo {
         when: vec![],
         otherwise: None,
         commands: vec![],
+        creates_database: false,
     }
 }
 
@@ -109,13 +110,14 @@ fn the_downtime_ends_where_the_new_host_is_shown_serving(
     let mut finished_at = BTreeMap::new();
     for step in &plan.steps {
         // As the health step does without [dns] expect.
-        let outcome = if step.pinned && !dns {
-            StepOutcome::Skipped {
-                reason: "no [dns] expect addresses in the config".into(),
-            }
-        } else {
-            StepOutcome::Succeeded
-        };
+        let outcome =
+            if matches!(&step.body, crate::profile::StepBody::Health(h) if h.pinned) && !dns {
+                StepOutcome::Skipped {
+                    reason: "no [dns] expect addresses in the config".into(),
+                }
+            } else {
+                StepOutcome::Succeeded
+            };
         t += 1;
         records.push(at(
             t,

@@ -5,27 +5,32 @@ use super::{Done, StepResult, run_as, run_checked};
 use crate::events::Stream;
 use crate::plan::Plan;
 use crate::profile::template::{TemplateError, Vars};
-use crate::profile::{HostSel, PipeInput, StepSpec};
+use crate::profile::{CommandBody, HostSel, PipeInput, StepSpec};
 use crate::remote::{RemoteCommand, Role, RunAs};
 use crate::steps::ctx::{RunCtx, StepIo};
 
-fn roles_of(host: Option<HostSel>) -> Vec<Role> {
+fn roles_of(host: HostSel) -> Vec<Role> {
     match host {
-        Some(HostSel::Source) => vec![Role::Source],
-        Some(HostSel::Target) => vec![Role::Target],
-        Some(HostSel::Both) | None => vec![Role::Source, Role::Target],
+        HostSel::Source => vec![Role::Source],
+        HostSel::Target => vec![Role::Target],
+        HostSel::Both => vec![Role::Source, Role::Target],
     }
 }
 
-fn build(step: &StepSpec, argv: Vec<String>, vars: &Vars) -> Result<RemoteCommand, TemplateError> {
+fn build(
+    step: &StepSpec,
+    body: &CommandBody,
+    argv: Vec<String>,
+    vars: &Vars,
+) -> Result<RemoteCommand, TemplateError> {
     let mut cmd = RemoteCommand::new(run_as(step, vars)?, argv);
-    cmd.cwd = step.cwd.as_ref().map(|d| vars.render(d)).transpose()?;
-    cmd.env = step
+    cmd.cwd = body.cwd.as_ref().map(|d| vars.render(d)).transpose()?;
+    cmd.env = body
         .env
         .iter()
         .map(|(k, v)| Ok((k.clone(), vars.render(v)?)))
         .collect::<Result<_, TemplateError>>()?;
-    cmd.umask = step.umask.clone();
+    cmd.umask = body.umask.clone();
     Ok(cmd)
 }
 
@@ -52,12 +57,12 @@ fn other(role: Role) -> Role {
     }
 }
 
-pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
+pub async fn run(step: &StepSpec, body: &CommandBody, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     ctx.connect().await?;
     let hosts = ctx.connected()?;
-    for role in roles_of(step.host) {
+    for role in roles_of(body.host) {
         let host = hosts.get(role);
-        for c in &step.commands {
+        for c in &body.commands {
             if let Some(w) = c.when()
                 && !ctx.vars.condition(w)?
             {
@@ -80,7 +85,7 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
                     );
                 }
                 for argv in all {
-                    let cmd = build(step, argv, &ctx.vars)?;
+                    let cmd = build(step, body, argv, &ctx.vars)?;
                     io.output(
                         Stream::Stdout,
                         format!("{}$ {}", host.name(), cmd.display()),
@@ -89,7 +94,7 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
                 }
                 continue;
             }
-            let cmd = build(step, ctx.vars.render_argv(c.argv())?, &ctx.vars)?;
+            let cmd = build(step, body, ctx.vars.render_argv(c.argv())?, &ctx.vars)?;
             let Some(input) = c.input() else {
                 io.output(
                     Stream::Stdout,
@@ -141,7 +146,7 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     Ok(Done::Completed)
 }
 
-pub(crate) fn describe(step: &StepSpec, plan: &Plan, vars: &Vars, user: &str) -> Vec<String> {
+pub(crate) fn describe(step: &CommandBody, plan: &Plan, vars: &Vars, user: &str) -> Vec<String> {
     let mut lines = Vec::new();
     for role in roles_of(step.host) {
         let host = match role {
@@ -200,7 +205,7 @@ pub(crate) fn describe_undo(step: &StepSpec, plan: &Plan, vars: &Vars) -> Vec<St
         .as_deref()
         .map_or_else(|| "login user".into(), |u| vars.render_lenient(u));
     let mut lines = Vec::new();
-    for role in roles_of(Some(undo.host)) {
+    for role in roles_of(undo.host) {
         let host = match role {
             Role::Source => &plan.source,
             Role::Target => &plan.target,
@@ -236,7 +241,7 @@ pub(crate) async fn undo(step: &StepSpec, ctx: &RunCtx, io: &StepIo) -> Vec<Stri
         }),
         Err(e) => return vec![e.to_string()],
     };
-    for role in roles_of(Some(undo.host)) {
+    for role in roles_of(undo.host) {
         let host = hosts.get(role);
         for c in &undo.commands {
             let argv = match ctx.vars.render_argv(c.argv()) {

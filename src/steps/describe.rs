@@ -4,14 +4,14 @@
 use super::{command, dns, health, media, redis, transfer};
 use crate::plan::{Plan, ROLLBACK, StepInfo};
 use crate::profile::template::Vars;
-use crate::profile::{HostSel, StepKind, StepSpec};
+use crate::profile::{HostSel, PreflightBody, StepBody, StepKind, StepSpec};
 
 pub(crate) fn hosts_of(step: &StepSpec, plan: &Plan) -> Vec<String> {
-    match step.kind {
-        StepKind::Command => plan.host_names(step.host),
-        StepKind::Health if step.pinned => Vec::new(),
-        StepKind::Health => plan.host_names(Some(HostSel::Target)),
-        StepKind::Dns => Vec::new(),
+    match &step.body {
+        StepBody::Command(c) => plan.host_names(Some(c.host)),
+        StepBody::Health(h) if h.pinned => Vec::new(),
+        StepBody::Health(_) => plan.host_names(Some(HostSel::Target)),
+        StepBody::Dns => Vec::new(),
         _ => plan.host_names(Some(HostSel::Both)),
     }
 }
@@ -23,62 +23,63 @@ pub(crate) fn describe(step: &StepSpec, plan: &Plan, vars: &Vars) -> Vec<String>
         .user
         .as_ref()
         .map_or_else(|| "login user".into(), |u| vars.render_lenient(u));
-    match step.kind {
-        StepKind::Command => command::describe(step, plan, vars, &user),
-        StepKind::Preflight => {
-            let mut lines = vec![format!(
-                "on {} and {}: ssh, tools, PostgreSQL versions, disk space, target database and role, app directory, {} and app versions, systemd units{}",
-                plan.source,
-                plan.target,
-                step.env_file
-                    .as_deref()
-                    .map_or_else(|| "config".into(), |f| vars.render_lenient(f)),
-                if plan.kinds.contains(&StepKind::Redis) {
-                    ", Redis"
-                } else {
-                    ""
-                }
-            )];
-            if let Some(f) = &step.misskey_config {
-                lines.push(format!(
-                    "on {}: reads {} for the url, database and role (unless the config names them), Redis, port, id method and search",
-                    plan.source,
-                    vars.render_lenient(f)
-                ));
-            }
-            let files = vars.render_argv_lenient(&step.files);
-            if !files.is_empty() {
-                lines.push(format!(
-                    "on {}: {} readable (contents never shown)",
-                    plan.source,
-                    files.join(", ")
-                ));
-            }
-            if let Some(k) = &step.object_storage_env {
-                lines.push(format!(
-                    "object storage when {k}=true: media steps left out"
-                ));
-            }
-            if step.object_storage_sql.is_some() {
-                lines.push(
-                    "object storage when the instance's settings say so: media steps left out"
-                        .into(),
-                );
-            }
-            lines
-        }
-        StepKind::Transfer => transfer::describe(step, plan, vars, &user),
-        StepKind::Rsync => media::describe(step, plan, vars, &user),
-        StepKind::Verify => vec![format!(
+    match &step.body {
+        StepBody::Command(c) => command::describe(c, plan, vars, &user),
+        StepBody::Preflight(p) => describe_preflight(p, plan, vars),
+        StepBody::Transfer(t) => transfer::describe(t, plan, vars, &user),
+        StepBody::Rsync(r) => media::describe(r, plan, vars, &user),
+        StepBody::Verify => vec![format!(
             "on {} and {}: exact row count of every table in every schema, sequence values, and ownership of every object by {}",
             plan.source,
             plan.target,
             vars.render_lenient("{db_user}")
         )],
-        StepKind::Redis => redis::describe(step, plan, vars),
-        StepKind::Health => health::describe(step, plan, vars),
-        StepKind::Dns => dns::describe(plan),
+        StepBody::Redis(r) => redis::describe(r, plan, vars),
+        StepBody::Health(h) => health::describe(step, h, plan, vars),
+        StepBody::Dns => dns::describe(plan),
     }
+}
+
+fn describe_preflight(step: &PreflightBody, plan: &Plan, vars: &Vars) -> Vec<String> {
+    let mut lines = vec![format!(
+        "on {} and {}: ssh, tools, PostgreSQL versions, disk space, target database and role, app directory, {} and app versions, systemd units{}",
+        plan.source,
+        plan.target,
+        step.env_file
+            .as_deref()
+            .map_or_else(|| "config".into(), |f| vars.render_lenient(f)),
+        if plan.kinds.contains(&StepKind::Redis) {
+            ", Redis"
+        } else {
+            ""
+        }
+    )];
+    if let Some(f) = &step.misskey_config {
+        lines.push(format!(
+            "on {}: reads {} for the url, database and role (unless the config names them), Redis, port, id method and search",
+            plan.source,
+            vars.render_lenient(f)
+        ));
+    }
+    let files = vars.render_argv_lenient(&step.files);
+    if !files.is_empty() {
+        lines.push(format!(
+            "on {}: {} readable (contents never shown)",
+            plan.source,
+            files.join(", ")
+        ));
+    }
+    if let Some(k) = &step.object_storage_env {
+        lines.push(format!(
+            "object storage when {k}=true: media steps left out"
+        ));
+    }
+    if step.object_storage_sql.is_some() {
+        lines.push(
+            "object storage when the instance's settings say so: media steps left out".into(),
+        );
+    }
+    lines
 }
 
 pub(crate) fn step_info(plan: &Plan, step: &StepSpec, vars: &Vars) -> StepInfo {
@@ -88,7 +89,7 @@ pub(crate) fn step_info(plan: &Plan, step: &StepSpec, vars: &Vars) -> StepInfo {
         phase_title: plan.phase_title(&step.phase),
         title: step.title.clone(),
         why: step.why.clone(),
-        kind: step.kind,
+        kind: step.kind(),
         hosts: hosts_of(step, plan),
         user: step.user.as_ref().map(|u| vars.render_lenient(u)),
         confirm: step.confirm.as_ref().map(|c| vars.render_lenient(c)),
@@ -98,6 +99,7 @@ pub(crate) fn step_info(plan: &Plan, step: &StepSpec, vars: &Vars) -> StepInfo {
         when: step.conditions(),
         otherwise: step.otherwise.as_ref().map(|o| vars.render_lenient(o)),
         commands: describe(step, plan, vars),
+        creates_database: step.creates_database(),
     }
 }
 
@@ -147,5 +149,6 @@ pub(crate) fn rollback_info(plan: &Plan, vars: &Vars) -> Option<StepInfo> {
         when: Vec::new(),
         otherwise: None,
         commands,
+        creates_database: false,
     })
 }

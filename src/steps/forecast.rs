@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::prediction::{Estimate, WindowStep};
-use crate::profile::{HostSel, Rehearsal, StepKind, StepSpec};
+use crate::profile::{CommandBody, HealthBody, HostSel, Rehearsal, StepBody};
 use crate::remote::{Host, RemoteCommand, RunAs};
 use crate::runtime::{cache, services};
 use crate::steps::ctx::{RunCtx, StepIo};
@@ -113,12 +113,12 @@ impl Measurer<'_> {
     /// A command step the rehearsal does not run: systemctl's verbs from
     /// systemd's record (a start on the new host as long as the old host's
     /// last start), anything else unknown.
-    async fn command(&mut self, step: &StepSpec) -> Estimate {
+    async fn command(&mut self, step: &CommandBody) -> Estimate {
         let vars = &self.ctx.vars;
         let hosts: Vec<&Host> = match step.host {
-            Some(HostSel::Source) => vec![self.source],
-            Some(HostSel::Target) => vec![self.target],
-            _ => vec![self.source, self.target],
+            HostSel::Source => vec![self.source],
+            HostSel::Target => vec![self.target],
+            HostSel::Both => vec![self.source, self.target],
         };
         let mut total = 0;
         let mut how = Vec::new();
@@ -257,12 +257,8 @@ impl Measurer<'_> {
     /// One request of the health URL where the app serves now, the old host:
     /// what the check costs once the new host's app is up. Its boot time is
     /// not in it: only a start measures that (`rehearse --start-web`).
-    async fn health(&mut self, step: &StepSpec) -> Estimate {
-        let Ok(url) = self
-            .ctx
-            .vars
-            .render(step.url.as_deref().unwrap_or_default())
-        else {
+    async fn health(&mut self, step: &HealthBody) -> Estimate {
+        let Ok(url) = self.ctx.vars.render(&step.url) else {
             return unknown("its URL is not known yet".into());
         };
         let t = Instant::now();
@@ -333,10 +329,10 @@ pub(crate) async fn forecast(ctx: &RunCtx, io: &StepIo, db_move: &str) {
         let estimate = if rehearsed.contains(&step.id.as_str()) {
             None
         } else {
-            let e = match step.kind {
-                StepKind::Command => m.command(step).await,
-                StepKind::Redis => m.redis().await,
-                StepKind::Health if step.pinned => match (&ctx.opts.run_dns, health_ms) {
+            let e = match &step.body {
+                StepBody::Command(c) => m.command(c).await,
+                StepBody::Redis(_) => m.redis().await,
+                StepBody::Health(h) if h.pinned => match (&ctx.opts.run_dns, health_ms) {
                     (None, _) => Estimate {
                         at_least: false,
                         ms: Some(0),
@@ -349,14 +345,14 @@ pub(crate) async fn forecast(ctx: &RunCtx, io: &StepIo, db_move: &str) {
                     },
                     (Some(_), None) => unknown("one request from this machine, not timed".into()),
                 },
-                StepKind::Health => {
-                    let e = m.health(step).await;
+                StepBody::Health(h) => {
+                    let e = m.health(h).await;
                     health_ms = e.ms;
                     e
                 }
                 _ => unknown(format!(
                     "a '{}' step the rehearsal does not run",
-                    step.kind.name()
+                    step.kind().name()
                 )),
             };
             Some(e)

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use super::{Done, StepFailure, StepResult};
 use crate::events::{CheckStatus, Stream};
 use crate::plan::Plan;
-use crate::profile::StepSpec;
 use crate::profile::template::Vars;
+use crate::profile::{HealthBody, StepSpec};
 use crate::remote::{RemoteCommand, RunAs};
 use crate::steps::ctx::{RunCtx, StepIo};
 
@@ -104,11 +104,11 @@ fn read_curl(success: bool, stdout: &str, exit_code: Option<i32>, stderr: &[Stri
     }
 }
 
-pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
-    if step.pinned {
-        return run_pinned(step, ctx, io).await;
+pub async fn run(step: &StepSpec, body: &HealthBody, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
+    if body.pinned {
+        return run_pinned(step, body, ctx, io).await;
     }
-    let url = ctx.vars.render(step.url.as_deref().unwrap_or_default())?;
+    let url = ctx.vars.render(&body.url)?;
     let limit = limit(step);
     ctx.connect().await?;
     let hosts = ctx.connected()?;
@@ -239,8 +239,13 @@ pub(super) async fn curl_local(argv: &[String]) -> Result<Attempt, StepFailure> 
     ))
 }
 
-async fn run_pinned(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
-    let url = ctx.vars.render(step.url.as_deref().unwrap_or_default())?;
+async fn run_pinned(
+    step: &StepSpec,
+    body: &HealthBody,
+    ctx: &mut RunCtx,
+    io: &StepIo,
+) -> StepResult {
+    let url = ctx.vars.render(&body.url)?;
     let Some(dns) = ctx.opts.dns.clone() else {
         return Ok(Done::Skipped(format!(
             "no [dns] expect addresses in the config, so the new host's public address is unknown; check it yourself before changing DNS: curl --resolve {}:443:NEW_ADDRESS {url}",
@@ -296,14 +301,15 @@ async fn run_pinned(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResul
     Ok(Done::Completed)
 }
 
-pub(crate) fn describe(step: &StepSpec, plan: &Plan, vars: &Vars) -> Vec<String> {
-    let url = step
-        .url
-        .as_deref()
-        .map(|u| vars.render_lenient(u))
-        .unwrap_or_default();
+pub(crate) fn describe(
+    step: &StepSpec,
+    body: &HealthBody,
+    plan: &Plan,
+    vars: &Vars,
+) -> Vec<String> {
+    let url = vars.render_lenient(&body.url);
     let within = step.timeout.as_deref().unwrap_or("2m");
-    if !step.pinned {
+    if !body.pinned {
         return vec![format!(
             "on {}: curl {url} until it answers 200 (up to {within})",
             plan.target

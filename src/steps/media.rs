@@ -18,8 +18,8 @@ use openssh::{ForwardType, Socket};
 use super::{Done, StepFailure, StepResult, run_quiet_checked};
 use crate::events::Stream;
 use crate::plan::Plan;
-use crate::profile::StepSpec;
 use crate::profile::template::{TemplateError, Vars};
+use crate::profile::{RsyncBody, StepSpec};
 use crate::remote::{Host, RemoteCommand, RunAs};
 use crate::steps::ctx::{RunCtx, StepIo};
 
@@ -408,7 +408,7 @@ impl Relay {
 /// The step's excludes, plus its re-fetchable cache when the config says
 /// `[move] media_cache = "skip"`. Anchored at the copied directory, so only
 /// that cache is left out.
-fn excludes(step: &StepSpec, vars: &Vars) -> Result<Vec<String>, TemplateError> {
+fn excludes(step: &RsyncBody, vars: &Vars) -> Result<Vec<String>, TemplateError> {
     let mut out = step.exclude.clone();
     if let Some(cache) = &step.cache
         && vars.condition("media_cache_skipped")?
@@ -422,7 +422,7 @@ async fn sync_path(
     src: &Host,
     dst: &Host,
     relay: &Relay,
-    step: &StepSpec,
+    step: &RsyncBody,
     exclude: &[String],
     path: &str,
     io: &StepIo,
@@ -481,8 +481,8 @@ async fn sync_path(
     Ok(())
 }
 
-pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
-    let user = ctx.vars.render(step.user.as_deref().unwrap_or("root"))?;
+pub async fn run(spec: &StepSpec, step: &RsyncBody, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
+    let user = ctx.vars.render(spec.user.as_deref().unwrap_or("root"))?;
     let paths = ctx.vars.render_argv(&step.paths)?;
     let exclude = excludes(step, &ctx.vars)?;
     if exclude.len() > step.exclude.len()
@@ -514,7 +514,7 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
             &RemoteCommand::new(as_user.clone(), ["mkdir", "-p", "--", path.as_str()]),
         )
         .await?;
-        let name = format!("{}-{n}", step.id);
+        let name = format!("{}-{n}", spec.id);
         let relay = Relay::open(src, dst, ctx, &name, &user, path, step.nice).await?;
         let result = sync_path(src, dst, &relay, step, &exclude, path, io).await;
         let problems = relay.close(src, dst).await;
@@ -532,7 +532,7 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     Ok(Done::Completed)
 }
 
-pub(crate) fn describe(step: &StepSpec, plan: &Plan, vars: &Vars, user: &str) -> Vec<String> {
+pub(crate) fn describe(step: &RsyncBody, plan: &Plan, vars: &Vars, user: &str) -> Vec<String> {
     let left_out: String = excludes(step, vars)
         .unwrap_or_else(|_| step.exclude.clone())
         .iter()

@@ -19,7 +19,7 @@ pub mod verify;
 
 use crate::events::StepOutcome;
 use crate::profile::template::{TemplateError, Vars};
-use crate::profile::{StepKind, StepSpec};
+use crate::profile::{StepBody, StepSpec};
 use crate::remote::{Finished, RemoteCommand, RemoteError, RunAs, Shell};
 use crate::runtime::ToolError;
 use crate::runtime::database::PsqlError;
@@ -158,15 +158,15 @@ pub enum Done {
 pub type StepResult = Result<Done, StepFailure>;
 
 pub(crate) async fn execute(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepOutcome {
-    let result = match step.kind {
-        StepKind::Command => command::run(step, ctx, io).await,
-        StepKind::Preflight => preflight::run(step, ctx, io).await,
-        StepKind::Transfer => transfer::run(step, ctx, io).await,
-        StepKind::Rsync => media::run(step, ctx, io).await,
-        StepKind::Verify => verify::run(step, ctx, io).await,
-        StepKind::Redis => redis::run(step, ctx, io).await,
-        StepKind::Health => health::run(step, ctx, io).await,
-        StepKind::Dns => dns::run(step, ctx, io).await,
+    let result = match &step.body {
+        StepBody::Command(c) => command::run(step, c, ctx, io).await,
+        StepBody::Preflight(p) => preflight::run(p, ctx, io).await,
+        StepBody::Transfer(t) => transfer::run(step, t, ctx, io).await,
+        StepBody::Rsync(r) => media::run(step, r, ctx, io).await,
+        StepBody::Verify => verify::run(step, ctx, io).await,
+        StepBody::Redis(r) => redis::run(r, ctx, io).await,
+        StepBody::Health(h) => health::run(step, h, ctx, io).await,
+        StepBody::Dns => dns::run(step, ctx, io).await,
     };
     match result {
         Ok(Done::Completed) => StepOutcome::Succeeded,

@@ -9,7 +9,7 @@ use super::transfer::{CopySpec, copy_file};
 use super::{Done, StepFailure, StepResult, run_checked, run_quiet_checked};
 use crate::events::Stream;
 use crate::plan::Plan;
-use crate::profile::StepSpec;
+use crate::profile::RedisBody;
 use crate::profile::template::Vars;
 use crate::remote::{Host, RemoteCommand, Role, RunAs};
 use crate::runtime::Place;
@@ -78,10 +78,8 @@ async fn wait_loaded(dst: &Host, at: &Place, port: &str) -> Result<(), StepFailu
     Ok(())
 }
 
-pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
-    let service = ctx
-        .vars
-        .render(step.service.as_deref().unwrap_or("redis-server"))?;
+pub async fn run(step: &RedisBody, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
+    let service = ctx.vars.render(&step.service)?;
     let (src_at, dst_at) = (
         ctx.runtime(Role::Source).cache,
         ctx.runtime(Role::Target).cache,
@@ -170,8 +168,8 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     Ok(Done::Completed)
 }
 
-pub(crate) fn describe(step: &StepSpec, plan: &Plan, vars: &Vars) -> Vec<String> {
-    let service = vars.render_lenient(step.service.as_deref().unwrap_or("redis-server"));
+pub(crate) fn describe(step: &RedisBody, plan: &Plan, vars: &Vars) -> Vec<String> {
+    let service = vars.render_lenient(&step.service);
     vec![
         format!("{}: redis-cli INFO keyspace; redis-cli SAVE", plan.source),
         format!(

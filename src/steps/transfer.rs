@@ -11,8 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::{Done, StepFailure, StepResult, free_space, run_quiet_checked};
 use crate::events::Stream;
 use crate::plan::Plan;
-use crate::profile::StepSpec;
 use crate::profile::template::Vars;
+use crate::profile::{StepSpec, TransferBody};
 use crate::remote::{Host, RemoteCommand, RunAs};
 use crate::steps::ctx::{RunCtx, StepIo};
 use crate::units::human_bytes;
@@ -506,9 +506,14 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
+pub async fn run(
+    spec: &StepSpec,
+    step: &TransferBody,
+    ctx: &mut RunCtx,
+    io: &StepIo,
+) -> StepResult {
     let v = &ctx.vars;
-    let user = RunAs::from_profile(&v.render(step.user.as_deref().unwrap_or("root"))?);
+    let user = RunAs::from_profile(&v.render(spec.user.as_deref().unwrap_or("root"))?);
     let pairs: Vec<(String, String)> = if step.files.is_empty() {
         vec![(
             v.render(step.from.as_deref().unwrap_or_default())?,
@@ -528,7 +533,7 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
                 to,
                 read_as: user.clone(),
                 write_as: user.clone(),
-                mode: step.mode.clone().unwrap_or_else(|| "0600".into()),
+                mode: step.mode.clone(),
                 owner: step.owner.as_ref().map(|o| v.render(o)).transpose()?,
                 backup_suffix: step
                     .backup
@@ -550,7 +555,7 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     Ok(Done::Completed)
 }
 
-pub(crate) fn describe(step: &StepSpec, plan: &Plan, vars: &Vars, user: &str) -> Vec<String> {
+pub(crate) fn describe(step: &TransferBody, plan: &Plan, vars: &Vars, user: &str) -> Vec<String> {
     let pairs: Vec<(String, String)> = if step.files.is_empty() {
         vec![(
             vars.render_lenient(step.from.as_deref().unwrap_or_default()),
@@ -571,7 +576,7 @@ pub(crate) fn describe(step: &StepSpec, plan: &Plan, vars: &Vars, user: &str) ->
                 "{} as {user}: cat -- {from}  | through this machine |  {} as {user}: write {to} (mode {}{})",
                 plan.source,
                 plan.target,
-                step.mode.as_deref().unwrap_or("0600"),
+                step.mode,
                 if step.backup {
                     ", an existing file kept as a backup"
                 } else {

@@ -155,10 +155,10 @@ fn partial_database(state: &RunState) -> Option<String> {
     if matches!(state.outcome, Some(RunOutcome::Succeeded) | None) {
         return None;
     }
-    let restore = state.steps.iter().find(|s| {
-        s.status != crate::run_state::StepStatus::Pending
-            && s.commands.iter().any(|c| c.contains("createdb "))
-    })?;
+    let restore = state
+        .steps
+        .iter()
+        .find(|s| s.status != crate::run_state::StepStatus::Pending && s.info.creates_database)?;
     let verified = state.steps.iter().any(|s| {
         s.info.kind == crate::profile::StepKind::Verify
             && s.status == crate::run_state::StepStatus::Succeeded
@@ -509,5 +509,82 @@ fn run_finished(p: &mut Printer, state: &RunState, outcome: &RunOutcome, duratio
     }
     if let Some(note) = partial_database(state) {
         p.error(&note);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::RunMode;
+    use crate::journal::Record;
+
+    fn record(event: EngineEvent) -> Record {
+        Record {
+            ts: jiff::Timestamp::from_second(0).expect("valid"),
+            event,
+        }
+    }
+
+    /// A Mastodon run that failed at `failed`, after the steps before it succeeded.
+    fn failed_at(failed: &str) -> RunState {
+        let config = crate::config::Config::parse(
+            std::path::Path::new("/x/migration.toml"),
+            "[source]\nssh = \"old\"\n[target]\nssh = \"new\"\n[app]\ndomain = \"a.example\"\n",
+        )
+        .expect("config");
+        let plan = crate::plan::Plan::build(&config).expect("plan");
+        let infos = crate::steps::describe::infos(&plan);
+        let mut records = vec![record(EngineEvent::RunStarted {
+            run_id: "r".into(),
+            mode: RunMode::Run,
+            profile: "mastodon".into(),
+            domain: "a.example".into(),
+            source: "old".into(),
+            target: "new".into(),
+            steps: infos.clone(),
+            resumed: Vec::new(),
+        })];
+        for info in &infos {
+            records.push(record(EngineEvent::StepStarted {
+                step: info.id.clone(),
+                commands: vec![],
+            }));
+            let outcome = if info.id == failed {
+                StepOutcome::Failed {
+                    message: "exit 1".into(),
+                    host: None,
+                    command: None,
+                    exit_code: Some(1),
+                    first_error: None,
+                    stderr_tail: vec![],
+                }
+            } else {
+                StepOutcome::Succeeded
+            };
+            records.push(record(EngineEvent::StepFinished {
+                step: info.id.clone(),
+                outcome,
+                duration_ms: 1,
+            }));
+            if info.id == failed {
+                break;
+            }
+        }
+        records.push(record(EngineEvent::RunFinished {
+            outcome: RunOutcome::Failed {
+                step: failed.into(),
+            },
+            duration_ms: 1,
+        }));
+        RunState::from_records(&records)
+    }
+
+    #[test]
+    fn the_database_left_behind_is_named_by_the_step_that_creates_it() {
+        let note = partial_database(&failed_at("restore")).expect("a note");
+        assert!(note.contains("step 'restore' creates on new"), "{note}");
+        assert_eq!(partial_database(&failed_at("dump")), None);
+        // Once verified, the database is no longer a half-made one.
+        assert_eq!(partial_database(&failed_at("final-media")), None);
     }
 }

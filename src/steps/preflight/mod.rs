@@ -13,7 +13,7 @@ use super::{Done, StepFailure, StepResult};
 use crate::config::DbMove;
 use crate::events::CheckStatus::{self, Fail, Pass, Warn};
 use crate::profile::template::{TemplateError, Value};
-use crate::profile::{StepKind, StepSpec};
+use crate::profile::{PreflightBody, StepKind};
 use crate::remote::{Host, RemoteCommand, Role, RunAs, Shell};
 use crate::runtime::Runtime;
 use crate::steps::ctx::{Hosts, RunCtx, StepIo};
@@ -106,7 +106,7 @@ impl Settings {
     }
 }
 
-pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
+pub async fn run(step: &PreflightBody, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     let mut s = settings(step, ctx)?;
     let mut report = Report {
         io,
@@ -121,7 +121,7 @@ pub async fn run(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     finish(ctx, io, &s, &data, report).await
 }
 
-fn settings(step: &StepSpec, ctx: &RunCtx) -> Result<Settings, TemplateError> {
+fn settings(step: &PreflightBody, ctx: &RunCtx) -> Result<Settings, TemplateError> {
     let v = &ctx.vars;
     Ok(Settings {
         user: v.text("user")?,
@@ -159,7 +159,7 @@ fn settings(step: &StepSpec, ctx: &RunCtx) -> Result<Settings, TemplateError> {
             .plan
             .steps
             .iter()
-            .any(|st| st.kind == StepKind::Verify && ctx.opts.resume_done.contains(&st.id)),
+            .any(|st| st.kind() == StepKind::Verify && ctx.opts.resume_done.contains(&st.id)),
     })
 }
 
@@ -329,7 +329,7 @@ impl App {
 /// Redis, the cutover, media, the database move's choice, disk space, a
 /// backup to restore, and the media relay.
 async fn check_data(
-    step: &StepSpec,
+    step: &PreflightBody,
     ctx: &mut RunCtx,
     s: &Settings,
     app: &App,
