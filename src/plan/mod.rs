@@ -185,69 +185,7 @@ impl Plan {
 
     pub(crate) fn from_profile(profile: Profile, config: &Config) -> Plan {
         let app = &config.app;
-        let d = &profile.defaults;
-        let mut vars = Vars::new();
-        vars.set("source", config.source.as_str());
-        vars.set("target", config.target.as_str());
-        vars.set("domain", app.domain.as_str());
-        // An empty default is one the config must give; until then it shows as {name}.
-        let or_default = |set: &Option<String>, default: &str, name: &str| {
-            set.clone().unwrap_or_else(|| {
-                if default.is_empty() {
-                    format!("{{{name}}}")
-                } else {
-                    default.to_string()
-                }
-            })
-        };
-        vars.set("user", or_default(&app.user, &d.user, "user"));
-        vars.set("dir", or_default(&app.dir, &d.dir, "dir"));
-        vars.set(
-            "database",
-            or_default(&app.database, &d.database, "database"),
-        );
-        vars.set("db_user", or_default(&app.db_user, &d.db_user, "db_user"));
-        vars.set(
-            "services",
-            app.services.clone().unwrap_or_else(|| {
-                if d.services.is_empty() {
-                    vec!["{services}".to_string()]
-                } else {
-                    d.services.clone()
-                }
-            }),
-        );
-        vars.set("db_move", config.moving.database.name());
-        vars.set(
-            "db_compress",
-            config
-                .moving
-                .compress
-                .map_or_else(String::new, |z| z.to_string()),
-        );
-        vars.set(
-            "media_cache_skipped",
-            config.moving.media_cache == crate::config::MediaCache::Skip,
-        );
-        for (k, v) in &profile.vars {
-            match v {
-                VarSpec::Text(t) => vars.set_template(k.as_str(), t),
-                VarSpec::List(l) => vars.set(k.as_str(), Value::Templates(l.clone())),
-                VarSpec::Commands(c) => vars.set(k.as_str(), Value::TemplateCommands(c.clone())),
-            }
-        }
-        // The config's values are literal, like every other config value.
-        for cv in &config.vars {
-            let value = match &cv.value {
-                VarSpec::Text(t) => Value::Text(t.clone()),
-                VarSpec::List(l) => Value::List(l.clone()),
-                VarSpec::Commands(c) => Value::Commands(c.clone()),
-            };
-            vars.set(cv.name.as_str(), value);
-        }
-        if let Some(w) = &app.work_dir {
-            vars.set("work_dir", w.as_str());
-        }
+        let vars = settings(&profile, config);
         let configured = [
             ("user", app.user.is_some()),
             ("dir", app.dir.is_some()),
@@ -381,6 +319,77 @@ pub fn shell_join(argv: &[String]) -> String {
         .map(|a| shell_quote(a))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The plan's settings: the config's hosts and app, the profile's defaults
+/// where the config is silent, the move's options, the profile's [vars] (as
+/// templates) and the config's (literal).
+fn settings(profile: &Profile, config: &Config) -> Vars {
+    let app = &config.app;
+    let d = &profile.defaults;
+    let mut vars = Vars::new();
+    vars.set("source", config.source.as_str());
+    vars.set("target", config.target.as_str());
+    vars.set("domain", app.domain.as_str());
+    // An empty default is one the config must give; until then it shows as {name}.
+    let or_default = |set: &Option<String>, default: &str, name: &str| {
+        set.clone().unwrap_or_else(|| {
+            if default.is_empty() {
+                format!("{{{name}}}")
+            } else {
+                default.to_string()
+            }
+        })
+    };
+    vars.set("user", or_default(&app.user, &d.user, "user"));
+    vars.set("dir", or_default(&app.dir, &d.dir, "dir"));
+    vars.set(
+        "database",
+        or_default(&app.database, &d.database, "database"),
+    );
+    vars.set("db_user", or_default(&app.db_user, &d.db_user, "db_user"));
+    vars.set(
+        "services",
+        app.services.clone().unwrap_or_else(|| {
+            if d.services.is_empty() {
+                vec!["{services}".to_string()]
+            } else {
+                d.services.clone()
+            }
+        }),
+    );
+    vars.set("db_move", config.moving.database.name());
+    vars.set(
+        "db_compress",
+        config
+            .moving
+            .compress
+            .map_or_else(String::new, |z| z.to_string()),
+    );
+    vars.set(
+        "media_cache_skipped",
+        config.moving.media_cache == crate::config::MediaCache::Skip,
+    );
+    for (k, v) in &profile.vars {
+        match v {
+            VarSpec::Text(t) => vars.set_template(k.as_str(), t),
+            VarSpec::List(l) => vars.set(k.as_str(), Value::Templates(l.clone())),
+            VarSpec::Commands(c) => vars.set(k.as_str(), Value::TemplateCommands(c.clone())),
+        }
+    }
+    // The config's values are literal, like every other config value.
+    for cv in &config.vars {
+        let value = match &cv.value {
+            VarSpec::Text(t) => Value::Text(t.clone()),
+            VarSpec::List(l) => Value::List(l.clone()),
+            VarSpec::Commands(c) => Value::Commands(c.clone()),
+        };
+        vars.set(cv.name.as_str(), value);
+    }
+    if let Some(w) = &app.work_dir {
+        vars.set("work_dir", w.as_str());
+    }
+    vars
 }
 
 #[cfg(test)]

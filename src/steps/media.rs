@@ -144,6 +144,42 @@ pub(crate) fn parse_progress(line: &str) -> Option<(u64, Option<u64>)> {
     Some((bytes, total))
 }
 
+/// A fresh key pair for the relay in the run's directory on the old host,
+/// made by the app's user; returns the public key.
+async fn make_key(
+    src: &Host,
+    as_user: &RunAs,
+    run_dir: &str,
+    key: &str,
+    comment: &str,
+) -> Result<String, StepFailure> {
+    let pubkey = format!("{key}.pub");
+    for argv in [
+        vec!["mkdir", "-p", "-m", "700", "--", run_dir],
+        vec!["rm", "-f", "--", key, &pubkey],
+        vec![
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            comment,
+            "-f",
+            key,
+        ],
+    ] {
+        run_quiet_checked(src, &RemoteCommand::new(as_user.clone(), argv)).await?;
+    }
+    Ok(run_quiet_checked(
+        src,
+        &RemoteCommand::new(as_user.clone(), ["cat", "--", &pubkey]),
+    )
+    .await?
+    .stdout)
+}
+
 impl Relay {
     /// Everything after the key is authorised happens with the relay in hand,
     /// so any failure from there on still removes the key.
@@ -173,46 +209,7 @@ impl Relay {
         let key = format!("{run_dir}/relay-{name}");
         let comment = format!("hikkoshi-relay-{run_id}-{name}");
 
-        run_quiet_checked(
-            src,
-            &RemoteCommand::new(
-                as_user.clone(),
-                ["mkdir", "-p", "-m", "700", "--", run_dir.as_str()],
-            ),
-        )
-        .await?;
-        run_quiet_checked(
-            src,
-            &RemoteCommand::new(
-                as_user.clone(),
-                ["rm", "-f", "--", key.as_str(), &format!("{key}.pub")],
-            ),
-        )
-        .await?;
-        run_quiet_checked(
-            src,
-            &RemoteCommand::new(
-                as_user.clone(),
-                [
-                    "ssh-keygen",
-                    "-q",
-                    "-t",
-                    "ed25519",
-                    "-N",
-                    "",
-                    "-C",
-                    comment.as_str(),
-                    "-f",
-                    key.as_str(),
-                ],
-            ),
-        )
-        .await?;
-        let public = run_quiet_checked(
-            src,
-            &RemoteCommand::new(as_user.clone(), ["cat", "--", &format!("{key}.pub")]),
-        )
-        .await?;
+        let public = make_key(src, &as_user, &run_dir, &key, &comment).await?;
         // sshd hands the forced command to the target's shell: only a plain path goes in it.
         let restricted = ctx.facts.target_rrsync && crate::config::is_simple_abs_path(path);
         let sshd = ctx
@@ -229,7 +226,7 @@ impl Relay {
         } else {
             format!("restrict,from=\"{from}\"")
         };
-        let line = format!("{options} {}", public.stdout.trim());
+        let line = format!("{options} {}", public.trim());
 
         let socket_dir = crate::remote::operator_socket_dir().map_err(|e| {
             StepFailure::new(format!(

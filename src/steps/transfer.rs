@@ -241,6 +241,49 @@ where
     }
 }
 
+/// The reading end on `src` and the writing end on `dst`, both started.
+async fn spawn_ends<'a>(
+    src: &'a Host,
+    read_cmd: &RemoteCommand,
+    dst: &'a Host,
+    write_cmd: &RemoteCommand,
+) -> Result<
+    (
+        openssh::Child<&'a openssh::Session>,
+        openssh::Child<&'a openssh::Session>,
+    ),
+    StepFailure,
+> {
+    let spawn_err = |h: &Host, c: &RemoteCommand, e: openssh::Error| {
+        StepFailure::on(
+            h,
+            format!(
+                "on {}: cannot start '{}': {}",
+                h.name(),
+                c.display(),
+                crate::remote::error_chain(&e)
+            ),
+        )
+    };
+    let reader = src
+        .command(read_cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .await
+        .map_err(|e| spawn_err(src, read_cmd, e))?;
+    let writer = dst
+        .command(write_cmd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .await
+        .map_err(|e| spawn_err(dst, write_cmd, e))?;
+    Ok((reader, writer))
+}
+
 /// Streams `read_cmd`'s stdout on `src` into `write_cmd`'s stdin on `dst`
 /// through this machine, in fixed chunks (memory stays flat whatever the
 /// size), reporting progress against `expected`. With `hash`, the sha256 of
@@ -254,34 +297,7 @@ pub async fn relay(
     expected: Option<u64>,
     hash: bool,
 ) -> Result<Relayed, StepFailure> {
-    let spawn_err = |h: &Host, c: &RemoteCommand, e: openssh::Error| {
-        StepFailure::on(
-            h,
-            format!(
-                "on {}: cannot start '{}': {}",
-                h.name(),
-                c.display(),
-                crate::remote::error_chain(&e)
-            ),
-        )
-    };
-    let mut reader = src
-        .command(read_cmd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .await
-        .map_err(|e| spawn_err(src, read_cmd, e))?;
-    let mut writer = dst
-        .command(write_cmd)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .await
-        .map_err(|e| spawn_err(dst, write_cmd, e))?;
-
+    let (mut reader, mut writer) = spawn_ends(src, read_cmd, dst, write_cmd).await?;
     let (Some(mut from), Some(mut to)) = (reader.stdout().take(), writer.stdin().take()) else {
         return Err(StepFailure::new(format!(
             "could not open the pipes from {} to {} through this machine; run the step again",

@@ -225,62 +225,17 @@ fn on_key(app: &mut App, key: &KeyEvent) -> Vec<EngineCommand> {
             app.help = false;
             Vec::new()
         }
-        (Context::Dialog, Action::Yes) => match app.dialog.take() {
-            Some(Dialog::Quit) => {
-                app.quitting = true;
-                app.notice = Some("stopping the run...".into());
-                vec![EngineCommand::Abort]
-            }
-            Some(Dialog::Abort) => vec![EngineCommand::Abort],
-            None => vec![EngineCommand::Confirm],
-        },
-        (Context::Dialog, Action::BringBack) => match app.dialog {
-            Some(d) if app.instance_down() => {
-                app.dialog = None;
-                app.quitting = d == Dialog::Quit;
-                app.notice = Some(format!(
-                    "stopping the run and bringing {} back...",
-                    app.run.source
-                ));
-                vec![EngineCommand::Rollback]
-            }
-            _ => Vec::new(),
-        },
-        (Context::Dialog, Action::No) => {
-            if app.dialog.take().is_none() {
-                app.confirm_hidden = true;
-                app.notice =
-                    Some("not confirmed: the step waits; Enter asks again, x aborts".into());
-            }
-            Vec::new()
-        }
-        (_, Action::Up) => {
-            app.follow = false;
-            app.select(app.selected.saturating_sub(1));
-            Vec::new()
-        }
-        (_, Action::Down) => {
-            app.follow = false;
-            let last = app.run.steps.len().saturating_sub(1);
-            app.select((app.selected + 1).min(last));
-            Vec::new()
-        }
-        (_, Action::PageUp) => {
-            app.scroll = (app.scroll + PAGE).min(app.output_len().saturating_sub(1));
-            Vec::new()
-        }
-        (_, Action::PageDown) => {
-            app.scroll = app.scroll.saturating_sub(PAGE);
-            Vec::new()
-        }
-        (_, Action::OutputEnd) => {
-            app.scroll = 0;
-            app.follow = true;
-            app.follow_run();
-            Vec::new()
-        }
-        (_, Action::ToggleLog) => {
-            app.full_log = !app.full_log;
+        (Context::Dialog, a @ (Action::Yes | Action::BringBack | Action::No)) => on_dialog(app, a),
+        (
+            _,
+            a @ (Action::Up
+            | Action::Down
+            | Action::PageUp
+            | Action::PageDown
+            | Action::OutputEnd
+            | Action::ToggleLog),
+        ) => {
+            view(app, a);
             Vec::new()
         }
         (_, Action::Help) => {
@@ -327,6 +282,72 @@ fn on_key(app: &mut App, key: &KeyEvent) -> Vec<EngineCommand> {
             Vec::new()
         }
         _ => Vec::new(),
+    }
+}
+
+/// The answer to the open dialog (or to the confirmation of a step).
+fn on_dialog(app: &mut App, action: Action) -> Vec<EngineCommand> {
+    match action {
+        Action::Yes => match app.dialog.take() {
+            Some(Dialog::Quit) => {
+                app.quitting = true;
+                app.notice = Some("stopping the run...".into());
+                vec![EngineCommand::Abort]
+            }
+            Some(Dialog::Abort) => vec![EngineCommand::Abort],
+            None => vec![EngineCommand::Confirm],
+        },
+        Action::BringBack => match app.dialog {
+            Some(d) if app.instance_down() => {
+                app.dialog = None;
+                app.quitting = d == Dialog::Quit;
+                app.notice = Some(format!(
+                    "stopping the run and bringing {} back...",
+                    app.run.source
+                ));
+                vec![EngineCommand::Rollback]
+            }
+            _ => Vec::new(),
+        },
+        Action::No => {
+            if app.dialog.take().is_none() {
+                app.confirm_hidden = true;
+                app.notice =
+                    Some("not confirmed: the step waits; Enter asks again, x aborts".into());
+            }
+            Vec::new()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Moving through the checklist and the output: no command for the engine.
+fn view(app: &mut App, action: Action) {
+    match action {
+        Action::Up => {
+            app.follow = false;
+            app.select(app.selected.saturating_sub(1));
+        }
+        Action::Down => {
+            app.follow = false;
+            let last = app.run.steps.len().saturating_sub(1);
+            app.select((app.selected + 1).min(last));
+        }
+        Action::PageUp => {
+            app.scroll = (app.scroll + PAGE).min(app.output_len().saturating_sub(1));
+        }
+        Action::PageDown => {
+            app.scroll = app.scroll.saturating_sub(PAGE);
+        }
+        Action::OutputEnd => {
+            app.scroll = 0;
+            app.follow = true;
+            app.follow_run();
+        }
+        Action::ToggleLog => {
+            app.full_log = !app.full_log;
+        }
+        _ => {}
     }
 }
 
