@@ -1,7 +1,8 @@
 //! Migrations against the two-host lab (tests/lab/): real sshd, PostgreSQL,
 //! rsync and Redis in network + mount namespaces. These need root and the lab:
 //! `tests/lab/up`, then `cargo test -- --include-ignored` (what `tests/run` does).
-#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)] // a test crate: a failed expectation is the test failing
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
+// a test crate: a failed expectation is the test failing
 // A lab scenario reads best as one story from setup to the last check.
 #![allow(clippy::too_many_lines)]
 

@@ -4,7 +4,7 @@
 //! a lock left by a crash stays until the admin clears it (`--break-lock`).
 
 use super::StepFailure;
-use crate::remote::{Host, RemoteCommand, RunAs};
+use crate::remote::{RemoteCommand, RunAs, Shell};
 
 /// Takes the lock unless another run holds it; exit 1 prints the holder.
 const TAKE: &str = r#"dir=$1; run=$2; shift 2
@@ -98,8 +98,8 @@ pub(crate) fn operator_name() -> String {
     }
 }
 
-pub(crate) async fn holder(
-    host: &Host,
+pub(crate) async fn holder<S: Shell>(
+    host: &S,
     dir: &str,
     user: &str,
 ) -> Result<Option<Holder>, StepFailure> {
@@ -115,8 +115,8 @@ pub(crate) async fn holder(
 
 /// Takes the lock for `run_id`, first removing another holder's lock when the
 /// admin said so (`break_lock`); the previous holder is returned for the record.
-pub async fn take(
-    host: &Host,
+pub async fn take<S: Shell>(
+    host: &S,
     dir: &str,
     user: &str,
     run_id: &str,
@@ -157,8 +157,8 @@ pub async fn take(
     }
 }
 
-pub(crate) async fn release(
-    host: &Host,
+pub(crate) async fn release<S: Shell>(
+    host: &S,
     dir: &str,
     user: &str,
     run_id: &str,

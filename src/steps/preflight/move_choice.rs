@@ -39,6 +39,28 @@ pub(super) async fn choose_db_move(
         link,
         room_for_dump,
     });
+    let said = explain(
+        &mut choice,
+        forced,
+        from_backup,
+        db_size,
+        (source_cores, target_cores),
+        link,
+    );
+    r.note(dst.name(), "database move", Pass, said);
+    Ok((choice, link))
+}
+
+/// The choice in one line: what runs, on what was measured. A compression
+/// level the config gives replaces the measured one.
+fn explain(
+    choice: &mut db_move::Choice,
+    forced: Option<u8>,
+    from_backup: bool,
+    db_size: u64,
+    (source_cores, target_cores): (u32, u32),
+    link: Option<f64>,
+) -> String {
     let link_words = link.map_or_else(
         || "the link could not be measured".to_string(),
         |bps| format!("link {}/s", human_bytes(bps as u64)),
@@ -72,15 +94,78 @@ pub(super) async fn choose_db_move(
             ),
         }
     };
-    r.note(
-        dst.name(),
-        "database move",
-        Pass,
-        format!(
-            "{how} ({}; {source_cores} and {target_cores} cores; {link_words}: {compression}; {})",
-            human_bytes(db_size),
-            choice.why
-        ),
-    );
-    Ok((choice, link))
+    format!(
+        "{how} ({}; {source_cores} and {target_cores} cores; {link_words}: {compression}; {})",
+        human_bytes(db_size),
+        choice.why
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use db_move::{Choice, Mode};
+
+    fn choice(mode: Mode, compress: u8) -> Choice {
+        Choice {
+            mode,
+            dump_jobs: 2,
+            restore_jobs: 4,
+            compress,
+            why: "measured".into(),
+        }
+    }
+
+    #[rstest::rstest]
+    #[case::file(
+        choice(Mode::File, 0),
+        None,
+        false,
+        "file: pg_dump -Fc -Z 0, moved with sha256 checks, pg_restore -j 4 (1.0 GiB; 2 and 4 cores; link 112.0 MiB/s: no compression; measured)"
+    )]
+    #[case::stream(
+        choice(Mode::Stream, 1),
+        None,
+        false,
+        "stream: pg_dump -Fc -Z 1 straight into pg_restore"
+    )]
+    #[case::parallel(
+        choice(Mode::Parallel, 6),
+        None,
+        false,
+        "parallel: pg_dump -Fd -j 2 -Z 6, the directory moved, pg_restore -j 4"
+    )]
+    #[case::config_level(choice(Mode::File, 0), Some(9), false, "pg_dump -Fc -Z 9, moved")]
+    #[case::backup(
+        choice(Mode::Stream, 1),
+        None,
+        true,
+        "the backup is moved as a file, pg_restore -j 4"
+    )]
+    fn the_database_move_is_said_as_it_will_run(
+        #[case] mut c: Choice,
+        #[case] forced: Option<u8>,
+        #[case] from_backup: bool,
+        #[case] says: &str,
+    ) {
+        let said = explain(
+            &mut c,
+            forced,
+            from_backup,
+            1 << 30,
+            (2, 4),
+            Some(117_440_512.0),
+        );
+        assert!(said.contains(says), "{said}");
+        if let Some(z) = forced {
+            assert_eq!(c.compress, z, "the config's level is the one used");
+            assert!(said.contains("as the config says"), "{said}");
+        }
+    }
+
+    #[test]
+    fn an_unmeasured_link_is_said() {
+        let said = explain(&mut choice(Mode::File, 6), None, false, 0, (1, 1), None);
+        assert!(said.contains("the link could not be measured"), "{said}");
+    }
 }
