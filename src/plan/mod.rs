@@ -152,9 +152,9 @@ pub struct StepInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub otherwise: Option<String>,
     pub commands: Vec<String>,
-    /// The step creates the target database (the profile says so). Known
-    /// while a run goes on; plan output and journals stay as they were.
-    #[serde(skip)]
+    /// The step creates the target database (the profile says so): the
+    /// journal keeps it, so every fold of a run knows which step that is.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub creates_database: bool,
 }
 

@@ -576,6 +576,15 @@ mod tests {
             },
             duration_ms: 1,
         }));
+        // Front ends see what the journal holds: each record as it comes
+        // back from JSON.
+        let records: Vec<Record> = records
+            .iter()
+            .map(|r| {
+                let line = serde_json::to_string(r).expect("serialises");
+                serde_json::from_str(&line).expect("reads back")
+            })
+            .collect();
         RunState::from_records(&records)
     }
 

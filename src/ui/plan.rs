@@ -85,7 +85,12 @@ pub fn render_json(plan: &Plan) -> serde_json::Value {
         "source": plan.source,
         "target": plan.target,
         "phases": plan.phases,
-        "steps": infos(plan),
+        "steps": infos(plan).into_iter().map(|mut i| {
+            // The run's own bookkeeping (the journal keeps it); `plan --format
+            // json` says what runs, as it always has.
+            i.creates_database = false;
+            i
+        }).collect::<Vec<_>>(),
     })
 }
 
