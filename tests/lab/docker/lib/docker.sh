@@ -51,7 +51,7 @@ dhost_docker() { local h=$1; shift; "$DLAB_DOCKER" -H "unix://$(dhost_sock "$h")
 
 # Hash of the image inputs: a change to any of them builds the images again.
 dlab_inputs_hash() {
-  (cd "$DLAB_SRC" && find images image ../lib/standin.py ../lib/app -type f -print0 | LC_ALL=C sort -z |
+  (cd "$DLAB_SRC" && find images image lib/docker.sh ../lib/standin.py ../lib/app -type f -print0 | LC_ALL=C sort -z |
     xargs -0 sha256sum) | sha256sum | cut -c1-16
 }
 # The built images: a directory with public.tar (DLAB_PUBLIC_IMAGES) and app.tar
