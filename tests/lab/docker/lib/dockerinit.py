@@ -2,7 +2,7 @@
 """PID 1 of one lab host's Docker daemon (started by tests/lab/docker/hostd).
 
 Run (via nsenter) inside the host's network, UTS and mount namespaces as
-`dockerinit.py DOCKER_DIR LOG`. It unshares a new mount namespace and a new PID namespace, forks,
+`dockerinit.py DOCKER_DIR LOG HOST_INIT_PID`. It unshares a new mount namespace and a new PID namespace, forks,
 and the child becomes PID 1 there:
   - every mount private; /sys mounted again (so /sys/class/net shows the host's network
     namespace) with the machine's cgroup mounts moved back on top of it (a fresh sysfs has no
@@ -15,6 +15,10 @@ and the child becomes PID 1 there:
 It reaps orphans (containerd shims), passes SIGTERM/SIGINT to dockerd (which stops the
 containers) and exits when dockerd does, after SIGKILL to whatever is left: the kernel ends every
 process of the PID namespace (containers included) with it, so nothing outlives the daemon.
+When the host's init (HOST_INIT_PID, watched through a pidfd) ends, as when the lab host is
+stopped or "rebooted", dockerd is stopped the same way: the daemon lives and dies with its host
+(and a host that boots again gets it back from hostd start, with its `restart: always`
+containers).
 The parent prints the child's PID (as seen from the machine) and exits.
 
 Not in the host's PID namespace on purpose: the lab's reset ends every process of a host that is
@@ -22,6 +26,7 @@ not a known service ("kill-strays"); dockerd and its containers must survive it.
 """
 import ctypes
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -37,7 +42,8 @@ def run(*argv):
 
 
 def main():
-    ddir, log = sys.argv[1], sys.argv[2]
+    ddir, log, host_init = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    host_fd = os.pidfd_open(host_init)
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(CLONE_NEWNS | CLONE_NEWPID) != 0:
         sys.exit(f"dockerinit: unshare failed: {os.strerror(ctypes.get_errno())}")
@@ -76,18 +82,22 @@ def main():
             stdin=devnull, stdout=logfd, stderr=logfd, env=env, close_fds=True, cwd="/")
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
-        os.closerange(3, w)
-        os.closerange(w + 1, 65536)
+        for fd in range(3, 65536):
+            if fd not in (w, host_fd):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
     except Exception as e:  # report to the parent, which reports to hostd
         os.write(w, f"{e}".encode())
         os._exit(1)
     os.write(w, b"ok")
     os.close(w)
     os.chdir("/")
-    supervise(dockerd.pid)
+    supervise(dockerd.pid, host_fd)
 
 
-def supervise(dpid):
+def supervise(dpid, host_fd):
     def forward(sig, _frame):
         try:
             os.kill(dpid, sig)
@@ -97,17 +107,25 @@ def supervise(dpid):
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGHUP, forward)  # dockerd reloads its configuration on SIGHUP
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])
+    poller = select.poll()
+    poller.register(host_fd, select.POLLIN)
+    host_gone = False
     code = 0
     while True:
         try:
-            pid, status = os.wait()
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             break
-        except InterruptedError:
-            continue
         if pid == dpid:
             code = os.waitstatus_to_exitcode(status)
             break
+        if pid:
+            continue
+        if not host_gone and poller.poll(0):
+            host_gone = True  # the host stopped: so does its Docker daemon
+            forward(signal.SIGTERM, None)
+        signal.sigtimedwait([signal.SIGCHLD], 1.0)
     # dockerd is gone: end what is left (containers of a killed daemon), then ourselves.
     try:
         os.kill(-1, signal.SIGKILL)
