@@ -12,6 +12,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+mod compose;
+pub use compose::{ComposeConfig, Install};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{file}: cannot read the config: {cause}")]
@@ -38,6 +41,9 @@ pub struct Config {
     pub profile: ProfileRef,
     pub source: String,
     pub target: String,
+    /// How the app runs on each host: systemd units or a compose stack.
+    pub source_install: Install,
+    pub target_install: Install,
     pub ssh_config: Option<PathBuf>,
     pub app: AppConfig,
     pub dns: Option<DnsConfig>,
@@ -171,6 +177,24 @@ struct RawMove {
 #[serde(deny_unknown_fields)]
 struct RawHost {
     ssh: Spanned<String>,
+    compose: Option<Spanned<String>>,
+    compose_file: Option<Spanned<compose::Files>>,
+    compose_project: Option<Spanned<String>>,
+    compose_services: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+}
+
+impl RawHost {
+    fn split(self) -> (Spanned<String>, compose::RawCompose) {
+        (
+            self.ssh,
+            compose::RawCompose {
+                compose: self.compose,
+                compose_file: self.compose_file,
+                compose_project: self.compose_project,
+                compose_services: self.compose_services,
+            },
+        )
+    }
 }
 
 #[derive(Deserialize)]
@@ -264,8 +288,12 @@ impl Config {
         };
 
         let target_span = raw.target.ssh.span();
-        let source = check_ssh_destination(&src, raw.source.ssh)?;
-        let target = check_ssh_destination(&src, raw.target.ssh)?;
+        let (source_ssh, source_compose) = raw.source.split();
+        let (target_ssh, target_compose) = raw.target.split();
+        let source = check_ssh_destination(&src, source_ssh)?;
+        let target = check_ssh_destination(&src, target_ssh)?;
+        let source_install = compose::parse_install(&src, "source", source_compose)?;
+        let target_install = compose::parse_install(&src, "target", target_compose)?;
         if source == target {
             return Err(src.error(
                 target_span,
@@ -299,6 +327,8 @@ impl Config {
             profile,
             source,
             target,
+            source_install,
+            target_install,
             ssh_config,
             app,
             dns,
@@ -567,6 +597,8 @@ impl Config {
             profile: profile_ref(name, Path::new(""))?,
             source: "{source}".into(),
             target: "{target}".into(),
+            source_install: Install::Systemd,
+            target_install: Install::Systemd,
             ssh_config: None,
             app: AppConfig {
                 domain: "{domain}".into(),

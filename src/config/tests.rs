@@ -126,3 +126,83 @@ fn ssh_destinations(#[case] dest: &str, #[case] ok: bool) {
 fn pg_names(#[case] name: &str, #[case] ok: bool) {
     assert_eq!(is_pg_name(name), ok);
 }
+
+fn hosts(source: &str, target: &str) -> String {
+    format!(
+        "[source]\nssh = \"old\"\n{source}[target]\nssh = \"new\"\n{target}[app]\ndomain = \"a.example\"\n"
+    )
+}
+
+#[test]
+fn each_host_says_its_install_kind() {
+    let c = parse(&hosts(
+        "compose = \"/srv/mastodon\"\ncompose_file = [\"docker-compose.yml\", \"/etc/m/override.yml\"]\ncompose_project = \"mastodon\"\ncompose_services = { database = \"postgres\", worker = \"sidekiq\" }\n",
+        "",
+    ))
+    .expect("valid");
+    let Install::Compose(src) = &c.source_install else {
+        panic!("source is a compose install: {:?}", c.source_install);
+    };
+    assert_eq!(src.dir, "/srv/mastodon");
+    assert_eq!(src.files, ["docker-compose.yml", "/etc/m/override.yml"]);
+    assert_eq!(src.project.as_deref(), Some("mastodon"));
+    assert_eq!(
+        src.services.get("database").map(String::as_str),
+        Some("postgres")
+    );
+    assert_eq!(c.target_install, Install::Systemd);
+    let c = parse(&hosts(
+        "",
+        "compose = \"/home/m/live\"\ncompose_file = \"compose.yaml\"\n",
+    ))
+    .expect("valid");
+    assert_eq!(c.source_install, Install::Systemd);
+    assert!(
+        matches!(&c.target_install, Install::Compose(t) if t.files == ["compose.yaml"] && t.project.is_none())
+    );
+}
+
+#[rstest]
+#[case::relative_dir(
+    "compose = \"live\"\n",
+    "3:11: [source] 'compose' is 'live': the project directory as an absolute path"
+)]
+#[case::dotdot_dir(
+    "compose = \"/srv/../etc\"\n",
+    "3:11: [source] 'compose' is '/srv/../etc'"
+)]
+#[case::option_file(
+    "compose = \"/srv/m\"\ncompose_file = \"-H tcp://x\"\n",
+    "4:16: [source] 'compose_file' '-H tcp://x' is not a file name"
+)]
+#[case::empty_files(
+    "compose = \"/srv/m\"\ncompose_file = []\n",
+    "4:16: [source] 'compose_file' is an empty list"
+)]
+#[case::project_upper(
+    "compose = \"/srv/m\"\ncompose_project = \"Mastodon\"\n",
+    "4:19: [source] 'compose_project' 'Mastodon' is not a compose project name"
+)]
+#[case::unknown_role(
+    "compose = \"/srv/m\"\ncompose_services = { db = \"postgres\" }\n",
+    "[source] compose_services: 'db' is not a role; roles: database, redis, web, worker, streaming"
+)]
+#[case::service_injection(
+    "compose = \"/srv/m\"\ncompose_services = { web = \"web; rm -rf /\" }\n",
+    "[source] compose_services: 'web; rm -rf /' is not a compose service name"
+)]
+#[case::stray_key(
+    "compose_project = \"m\"\n",
+    "3:19: [source] 'compose_project' belongs to a Docker Compose install: add 'compose = "
+)]
+#[case::placeholder(
+    "compose = \"FILL IN: where the stack lives\"\n",
+    "[source] 'compose' is still the placeholder"
+)]
+fn bad_compose_keys_are_refused_by_name(#[case] source: &str, #[case] expected: &str) {
+    let err = parse(&hosts(source, "")).expect_err("refused").to_string();
+    assert!(
+        err.contains(expected),
+        "error was:\n  {err}\nexpected:\n  {expected}"
+    );
+}

@@ -8,6 +8,7 @@
 //! a timeout or an abort finds and stops it.
 
 pub mod cache;
+pub mod compose;
 pub mod database;
 pub mod place;
 pub mod services;

@@ -1,0 +1,333 @@
+//! A Docker Compose stack on one host: which compose it has (v2's `docker
+//! compose` or v1's `docker-compose`), the project, and what its resolved
+//! configuration says of each service (image, whether it is built here,
+//! restart policy, mounts, published ports). Containers are always addressed
+//! through compose (project + service) or its labels, never by name: v1 calls
+//! them `proj_db_1`, v2 `proj-db-1`.
+
+use std::collections::BTreeMap;
+
+use yaml_rust2::{Yaml, YamlLoader};
+
+use crate::remote::InService;
+
+/// The compose command a host has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cli {
+    /// `docker compose` (the CLI plugin).
+    V2,
+    /// `docker-compose` (the Python one, 1.x).
+    V1,
+}
+
+impl Cli {
+    pub fn argv(self) -> Vec<String> {
+        match self {
+            Cli::V2 => vec!["docker".into(), "compose".into()],
+            Cli::V1 => vec!["docker-compose".into()],
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cli::V2 => "docker compose",
+            Cli::V1 => "docker-compose",
+        }
+    }
+}
+
+/// A project as every compose command on a host addresses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    pub cli: Cli,
+    pub dir: String,
+    /// Absolute compose files; none: compose's default in `dir`.
+    pub files: Vec<String>,
+    pub name: String,
+}
+
+impl Project {
+    /// `COMPOSE --project-directory DIR [-f FILE]... -p NAME`: the same
+    /// project whatever the current directory, and whichever compose.
+    pub fn base(&self) -> Vec<String> {
+        let mut argv = self.cli.argv();
+        argv.extend(["--project-directory".into(), self.dir.clone()]);
+        for f in &self.files {
+            argv.extend(["-f".into(), f.clone()]);
+        }
+        argv.extend(["-p".into(), self.name.clone()]);
+        argv
+    }
+
+    /// `base` followed by a subcommand and its arguments.
+    pub fn argv(&self, args: &[&str]) -> Vec<String> {
+        let mut argv = self.base();
+        argv.extend(args.iter().map(|a| a.to_string()));
+        argv
+    }
+
+    /// A service of this project, as the place a tool runs in.
+    pub fn service(&self, name: &str, user: Option<&str>) -> InService {
+        InService {
+            compose: self.base(),
+            service: name.to_string(),
+            user: user.map(String::from),
+        }
+    }
+}
+
+/// compose's own project name for a directory: its last component,
+/// lowercased, without what a project name may not hold.
+pub fn default_project_name(dir: &str) -> String {
+    dir.rsplit('/')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'))
+        .collect::<String>()
+        .trim_start_matches(['_', '-'])
+        .to_string()
+}
+
+/// Files relative to the project directory made absolute.
+pub fn absolute_files(dir: &str, files: &[String]) -> Vec<String> {
+    files
+        .iter()
+        .map(|f| {
+            if f.starts_with('/') {
+                f.clone()
+            } else {
+                format!("{dir}/{}", f.trim_start_matches("./"))
+            }
+        })
+        .collect()
+}
+
+/// How a mount in the compose file keeps its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountKind {
+    /// A host directory or file (`./public/system:/...`).
+    Bind,
+    /// A volume the file names (`db:/var/lib/postgresql/data`): compose
+    /// prefixes it with the project name unless it is external or named.
+    Volume,
+    /// `- /data` alone: a new anonymous volume for each new container.
+    Anonymous,
+    Tmpfs,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountSpec {
+    pub kind: MountKind,
+    /// The host path (bind) or the volume's key in the file (volume).
+    pub source: Option<String>,
+    pub target: String,
+    /// The line as it would be written in the file's short syntax.
+    pub written: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Port {
+    pub host_ip: Option<String>,
+    pub published: u16,
+    pub target: u16,
+}
+
+/// One service of the resolved configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub image: Option<String>,
+    /// `build:` is set: the image is made on the host from its checkout.
+    pub built: bool,
+    pub command: String,
+    pub restart: Option<String>,
+    pub user: Option<String>,
+    pub mounts: Vec<MountSpec>,
+    pub ports: Vec<Port>,
+    pub env_files: Vec<String>,
+    pub environment: BTreeMap<String, String>,
+}
+
+/// What `compose config` printed: the file after every merge and
+/// interpolation, as compose itself will use it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Resolved {
+    /// v2 prints the project's name; v1 does not.
+    pub name: Option<String>,
+    pub services: BTreeMap<String, ServiceSpec>,
+    /// Top-level volumes: key -> the name Docker gives it, when the file says.
+    pub volumes: BTreeMap<String, Option<String>>,
+}
+
+fn text(v: &Yaml) -> Option<String> {
+    match v {
+        Yaml::String(s) => Some(s.clone()),
+        Yaml::Integer(i) => Some(i.to_string()),
+        Yaml::Real(r) => Some(r.clone()),
+        Yaml::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn words(v: &Yaml) -> String {
+    match v {
+        Yaml::Array(a) => a.iter().filter_map(text).collect::<Vec<_>>().join(" "),
+        other => text(other).unwrap_or_default(),
+    }
+}
+
+/// `SRC:DST[:MODE]`, `DST` alone, or compose's long form.
+fn mount(v: &Yaml, dir: &str) -> Option<MountSpec> {
+    if let Some(short) = v.as_str() {
+        let parts: Vec<&str> = short.split(':').collect();
+        let (source, target) = match parts.as_slice() {
+            [t] => (None, (*t).to_string()),
+            [s, t, ..] => (Some((*s).to_string()), (*t).to_string()),
+            [] => return None,
+        };
+        let kind = match &source {
+            None => MountKind::Anonymous,
+            Some(s) if s.starts_with('/') || s.starts_with('.') || s.starts_with('~') => {
+                MountKind::Bind
+            }
+            Some(_) => MountKind::Volume,
+        };
+        let source = source.map(|s| absolute_bind(&kind, s, dir));
+        return Some(MountSpec {
+            kind,
+            source,
+            target,
+            written: short.to_string(),
+        });
+    }
+    let target = text(&v["target"])?;
+    let source = text(&v["source"]);
+    let kind = match text(&v["type"]).as_deref() {
+        Some("bind") => MountKind::Bind,
+        Some("tmpfs") => MountKind::Tmpfs,
+        _ if source.is_none() => MountKind::Anonymous,
+        _ => MountKind::Volume,
+    };
+    let written = match &source {
+        Some(s) => format!("{s}:{target}"),
+        None => target.clone(),
+    };
+    let source = source.map(|s| absolute_bind(&kind, s, dir));
+    Some(MountSpec {
+        kind,
+        source,
+        target,
+        written,
+    })
+}
+
+fn absolute_bind(kind: &MountKind, s: String, dir: &str) -> String {
+    if *kind == MountKind::Bind && !s.starts_with('/') {
+        absolute_files(dir, &[s]).remove(0)
+    } else {
+        s
+    }
+}
+
+fn port(v: &Yaml) -> Option<Port> {
+    if let Some(short) = text(v) {
+        // [IP:]PUBLISHED:TARGET[/proto]
+        let short = short.split('/').next().unwrap_or("").to_string();
+        let parts: Vec<&str> = short.rsplitn(3, ':').collect();
+        return match parts.as_slice() {
+            [t, p] => Some(Port {
+                host_ip: None,
+                published: p.parse().ok()?,
+                target: t.parse().ok()?,
+            }),
+            [t, p, ip] => Some(Port {
+                host_ip: Some((*ip).to_string()),
+                published: p.parse().ok()?,
+                target: t.parse().ok()?,
+            }),
+            _ => None,
+        };
+    }
+    Some(Port {
+        host_ip: text(&v["host_ip"]),
+        published: text(&v["published"])?.parse().ok()?,
+        target: text(&v["target"])?.parse().ok()?,
+    })
+}
+
+fn environment(v: &Yaml) -> BTreeMap<String, String> {
+    match v {
+        Yaml::Hash(h) => h
+            .iter()
+            .filter_map(|(k, v)| Some((text(k)?, text(v).unwrap_or_default())))
+            .collect(),
+        Yaml::Array(a) => a
+            .iter()
+            .filter_map(|e| {
+                let e = text(e)?;
+                let (k, v) = e.split_once('=').unwrap_or((e.as_str(), ""));
+                Some((k.to_string(), v.to_string()))
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// Reads `compose config`'s output (v1 or v2); `dir` makes relative bind
+/// sources absolute (v1 leaves some relative).
+pub fn parse_config(yaml: &str, dir: &str) -> Result<Resolved, String> {
+    let docs = YamlLoader::load_from_str(yaml).map_err(|e| format!("not YAML: {e}"))?;
+    let doc = docs.first().ok_or("an empty configuration")?;
+    let Yaml::Hash(services) = &doc["services"] else {
+        return Err("no services in the configuration".into());
+    };
+    let mut out = Resolved {
+        name: text(&doc["name"]),
+        ..Resolved::default()
+    };
+    for (name, s) in services {
+        let Some(name) = text(name) else { continue };
+        let list = |key: &str| match &s[key] {
+            Yaml::Array(a) => a.clone(),
+            _ => Vec::new(),
+        };
+        let env_files = match &s["env_file"] {
+            Yaml::Array(a) => a
+                .iter()
+                .filter_map(|e| text(e).or_else(|| text(&e["path"])))
+                .collect(),
+            other => text(other).into_iter().collect(),
+        };
+        out.services.insert(
+            name.clone(),
+            ServiceSpec {
+                name,
+                image: text(&s["image"]),
+                built: !matches!(s["build"], Yaml::BadValue | Yaml::Null),
+                command: words(&s["command"]),
+                restart: text(&s["restart"]),
+                user: text(&s["user"]),
+                mounts: list("volumes")
+                    .iter()
+                    .filter_map(|m| mount(m, dir))
+                    .collect(),
+                ports: list("ports").iter().filter_map(port).collect(),
+                env_files,
+                environment: environment(&s["environment"]),
+            },
+        );
+    }
+    if let Yaml::Hash(volumes) = &doc["volumes"] {
+        for (key, v) in volumes {
+            if let Some(key) = text(key) {
+                out.volumes.insert(key, text(&v["name"]));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;
