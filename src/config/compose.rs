@@ -152,8 +152,23 @@ pub(super) fn parse_install(
             ));
         }
     };
+    let services = parse_services(src, table, raw.compose_services)?;
+    Ok(Install::Compose(ComposeConfig {
+        dir: d.clone(),
+        files,
+        project,
+        services,
+    }))
+}
+
+/// `compose_services = { role = "service" }`: known roles, plain names.
+fn parse_services(
+    src: &Source<'_>,
+    table: &str,
+    raw: Option<Spanned<BTreeMap<String, String>>>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
     let mut services = BTreeMap::new();
-    if let Some(s) = raw.compose_services {
+    if let Some(s) = raw {
         let span = s.span();
         for (role, name) in s.into_inner() {
             if !ROLES.contains(&role.as_str()) {
@@ -178,10 +193,5 @@ pub(super) fn parse_install(
             services.insert(role, name);
         }
     }
-    Ok(Install::Compose(ComposeConfig {
-        dir: d.clone(),
-        files,
-        project,
-        services,
-    }))
+    Ok(services)
 }

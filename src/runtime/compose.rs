@@ -7,9 +7,12 @@
 
 use std::collections::BTreeMap;
 
+use serde::Deserialize;
 use yaml_rust2::{Yaml, YamlLoader};
 
-use crate::remote::InService;
+use super::ToolError;
+use super::place::Mount;
+use crate::remote::{Finished, InService, RemoteCommand, RemoteError, RunAs, Shell};
 
 /// The compose command a host has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -327,6 +330,190 @@ pub fn parse_config(yaml: &str, dir: &str) -> Result<Resolved, String> {
         }
     }
     Ok(out)
+}
+
+/// One container of the project, as Docker describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    pub id: String,
+    pub service: String,
+    pub running: bool,
+    /// `no`, `always`, `unless-stopped`, `on-failure`.
+    pub restart: String,
+    pub image: String,
+    pub mounts: Vec<Mount>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Inspected {
+    id: String,
+    config: InspectedConfig,
+    state: InspectedState,
+    host_config: InspectedHost,
+    #[serde(default)]
+    mounts: Vec<Mount>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectedConfig {
+    #[serde(default)]
+    image: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectedState {
+    #[serde(default)]
+    running: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectedHost {
+    restart_policy: Option<RestartPolicy>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RestartPolicy {
+    #[serde(default)]
+    name: String,
+}
+
+/// `docker inspect` of containers, as a JSON array.
+pub(crate) fn parse_inspect(json: &str) -> Result<Vec<Container>, String> {
+    let all: Vec<Inspected> =
+        serde_json::from_str(json).map_err(|e| format!("unreadable docker inspect: {e}"))?;
+    Ok(all
+        .into_iter()
+        .map(|c| Container {
+            service: c
+                .config
+                .labels
+                .get("com.docker.compose.service")
+                .cloned()
+                .unwrap_or_default(),
+            id: c.id,
+            running: c.state.running,
+            restart: c
+                .host_config
+                .restart_policy
+                .map(|r| r.name)
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "no".into()),
+            image: c.config.image,
+            mounts: c.mounts,
+        })
+        .collect())
+}
+
+async fn answer(h: &impl Shell, argv: Vec<String>) -> Result<Finished, RemoteError> {
+    h.run_quiet(&RemoteCommand::new(RunAs::Root, argv)).await
+}
+
+fn failed(h: &impl Shell, argv: &[String], out: &Finished) -> ToolError {
+    ToolError::Failed {
+        host: h.name().to_string(),
+        command: crate::plan::shell_join(argv),
+        exit: out.exit_text(),
+        message: out.cause(),
+    }
+}
+
+/// Which compose the host has, and its version: v2 when both are there.
+pub async fn detect_cli(h: &impl Shell) -> Result<Option<(Cli, String)>, RemoteError> {
+    for cli in [Cli::V2, Cli::V1] {
+        let mut argv = cli.argv();
+        argv.extend(["version".into(), "--short".into()]);
+        let out = answer(h, argv).await?;
+        if out.success() && !out.stdout.trim().is_empty() {
+            return Ok(Some((cli, out.stdout.trim().to_string())));
+        }
+    }
+    Ok(None)
+}
+
+/// The project name the containers made from `dir` carry (compose writes it
+/// in their labels), when any exist.
+pub async fn running_project(h: &impl Shell, dir: &str) -> Result<Option<String>, ToolError> {
+    let argv: Vec<String> = [
+        "docker",
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=com.docker.compose.project.working_dir={dir}"),
+        "--format",
+        "{{.Label \"com.docker.compose.project\"}}",
+    ]
+    .map(String::from)
+    .to_vec();
+    let out = answer(h, argv.clone()).await?;
+    if !out.success() {
+        return Err(failed(h, &argv, &out));
+    }
+    let mut names: Vec<&str> = out
+        .stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    Ok(names.first().map(|n| n.to_string()))
+}
+
+/// `compose config`: the configuration compose will use.
+pub async fn resolved(h: &impl Shell, p: &Project) -> Result<Resolved, ToolError> {
+    let argv = p.argv(&["config"]);
+    let out = answer(h, argv.clone()).await?;
+    if !out.success() {
+        return Err(failed(h, &argv, &out));
+    }
+    parse_config(&out.stdout, &p.dir).map_err(|message| ToolError::Failed {
+        host: h.name().to_string(),
+        command: crate::plan::shell_join(&argv),
+        exit: "exit 0".into(),
+        message,
+    })
+}
+
+/// Every container of the project (running or not), found by its label.
+pub async fn containers(h: &impl Shell, p: &Project) -> Result<Vec<Container>, ToolError> {
+    let argv: Vec<String> = [
+        "docker",
+        "ps",
+        "-a",
+        "-q",
+        "--no-trunc",
+        "--filter",
+        &format!("label=com.docker.compose.project={}", p.name),
+    ]
+    .map(String::from)
+    .to_vec();
+    let out = answer(h, argv.clone()).await?;
+    if !out.success() {
+        return Err(failed(h, &argv, &out));
+    }
+    let ids: Vec<String> = out.stdout.split_whitespace().map(String::from).collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut inspect = vec!["docker".to_string(), "inspect".into(), "--".into()];
+    inspect.extend(ids);
+    let out = answer(h, inspect.clone()).await?;
+    if !out.success() {
+        return Err(failed(h, &inspect, &out));
+    }
+    parse_inspect(&out.stdout).map_err(|message| ToolError::Failed {
+        host: h.name().to_string(),
+        command: crate::plan::shell_join(&inspect),
+        exit: "exit 0".into(),
+        message,
+    })
 }
 
 #[cfg(test)]

@@ -113,9 +113,9 @@ async fn checked(h: &impl Shell, cmd: &RemoteCommand) -> Result<Finished, ToolEr
 }
 
 /// One entry of `docker inspect`'s `.Mounts`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(crate) struct Mount {
+pub struct Mount {
     #[serde(rename = "Type")]
     pub kind: String,
     #[serde(default)]

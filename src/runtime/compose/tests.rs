@@ -189,3 +189,17 @@ fn what_is_not_a_compose_configuration_is_said() {
     assert!(parse_config("version: '3'\n", "/x").is_err());
     assert!(parse_config("services: [\n", "/x").is_err());
 }
+
+#[test]
+fn containers_are_known_by_their_compose_labels() {
+    let json = r#"[{"Id":"c0ffee","Config":{"Image":"hikkoshi-lab/postgres:15","Labels":{"com.docker.compose.project":"mastodon","com.docker.compose.service":"db"}},"State":{"Running":true},"HostConfig":{"RestartPolicy":{"Name":"always","MaximumRetryCount":0}},"Mounts":[{"Type":"volume","Name":"3f2a9c","Source":"/var/lib/docker/volumes/3f2a9c/_data","Destination":"/var/lib/postgresql/data","Driver":"local","RW":true}]},
+      {"Id":"beef","Config":{"Image":"x","Labels":{"com.docker.compose.service":"web"}},"State":{"Running":false},"HostConfig":{"RestartPolicy":{"Name":""}},"Mounts":[]}]"#;
+    let c = parse_inspect(json).expect("parses");
+    assert_eq!(c[0].service, "db");
+    assert!(c[0].running);
+    assert_eq!(c[0].restart, "always");
+    assert_eq!(c[0].mounts[0].name.as_deref(), Some("3f2a9c"));
+    assert_eq!(c[1].restart, "no", "an empty policy is no restart");
+    assert!(!c[1].running);
+    assert!(parse_inspect("not json").is_err());
+}
