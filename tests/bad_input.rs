@@ -271,6 +271,21 @@ fn assert_names_line_and_value(stderr: &str, quoted: &str) {
 #[case::unknown_key_in_source(with("ssh = \"old\"", "ssh = \"old\"\nport = \"22\""), "'port'")]
 #[case::unknown_key_in_dns(dns("expect = [\"192.0.2.7\"]\nttl = \"60\""), "'ttl'")]
 #[case::unknown_table(format!("{BASE}\n[database]\nname = \"x\"\n"), "'database'")]
+#[case::compose_dir_relative(with("ssh = \"old\"", "ssh = \"old\"\ncompose = \"live\""), "'live'")]
+#[case::compose_file_like_an_option(
+    with(
+        "ssh = \"new\"",
+        "ssh = \"new\"\ncompose = \"/srv/m\"\ncompose_file = \"-H tcp://evil\""
+    ),
+    "'-H tcp://evil'"
+)]
+#[case::compose_service_with_a_semicolon(
+    with(
+        "ssh = \"old\"",
+        "ssh = \"old\"\ncompose = \"/srv/m\"\ncompose_services = { web = \"web;id\" }"
+    ),
+    "'web;id'"
+)]
 #[case::unterminated_string(with("\"social.example.net\"", "\"social.example.net"), "'\"'")]
 // Empty strings.
 #[case::empty_domain(with("\"social.example.net\"", "\"\""), "''")]
@@ -480,6 +495,49 @@ fn a_bad_config_is_refused_and_touches_nothing(
             check.text()
         )
     );
+}
+
+/// A compose stack can be checked, but this version does not move one: plan,
+/// run and rehearse refuse it before anything connects.
+#[test]
+fn a_compose_install_is_not_moved_by_this_version() {
+    let env = Env::new();
+    let config = with(
+        "ssh = \"old\"",
+        "ssh = \"old\"\ncompose = \"/srv/mastodon\"",
+    );
+    env.write("migration.toml", &config);
+    let before = env.tree();
+    let mut seen = Vec::new();
+    for args in [
+        &["plan", "--config", "migration.toml"][..],
+        &["run", "--config", "migration.toml", "--headless", "--yes"],
+        &[
+            "rehearse",
+            "--config",
+            "migration.toml",
+            "--headless",
+            "--yes",
+        ],
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.code, Some(2), "{}", out.text());
+        assert!(
+            out.stderr
+                .contains("[source] is a Docker Compose install ('/srv/mastodon')"),
+            "{}",
+            out.text()
+        );
+        assert!(
+            out.stderr.contains("Run 'hikkoshi check "),
+            "{}",
+            out.text()
+        );
+        seen.push(format!("--- hikkoshi {}\n{}", args.join(" "), out.text()));
+    }
+    assert_eq!(env.ssh_calls(), Vec::<Vec<String>>::new(), "ssh was called");
+    assert_eq!(env.tree(), before, "something was created");
+    insta::assert_snapshot!(seen.join(""));
 }
 
 /// Command-line values outside the config: refused with exit 2 and nothing run.

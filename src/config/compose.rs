@@ -32,8 +32,7 @@ pub struct ComposeConfig {
     pub services: BTreeMap<String, String>,
 }
 
-/// The roles a service can play in a move.
-pub const ROLES: [&str; 5] = ["database", "redis", "web", "worker", "streaming"];
+pub use crate::profile::ROLES;
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]

@@ -4,11 +4,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, ProfileRef};
+use crate::config::{Config, Install, ProfileRef};
 use crate::profile::template::{Value, Vars};
 use crate::profile::{
     DowntimeMark, HostSel, PhaseSpec, Profile, ProfileError, StepBody, StepKind, StepSpec, VarSpec,
 };
+use std::collections::BTreeMap;
 
 fn load_profile(config: &Config) -> Result<Profile, ProfileError> {
     match &config.profile {
@@ -124,6 +125,11 @@ pub struct Plan {
     /// The [app] settings the config gives; the others are the profile's
     /// defaults, which preflight may fill from the app's own config file.
     pub configured: Vec<String>,
+    /// How the app runs on each host (the config's `compose` keys).
+    pub source_install: Install,
+    pub target_install: Install,
+    /// The profile's service names by role (`[compose]`).
+    pub compose_roles: BTreeMap<String, String>,
 }
 
 /// What a reader of a plan or a journal needs to know about a step.
@@ -199,6 +205,9 @@ impl Plan {
         .collect();
         Plan {
             configured,
+            source_install: config.source_install.clone(),
+            target_install: config.target_install.clone(),
+            compose_roles: profile.compose.clone(),
             profile_name: profile.name,
             profile_origin: profile.origin,
             source: config.source.clone(),
@@ -257,6 +266,25 @@ impl Plan {
             })
             .collect();
         p
+    }
+
+    /// How the app runs on the source (`true`) or the target host.
+    pub fn install(&self, source: bool) -> &Install {
+        if source {
+            &self.source_install
+        } else {
+            &self.target_install
+        }
+    }
+
+    /// A compose host's service for each role: the profile's names, with
+    /// the config's `compose_services` over them.
+    pub fn service_roles(&self, source: bool) -> BTreeMap<String, String> {
+        let mut roles = self.compose_roles.clone();
+        if let Install::Compose(c) = self.install(source) {
+            roles.extend(c.services.clone());
+        }
+        roles
     }
 
     /// Only the preflight steps: what `hikkoshi check` runs.

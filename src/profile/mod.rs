@@ -66,6 +66,10 @@ struct RawProfile {
     /// own [vars] replace the base's, its own [[steps]] (if any) all of them.
     extends: Option<Spanned<String>>,
     defaults: RawDefaults,
+    /// `[compose]`: the stack's service for each role, as the app's own
+    /// compose file names it.
+    #[serde(default)]
+    compose: BTreeMap<String, String>,
     #[serde(default)]
     vars: BTreeMap<String, VarSpec>,
     #[serde(default)]
@@ -91,10 +95,15 @@ pub struct Profile {
     pub description: String,
     pub origin: String,
     pub defaults: RawDefaults,
+    /// Service names by role in the app's compose file (`[compose]`).
+    pub compose: BTreeMap<String, String>,
     pub vars: BTreeMap<String, VarSpec>,
     pub phases: Vec<PhaseSpec>,
     pub steps: Vec<StepSpec>,
 }
+
+/// The roles a service of a compose stack can play in a move.
+pub const ROLES: [&str; 5] = ["database", "redis", "web", "worker", "streaming"];
 
 /// Facts preflight provides to the profile as placeholders (the typed
 /// `steps::facts::Facts` carries what steps need typed).
@@ -180,6 +189,17 @@ impl Profile {
             None => None,
             Some(name) => Some(take_base(&mut raw, &name, &err)?),
         };
+        for (role, service) in &raw.compose {
+            if !ROLES.contains(&role.as_str()) || service.is_empty() {
+                return Err(err(
+                    0..0,
+                    format!(
+                        "[compose] '{role}' is not a role a service can play; roles: {}",
+                        ROLES.join(", ")
+                    ),
+                ));
+            }
+        }
         if raw.phases.is_empty() || (raw.steps.is_empty() && base.is_none()) {
             return Err(err(
                 0..0,
@@ -226,6 +246,7 @@ impl Profile {
             description: raw.description,
             origin: origin.to_string(),
             defaults: raw.defaults,
+            compose: raw.compose,
             vars: raw.vars,
             phases: raw.phases,
             steps,
@@ -286,6 +307,9 @@ fn take_base(
     let own = std::mem::take(&mut raw.vars);
     raw.vars = base.vars.clone();
     raw.vars.extend(own);
+    let own = std::mem::take(&mut raw.compose);
+    raw.compose = base.compose.clone();
+    raw.compose.extend(own);
     match (raw.phases.is_empty(), raw.steps.is_empty()) {
         (true, true) => raw.phases = base.phases.clone(),
         (false, false) => {}

@@ -260,8 +260,26 @@ fn port(v: &Yaml) -> Option<Port> {
     })
 }
 
+/// The settings a move reads from a service's environment. `compose config`
+/// writes every `env_file` into its output, secrets included: nothing else
+/// is kept, so no secret outlives the parse.
+const KEPT_ENV: [&str; 12] = [
+    "POSTGRES_USER",
+    "POSTGRES_DB",
+    "PGDATA",
+    "DB_HOST",
+    "DB_PORT",
+    "DB_NAME",
+    "DB_USER",
+    "REDIS_HOST",
+    "REDIS_PORT",
+    "LOCAL_DOMAIN",
+    "S3_ENABLED",
+    "ES_ENABLED",
+];
+
 fn environment(v: &Yaml) -> BTreeMap<String, String> {
-    match v {
+    let all = match v {
         Yaml::Hash(h) => h
             .iter()
             .filter_map(|(k, v)| Some((text(k)?, text(v).unwrap_or_default())))
@@ -275,7 +293,10 @@ fn environment(v: &Yaml) -> BTreeMap<String, String> {
             })
             .collect(),
         _ => BTreeMap::new(),
-    }
+    };
+    all.into_iter()
+        .filter(|(k, _)| KEPT_ENV.contains(&k.as_str()))
+        .collect()
 }
 
 /// Reads `compose config`'s output (v1 or v2); `dir` makes relative bind

@@ -59,7 +59,8 @@ const V2: &str = r#"name: mastodon
 services:
   db:
     environment:
-      POSTGRES_HOST_AUTH_METHOD: trust
+      POSTGRES_USER: postgres
+      SECRET_KEY_BASE: 6befb15aeead38aa
     image: hikkoshi-lab/postgres:15
     networks:
       internal_network: null
@@ -156,7 +157,11 @@ fn compose_v2_config_is_read() {
         "no volume: the image's anonymous one, or none"
     );
     assert_eq!(db.restart.as_deref(), Some("always"));
-    assert_eq!(db.environment["POSTGRES_HOST_AUTH_METHOD"], "trust");
+    assert_eq!(db.environment["POSTGRES_USER"], "postgres");
+    assert!(
+        !db.environment.contains_key("SECRET_KEY_BASE"),
+        "a secret from an env_file is not kept"
+    );
     assert_eq!(r.services["redis"].mounts[0].kind, MountKind::Volume);
     assert_eq!(r.volumes["redis"].as_deref(), Some("mastodon_redis"));
 }
