@@ -451,11 +451,21 @@ async fn check_command(config: &Path) -> Result<ExitCode, UsageError> {
         rollback: false,
     };
     let (state, _) = headless::run(handle, options).await;
+    let compose = [&config.source_install, &config.target_install]
+        .iter()
+        .any(|i| matches!(i, hikkoshi::config::Install::Compose(_)));
     if state.outcome == Some(RunOutcome::Succeeded) {
-        println!(
-            "ready: {} can move from {} to {}",
-            plan.domain, plan.source, plan.target
-        );
+        if compose {
+            println!(
+                "checked: nothing stands in the way on {} and {}; this version of hikkoshi reads Docker Compose stacks but does not move them yet",
+                plan.source, plan.target
+            );
+        } else {
+            println!(
+                "ready: {} can move from {} to {}",
+                plan.domain, plan.source, plan.target
+            );
+        }
     }
     if let Some(advice) = ssh_advice(&state, config.ssh_config.as_deref()) {
         eprintln!("{advice}");

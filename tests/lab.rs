@@ -2993,3 +2993,109 @@ fn init_writes_a_config_that_checks_and_moves_each_app() {
         }
     }
 }
+
+/// The lab's compose config: old's 002-shaped stack (compose v1) to an empty
+/// compose host (v2), beside the systemd config.
+fn compose_config(lab: &Lab, target_extra: &str) -> PathBuf {
+    let path = lab.dir.join("operator").join("compose.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "profile = \"mastodon\"\n\n[source]\nssh = \"old\"\ncompose = \"/srv/mastodon\"\n\n[target]\nssh = \"new\"\ncompose = \"/srv/mastodon\"\n{target_extra}\n[ssh]\nconfig_file = \"ssh_config\"\n\n[app]\ndomain = \"{}\"\n",
+            lab.domain
+        ),
+    )
+    .expect("write compose.toml");
+    path
+}
+
+/// Each container of old's stack: id, state and restart policy.
+fn old_containers() -> String {
+    exec_ok(
+        "old",
+        &[
+            "docker",
+            "ps",
+            "-a",
+            "--no-trunc",
+            "--filter",
+            "label=com.docker.compose.project=mastodon",
+            "--format",
+            "{{.ID}} {{.Label \"com.docker.compose.service\"}} {{.State}}",
+        ],
+    )
+}
+
+#[test]
+#[ignore = "needs root and the lab: tests/lab/up"]
+fn check_reads_a_compose_stack_and_changes_nothing() {
+    let _guard = lock();
+    let lab = lab();
+    reset();
+    let config = compose_config(&lab, "");
+    let containers = old_containers();
+    let volumes = exec_ok("old", &["docker", "volume", "ls", "-q"]);
+    let run = hikkoshi(&["check", "--config", config.to_str().expect("utf-8")]);
+    assert_eq!(run.code, Some(0), "{}", run.show());
+    for said in [
+        "old: compose: docker-compose 1.29.2",
+        "new: compose: docker compose 2.",
+        "old: compose project: 'mastodon' in /srv/mastodon: 5 services, 5 containers (5 running)",
+        "old: compose services: database db, redis redis, streaming streaming, web web, worker sidekiq",
+        "[WARN] old: storage: 'db' keeps /var/lib/postgresql/data in an anonymous volume",
+        "[WARN] old: storage: 'redis' keeps /data in an anonymous volume",
+        "new: compose project: no stack in '/srv/mastodon' yet",
+        "old: source database: 'mastodon_production'",
+        "old: redis: 7.0.15, data in /var/lib/docker/volumes/",
+        "old: app image: hikkoshi-lab/mastodon:v4.3.2, built on the source",
+        "does not move them yet",
+    ] {
+        assert!(run.stdout.contains(said), "says {said:?}:\n{}", run.show());
+    }
+    assert!(
+        !run.stdout.contains("mastodon-web"),
+        "no systemd unit is asked of a compose host:\n{}",
+        run.show()
+    );
+    assert_eq!(
+        old_containers(),
+        containers,
+        "every old container as it was"
+    );
+    assert_eq!(exec_ok("old", &["docker", "volume", "ls", "-q"]), volumes);
+    assert!(
+        !exec("new", &["test", "-e", "/srv/mastodon"])
+            .status
+            .success(),
+        "nothing made on new"
+    );
+
+    // A new host whose compose file would start the database without storage.
+    exec_ok("new", &["mkdir", "-p", "/srv/mastodon"]);
+    let file = exec_ok("old", &["cat", "/srv/mastodon/docker-compose.yml"]);
+    let write = Command::new(lab_script("exec"))
+        .args([
+            "new",
+            "sh",
+            "-c",
+            "cat > /srv/mastodon/docker-compose.yml && : > /srv/mastodon/.env.production",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().expect("stdin").write_all(file.as_bytes())?;
+            c.wait()
+        })
+        .expect("write the compose file on new");
+    assert!(write.success());
+    let run = hikkoshi(&["check", "--config", config.to_str().expect("utf-8")]);
+    assert_eq!(run.code, Some(1), "{}", run.show());
+    assert!(
+        run.stdout.contains("[FAIL] new: storage: 'db' would keep /var/lib/postgresql/data without persistent storage"),
+        "{}",
+        run.show()
+    );
+    assert_eq!(old_containers(), containers);
+    reset();
+}

@@ -369,8 +369,14 @@ fn settings(profile: &Profile, config: &Config) -> Vars {
             }
         })
     };
-    vars.set("user", or_default(&app.user, &d.user, "user"));
-    vars.set("dir", or_default(&app.dir, &d.dir, "dir"));
+    // A compose stack's files belong to the containers' users, and its
+    // directory is the project's: root works there, unless the config says.
+    let (user, dir) = match &config.source_install {
+        Install::Compose(c) => ("root".to_string(), c.dir.clone()),
+        Install::Systemd => (d.user.clone(), d.dir.clone()),
+    };
+    vars.set("user", or_default(&app.user, &user, "user"));
+    vars.set("dir", or_default(&app.dir, &dir, "dir"));
     vars.set(
         "database",
         or_default(&app.database, &d.database, "database"),

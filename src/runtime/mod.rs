@@ -32,6 +32,21 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// A Docker Compose stack: the database's tools in its database service
+    /// (as the image's `postgres` user, whom its socket trusts), redis-cli in
+    /// its Redis service, files on the host as root (they keep the
+    /// containers' numeric owners).
+    pub fn compose(project: &compose::Project, database: &str, redis: Option<&str>) -> Runtime {
+        Runtime {
+            db_admin: Place::Service(project.service(database, Some("postgres"))),
+            app: Place::Host(RunAs::Root),
+            tools: Place::Service(project.service(database, None)),
+            cache: redis.map_or(Place::Host(RunAs::Root), |r| {
+                Place::Service(project.service(r, None))
+            }),
+        }
+    }
+
     /// An install whose services are systemd units and whose tools are on the host.
     pub fn systemd(db_admin: &str, app_user: &str) -> Runtime {
         Runtime {

@@ -27,6 +27,16 @@ pub(super) async fn check_app_dirs<S: Shell>(
             .success();
         if ok {
             r.note(h.name(), "app directory", Pass, s.dir.clone());
+        } else if h.role() == Role::Target && s.is_compose(Role::Target) {
+            r.note(
+                h.name(),
+                "app directory",
+                Pass,
+                format!(
+                    "'{}' does not exist yet: it is made for the stack's files",
+                    s.dir
+                ),
+            );
         } else if h.role() == Role::Target {
             r.note(h.name(), "app directory", Fail, format!("'{}' is missing or not readable by '{}': install the same app version on the new host first", s.dir, s.user));
         } else {

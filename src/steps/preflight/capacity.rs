@@ -127,7 +127,16 @@ pub(super) async fn check_disk<S: Shell>(
         }
     }
     let admin = s.rt(dst.role()).db_admin;
-    let data_dir = database::data_directory(dst, &admin).await?;
+    // A new stack's database keeps its data beside its compose file (the
+    // persistent storage preflight asks for) until it runs and can say.
+    let data_dir = if s.database_later(dst.role()) {
+        crate::runtime::HostPath {
+            path: s.dir.clone(),
+            storage: crate::runtime::Storage::Host,
+        }
+    } else {
+        database::data_directory(dst, &admin).await?
+    };
     // Who may look at the path on the host: the admin on the host, root
     // for a container's storage.
     let data_reader = match &admin {

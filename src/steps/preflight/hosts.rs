@@ -13,17 +13,32 @@ pub(super) async fn check_tools<S: Shell>(
     s: &Settings,
     r: &mut Report<'_>,
 ) -> Result<(), StepFailure> {
-    let mut src_tools = database::DUMP_TOOLS.to_vec();
+    use crate::remote::Role::{Source, Target};
+    // In a compose stack the database's and Redis's tools are in their
+    // containers (their versions are asked there); the host needs docker.
+    let mut src_tools = if s.is_compose(Source) {
+        vec!["docker"]
+    } else {
+        database::DUMP_TOOLS.to_vec()
+    };
     src_tools.extend(["sha256sum", "cat", "df", "du"]);
-    let mut dst_tools = database::RESTORE_TOOLS.to_vec();
+    let mut dst_tools = if s.is_compose(Target) {
+        vec!["docker"]
+    } else {
+        database::RESTORE_TOOLS.to_vec()
+    };
     dst_tools.extend(["sha256sum", "curl", "df"]);
     if s.has_rsync {
         src_tools.extend(["rsync", "ssh", "ssh-keygen"]);
         dst_tools.extend(["rsync", "ssh-keyscan"]);
     }
     if s.has_redis {
-        src_tools.push(cache::TOOL);
-        dst_tools.push(cache::TOOL);
+        if !s.is_compose(Source) {
+            src_tools.push(cache::TOOL);
+        }
+        if !s.is_compose(Target) {
+            dst_tools.push(cache::TOOL);
+        }
     }
     for (h, tools) in [(src, src_tools), (dst, dst_tools)] {
         let mut cmd = RemoteCommand::script(

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::db_move;
 use super::facts::Facts;
 use super::{Done, StepFailure, StepResult};
-use crate::config::DbMove;
+use crate::config::{DbMove, Install};
 use crate::events::CheckStatus::{self, Fail, Pass, Warn};
 use crate::profile::template::{TemplateError, Value};
 use crate::profile::{PreflightBody, StepKind};
@@ -32,6 +32,9 @@ mod postgres;
 mod redis;
 mod relay;
 mod services;
+mod stack;
+
+use stack::{Stack, check_stack};
 
 pub use app_files::parse_env;
 use app_files::{
@@ -97,12 +100,51 @@ struct Settings {
     reset_target: bool,
     /// Resuming, and the earlier attempt verified the restored database.
     resumed_verified: bool,
+    /// Each host's install (source, target), and the compose stack found
+    /// on a compose host.
+    installs: [Install; 2],
+    stacks: [Option<Stack>; 2],
+}
+
+fn at(role: Role) -> usize {
+    match role {
+        Role::Source => 0,
+        Role::Target => 1,
+    }
 }
 
 impl Settings {
     /// How the host in `role` runs the move's tools.
-    fn rt(&self, _role: Role) -> Runtime {
-        Runtime::systemd(&self.db_admin, &self.user)
+    fn rt(&self, role: Role) -> Runtime {
+        match &self.stacks[at(role)] {
+            Some(stack) => Runtime::compose(
+                &stack.project,
+                stack.service("database").unwrap_or("db"),
+                stack.service("redis"),
+            ),
+            None => Runtime::systemd(&self.db_admin, &self.user),
+        }
+    }
+
+    fn is_compose(&self, role: Role) -> bool {
+        matches!(self.installs[at(role)], Install::Compose(_))
+    }
+
+    /// A compose host whose database service does not run yet (a new host
+    /// whose stack comes with the move): its database is checked when it
+    /// starts, not now.
+    fn database_later(&self, role: Role) -> bool {
+        self.service_later(role, "database")
+    }
+
+    /// A compose host whose service for `service_role` does not run yet.
+    fn service_later(&self, role: Role, service_role: &str) -> bool {
+        self.is_compose(role)
+            && !self.stacks[at(role)].as_ref().is_some_and(|st| {
+                st.service(service_role).is_some_and(|name| {
+                    st.containers.iter().any(|c| c.service == name && c.running)
+                })
+            })
     }
 }
 
@@ -115,6 +157,7 @@ pub async fn run(step: &PreflightBody, ctx: &mut RunCtx, io: &StepIo) -> StepRes
     };
     // ssh first: every other check needs both hosts.
     connect(ctx, &mut report).await?;
+    check_stacks(ctx, &mut s, &mut report).await?;
     let app = check_app(ctx, &mut s, &mut report).await?;
     let data = check_data(step, ctx, &s, &app, &mut report).await?;
     publish(ctx, &s, app, &data);
@@ -160,7 +203,49 @@ fn settings(step: &PreflightBody, ctx: &RunCtx) -> Result<Settings, TemplateErro
             .steps
             .iter()
             .any(|st| st.kind() == StepKind::Verify && ctx.opts.resume_done.contains(&st.id)),
+        installs: [
+            ctx.plan.source_install.clone(),
+            ctx.plan.target_install.clone(),
+        ],
+        stacks: [None, None],
     })
+}
+
+/// The compose stack of each compose host, the source's first: a new host
+/// takes its project name.
+async fn check_stacks(
+    ctx: &RunCtx,
+    s: &mut Settings,
+    report: &mut Report<'_>,
+) -> Result<(), StepFailure> {
+    let hosts = ctx.shared_hosts()?;
+    for (h, source) in [(&hosts.source, true), (&hosts.target, false)] {
+        let Install::Compose(cfg) = ctx.plan.install(source).clone() else {
+            continue;
+        };
+        let source_project = s.stacks[0].as_ref().map(|st| st.project.name.clone());
+        let found = check_stack(
+            h,
+            &cfg,
+            ctx.plan.service_roles(source),
+            source_project.as_deref(),
+            report,
+        )
+        .await?;
+        s.stacks[at(h.role())] = found;
+    }
+    if s.is_compose(Role::Source) && s.stacks[0].is_none()
+        || s.is_compose(Role::Target) && s.stacks[1].is_none()
+    {
+        // Without its stack nothing else on that host can be asked.
+        return Err(StepFailure::new(format!(
+            "{} preflight check{} failed; nothing was changed:\n{}",
+            report.failed.len(),
+            if report.failed.len() == 1 { "" } else { "s" },
+            report.failed.join("\n")
+        )));
+    }
+    Ok(())
 }
 
 /// Both hosts, each reported as a check, and whether a login that is not
@@ -281,13 +366,28 @@ async fn check_app(
     };
     check_postgres_versions(src, dst, s, report).await?;
     let (schemas, db_size, exts) = check_source_database(src, s, report).await?;
-    let target_db_exists = check_target_database(dst, s, &exts, report).await?;
+    let target_db_exists = if s.database_later(dst.role()) {
+        report.note(
+            dst.name(),
+            "target database",
+            Pass,
+            format!(
+                "'{}' will be created in the new stack's database service, owned by '{}'",
+                s.database, s.db_user
+            ),
+        );
+        false
+    } else {
+        check_target_database(dst, s, &exts, report).await?
+    };
     check_app_dirs(src, dst, s, report).await?;
     let env = match &s.env_file {
         Some(f) => read_env(src, dst, s, f, ctx, report).await?,
         None => BTreeMap::new(),
     };
-    if let Some(vf) = &s.version_file {
+    if s.is_compose(Role::Source) || s.is_compose(Role::Target) {
+        stack::check_images(&s.stacks, (src.name(), dst.name()), report);
+    } else if let Some(vf) = &s.version_file {
         check_app_versions(src, dst, s, vf, report).await?;
     }
     check_units(src, dst, s, report).await?;
@@ -350,7 +450,9 @@ async fn check_data(
                 .unwrap_or_else(|| "6379".into()),
         ),
     };
-    let redis_local = super::misskey::is_local(&redis_host);
+    // In a compose stack the app reaches Redis by its service's name.
+    let redis_local = super::misskey::is_local(&redis_host)
+        || s.stacks[0].as_ref().and_then(|st| st.service("redis")) == Some(redis_host.as_str());
     let object_storage = match (&step.object_storage_env, &step.object_storage_sql) {
         (Some(key), _) => app.flag(key).then(|| format!("{key}=true")),
         (None, Some(sql)) => object_storage_in_db(src, s, sql, report).await?,

@@ -18,7 +18,8 @@ pub(super) async fn check_units<S: Shell>(
     {
         units.push(rs.clone());
     }
-    for h in [src, dst] {
+    // A compose host's services are its stack's (preflight's stack check).
+    for h in [src, dst].into_iter().filter(|h| !s.is_compose(h.role())) {
         let mut missing = Vec::new();
         let mut masked = Vec::new();
         for u in &units {
@@ -44,6 +45,10 @@ pub(super) async fn check_units<S: Shell>(
         } else {
             r.note(h.name(), "units", Fail, format!("systemd does not know {}: install the unit files as in the app's install guide", missing.join(", ")));
         }
+    }
+    if s.is_compose(src.role()) {
+        // Which of the stack's containers run, preflight's stack check said.
+        return Ok(());
     }
     let mut inactive = Vec::new();
     for u in &s.services {

@@ -1,0 +1,181 @@
+use super::*;
+use crate::steps::preflight::fake::{Checks, FakeHost};
+
+fn cfg() -> ComposeConfig {
+    ComposeConfig {
+        dir: "/srv/mastodon".into(),
+        files: vec![],
+        project: None,
+        services: BTreeMap::new(),
+    }
+}
+
+fn roles() -> BTreeMap<String, String> {
+    [("database", "db"), ("redis", "redis"), ("web", "web")]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .into()
+}
+
+/// The 002 stack: no volumes for db and redis.
+const CONFIG: &str = r#"services:
+  db:
+    image: hikkoshi-lab/postgres:15
+    restart: always
+  redis:
+    image: hikkoshi-lab/redis:7
+    restart: always
+  web:
+    build:
+      context: /srv/mastodon
+    image: hikkoshi-lab/mastodon:v4.3.2
+    restart: always
+    volumes:
+    - /srv/mastodon/public/system:/mastodon/public/system:rw
+"#;
+
+const ANON: &str = "3f2a9c0e5b1d4a7f8e6c2b9d0a1f3e5c7b9d1f2a4c6e8b0d2f4a6c8e0b2d4f6a";
+
+fn inspect() -> String {
+    format!(
+        r#"[{{"Id":"c1","Config":{{"Image":"hikkoshi-lab/postgres:15","Labels":{{"com.docker.compose.service":"db"}}}},"State":{{"Running":true}},"HostConfig":{{"RestartPolicy":{{"Name":"always"}}}},"Mounts":[{{"Type":"volume","Name":"{ANON}","Source":"/var/lib/docker/volumes/{ANON}/_data","Destination":"/var/lib/postgresql/data"}}]}},
+{{"Id":"c2","Config":{{"Image":"hikkoshi-lab/redis:7","Labels":{{"com.docker.compose.service":"redis"}}}},"State":{{"Running":true}},"HostConfig":{{"RestartPolicy":{{"Name":"always"}}}},"Mounts":[]}},
+{{"Id":"c3","Config":{{"Image":"hikkoshi-lab/mastodon:v4.3.2","Labels":{{"com.docker.compose.service":"web"}}}},"State":{{"Running":true}},"HostConfig":{{"RestartPolicy":{{"Name":"always"}}}},"Mounts":[]}}]"#
+    )
+}
+
+fn v1_source() -> FakeHost {
+    FakeHost::source()
+        .on("docker compose version", 1, "")
+        .on("docker-compose version --short", 0, "1.29.2\n")
+        .on("project.working_dir=/srv/mastodon", 0, "mastodon\n")
+        .on("for f in compose.yaml", 0, "")
+        .on("-p mastodon config", 0, CONFIG)
+        .on("docker ps -a -q --no-trunc", 0, "c1\nc2\nc3\n")
+        .on("docker inspect --", 0, &inspect())
+}
+
+#[tokio::test]
+async fn the_old_stack_and_what_it_risks_are_found() {
+    let c = Checks::new();
+    let mut r = c.report();
+    let stack = check_stack(&v1_source(), &cfg(), roles(), None, &mut r)
+        .await
+        .expect("runs")
+        .expect("a stack");
+    assert_eq!(
+        stack.project.name, "mastodon",
+        "from the containers' labels"
+    );
+    assert_eq!(stack.project.cli, compose::Cli::V1);
+    assert_eq!(stack.containers.len(), 3);
+    assert!(r.failed.is_empty(), "{:?}", r.failed);
+    let said = c.said();
+    assert_eq!(said[0], "old compose ok: docker-compose 1.29.2");
+    assert!(said[1].starts_with("old compose project ok: 'mastodon' in /srv/mastodon: 3 services, 3 containers (3 running)"), "{said:?}");
+    assert_eq!(
+        said[2],
+        "old compose services ok: database db, redis redis, web web"
+    );
+    assert!(said[3].starts_with("old storage WARN: 'db' keeps /var/lib/postgresql/data in an anonymous volume (3f2a9c0e5b1d…)"), "{said:?}");
+    assert!(said[3].contains("never removes it"), "{said:?}");
+    assert!(
+        said[4].starts_with("old storage WARN: 'redis' keeps /data inside the container itself"),
+        "{said:?}"
+    );
+    assert!(
+        said[5].starts_with("old restart policy ok: db, redis, web restart by themselves"),
+        "{said:?}"
+    );
+}
+
+#[tokio::test]
+async fn no_compose_on_a_host_fails() {
+    let c = Checks::new();
+    let mut r = c.report();
+    let none = FakeHost::target();
+    let stack = check_stack(&none, &cfg(), roles(), Some("mastodon"), &mut r)
+        .await
+        .expect("runs");
+    assert!(stack.is_none());
+    assert_eq!(r.failed.len(), 1);
+    assert!(
+        r.failed[0].contains("neither 'docker compose' nor 'docker-compose' answers"),
+        "{:?}",
+        r.failed
+    );
+    let _ = c.said();
+}
+
+#[tokio::test]
+async fn an_empty_new_host_gets_the_sources_project() {
+    let c = Checks::new();
+    let mut r = c.report();
+    let new = FakeHost::target()
+        .on("docker compose version --short", 0, "2.26.1\n")
+        .on("project.working_dir", 0, "")
+        .on("for f in compose.yaml", 1, "");
+    let stack = check_stack(&new, &cfg(), roles(), Some("mastodon"), &mut r)
+        .await
+        .expect("runs")
+        .expect("a stack to be");
+    assert_eq!(
+        stack.project.name, "mastodon",
+        "the source's name: the same volume names"
+    );
+    assert!(stack.resolved.is_none());
+    assert!(r.failed.is_empty(), "{:?}", r.failed);
+    assert_eq!(
+        c.said()[1],
+        "new compose project ok: no stack in '/srv/mastodon' yet: the source's compose files go there, project 'mastodon'"
+    );
+}
+
+#[tokio::test]
+async fn a_target_stack_without_persistent_storage_may_not_start() {
+    let c = Checks::new();
+    let mut r = c.report();
+    let new = FakeHost::target()
+        .on("docker compose version --short", 0, "2.26.1\n")
+        .on("project.working_dir", 0, "")
+        .on("for f in compose.yaml", 0, "")
+        .on("-p mastodon config", 0, CONFIG)
+        .on("docker ps -a -q", 0, "");
+    check_stack(&new, &cfg(), roles(), Some("mastodon"), &mut r)
+        .await
+        .expect("runs");
+    assert_eq!(r.failed.len(), 2, "{:?}", r.failed);
+    assert!(
+        r.failed[0].contains("'db' would keep /var/lib/postgresql/data without persistent storage"),
+        "{:?}",
+        r.failed
+    );
+    assert!(
+        r.failed[0].contains("'- ./postgres:/var/lib/postgresql/data'"),
+        "{:?}",
+        r.failed
+    );
+    assert!(
+        r.failed[1].contains("'redis' would keep /data without"),
+        "{:?}",
+        r.failed
+    );
+    let _ = c.said();
+}
+
+#[tokio::test]
+async fn a_role_the_stack_lacks_names_the_services_it_has() {
+    let c = Checks::new();
+    let mut r = c.report();
+    let mut wanted = roles();
+    wanted.insert("database".into(), "postgres".into());
+    check_stack(&v1_source(), &cfg(), wanted, None, &mut r)
+        .await
+        .expect("runs");
+    assert_eq!(r.failed.len(), 1, "{:?}", r.failed);
+    assert!(
+        r.failed[0].contains("no service for database = 'postgres'; the stack has db, redis, web. Name them in [source] compose_services"),
+        "{:?}",
+        r.failed
+    );
+    let _ = c.said();
+}
