@@ -29,6 +29,8 @@ pub struct Runtime {
     pub tools: Place,
     /// `redis-cli`.
     pub cache: Place,
+    /// What starts and stops the app's services.
+    pub services: services::Manager,
 }
 
 impl Runtime {
@@ -44,6 +46,7 @@ impl Runtime {
             cache: redis.map_or(Place::Host(RunAs::Root), |r| {
                 Place::Service(project.service(r, None))
             }),
+            services: services::Manager::Compose(project.clone()),
         }
     }
 
@@ -54,6 +57,7 @@ impl Runtime {
             app: Place::Host(RunAs::User(app_user.to_string())),
             tools: Place::Host(RunAs::Login),
             cache: Place::Host(RunAs::Root),
+            services: services::Manager::Systemd,
         }
     }
 }
