@@ -52,7 +52,36 @@ pub struct RemoteCommand {
     pub umask: Option<String>,
     /// Run inside this compose service's container instead of on the host.
     pub inside: Option<InService>,
+    /// A file on the host as the command's stdin or stdout: how a tool in a
+    /// container reads or writes the host's files.
+    pub redirect: Option<Redirect>,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redirect {
+    In(String),
+    Out(String),
+}
+
+impl Redirect {
+    fn script(&self) -> (&'static str, &str) {
+        match self {
+            Redirect::In(f) => (REDIRECT_IN, f),
+            Redirect::Out(f) => (REDIRECT_OUT, f),
+        }
+    }
+
+    fn shown(&self) -> String {
+        match self {
+            Redirect::In(f) => format!(" < {}", shell_join(std::slice::from_ref(f))),
+            Redirect::Out(f) => format!(" > {}", shell_join(std::slice::from_ref(f))),
+        }
+    }
+}
+
+/// Scripts that see the file as "$0" and the command as "$@".
+pub(super) const REDIRECT_IN: &str = "exec \"$@\" <\"$0\"";
+pub(super) const REDIRECT_OUT: &str = "exec \"$@\" >\"$0\"";
 
 impl RemoteCommand {
     pub fn new(run_as: RunAs, argv: impl IntoIterator<Item = impl Into<String>>) -> Self {
@@ -63,7 +92,14 @@ impl RemoteCommand {
             cwd: None,
             umask: None,
             inside: None,
+            redirect: None,
         }
+    }
+
+    /// The same command with a host file as its stdin or stdout.
+    pub fn redirect(mut self, r: Redirect) -> Self {
+        self.redirect = Some(r);
+        self
     }
 
     /// The same command, run inside a compose service's container.
@@ -92,8 +128,13 @@ impl RemoteCommand {
 
     /// The command as a person would type it, for events and error messages.
     pub fn display(&self) -> String {
+        let redirect = self
+            .redirect
+            .as_ref()
+            .map(Redirect::shown)
+            .unwrap_or_default();
         if let Some(inside) = &self.inside {
-            return shell_join(&in_service_argv(inside, self, None));
+            return shell_join(&in_service_argv(inside, self, None)) + &redirect;
         }
         let mut s = String::new();
         if let Some(c) = &self.cwd {
@@ -106,6 +147,7 @@ impl RemoteCommand {
             s.push_str(&format!("{k}={} ", shell_join(std::slice::from_ref(v))));
         }
         s.push_str(&shell_join(&self.argv));
+        s.push_str(&redirect);
         s
     }
 }
@@ -160,6 +202,14 @@ pub(crate) fn wrap_argv(login: &str, cmd: &RemoteCommand, tag: Option<&str>) -> 
         if let Some(t) = tag {
             argv.extend(["env".into(), format!("HIKKOSHI_RUN={t}")]);
         }
+        if let Some(r) = &cmd.redirect {
+            // The file is the host's: its umask is the host shell's.
+            if let (Some(m), Redirect::Out(_)) = (&cmd.umask, r) {
+                argv.extend(["sh".into(), "-c".into(), UMASK_EXEC.into(), m.clone()]);
+            }
+            let (script, file) = r.script();
+            argv.extend(["sh".into(), "-c".into(), script.into(), file.to_string()]);
+        }
         argv.extend(in_service_argv(inside, cmd, tag));
         return argv;
     }
@@ -185,6 +235,10 @@ pub(crate) fn wrap_argv(login: &str, cmd: &RemoteCommand, tag: Option<&str>) -> 
     }
     if let Some(m) = &cmd.umask {
         argv.extend(["sh".into(), "-c".into(), UMASK_EXEC.into(), m.clone()]);
+    }
+    if let Some(r) = &cmd.redirect {
+        let (script, file) = r.script();
+        argv.extend(["sh".into(), "-c".into(), script.into(), file.to_string()]);
     }
     argv.extend(cmd.argv.iter().cloned());
     argv

@@ -180,3 +180,67 @@ fn in_a_service_the_tag_env_dir_and_umask_reach_the_containers_process() {
         "docker compose --project-directory /srv/m -p m exec -T -u postgres -w /tmp -e PGAPPNAME=run-1 db sh -c 'umask \"$0\" && exec \"$@\"' 077 pg_restore -d 'x; rm -rf /'"
     );
 }
+
+/// What wrap_argv builds, run here: the file is the host's, made with the
+/// command's umask, and its name is never shell text.
+#[test]
+fn a_host_file_becomes_stdin_or_stdout_without_shell_text() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("d $(touch x).dump");
+    let out = RemoteCommand::new(RunAs::Login, ["printf", "%s", "dumped"])
+        .umask("077")
+        .redirect(Redirect::Out(file.display().to_string()));
+    let argv = wrap_argv("me", &out, None);
+    let status = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .current_dir(dir.path())
+        .status()
+        .expect("runs");
+    assert!(status.success());
+    assert_eq!(std::fs::read_to_string(&file).expect("written"), "dumped");
+    let mode = std::fs::metadata(&file).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "made under umask 077");
+    assert!(!dir.path().join("x").exists(), "the name ran nothing");
+    let back = RemoteCommand::new(RunAs::Login, ["cat"])
+        .redirect(Redirect::In(file.display().to_string()));
+    let argv = wrap_argv("me", &back, None);
+    let read = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .output()
+        .expect("runs");
+    assert_eq!(String::from_utf8_lossy(&read.stdout), "dumped");
+    assert!(
+        out.display()
+            .starts_with("umask 077 && printf %s dumped > '"),
+        "{}",
+        out.display()
+    );
+}
+
+#[test]
+fn in_a_service_the_redirect_is_on_the_host() {
+    let c = RemoteCommand::new(RunAs::Root, ["pg_dump", "-Fc", "db"])
+        .umask("077")
+        .inside(db_service(Some("postgres")))
+        .redirect(Redirect::Out("/w/db.dump".into()));
+    let argv = wrap_argv("root", &c, None);
+    assert_eq!(
+        argv[..8],
+        [
+            "sh",
+            "-c",
+            UMASK_EXEC,
+            "077",
+            "sh",
+            "-c",
+            REDIRECT_OUT,
+            "/w/db.dump"
+        ]
+    );
+    assert_eq!(argv[8..10], ["docker", "compose"]);
+    assert_eq!(
+        c.display(),
+        "docker compose --project-directory /srv/m -p m exec -T -u postgres db sh -c 'umask \"$0\" && exec \"$@\"' 077 pg_dump -Fc db > /w/db.dump"
+    );
+}
