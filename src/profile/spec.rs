@@ -80,6 +80,12 @@ pub enum CommandSpec {
         /// The command's stdin: another command's stdout on the other host,
         /// streamed through this machine.
         input: Option<PipeInput>,
+        /// A role (`database`, `web`, ...): on a compose host the command runs
+        /// in that service's container; on a systemd host as the step says.
+        at: Option<String>,
+        /// A file on the host as the command's stdin, or its stdout.
+        stdin: Option<String>,
+        stdout: Option<String>,
     },
 }
 
@@ -114,6 +120,22 @@ impl CommandSpec {
         match self {
             CommandSpec::Detailed { when, .. } => when.as_deref(),
             _ => None,
+        }
+    }
+
+    /// The role whose service runs it on a compose host.
+    pub fn at(&self) -> Option<&str> {
+        match self {
+            CommandSpec::Detailed { at, .. } => at.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The host files it reads from or writes to: (stdin, stdout).
+    pub fn files(&self) -> (Option<&str>, Option<&str>) {
+        match self {
+            CommandSpec::Detailed { stdin, stdout, .. } => (stdin.as_deref(), stdout.as_deref()),
+            _ => (None, None),
         }
     }
 

@@ -246,6 +246,8 @@ impl StepSpec {
             StepBody::Command(c) => {
                 for cmd in &c.commands {
                     t.extend(cmd.argv().iter().map(String::as_str));
+                    let (stdin, stdout) = cmd.files();
+                    t.extend(stdin.into_iter().chain(stdout));
                     if let Some(i) = cmd.input() {
                         t.extend(i.argv.iter().map(String::as_str));
                         t.extend(i.user.iter().map(String::as_str));

@@ -175,6 +175,25 @@ fn check_values(step: &RawStep) -> Result<(), String> {
         if c.argv().is_empty() || c.input().is_some_and(|i| i.argv.is_empty()) {
             return Err("a command needs at least a program".into());
         }
+        if let Some(at) = c.at()
+            && !super::ROLES.contains(&at)
+        {
+            return Err(format!(
+                "at '{at}' is not a role a service can play; roles: {}",
+                super::ROLES.join(", ")
+            ));
+        }
+        match (c.files(), c.input()) {
+            ((Some(_), Some(_)), _) => {
+                return Err("a command takes 'stdin' or 'stdout' from a file, not both".into());
+            }
+            ((Some(_), _), Some(_)) => {
+                return Err(
+                    "a command with 'input' already has its stdin; 'stdin' names another".into(),
+                );
+            }
+            _ => {}
+        }
         if c.input().is_some() && !matches!(step.host, Some(HostSel::Source | HostSel::Target)) {
             return Err(
                 "a command with 'input' runs on one host ('source' or 'target'); its input comes from the other"

@@ -31,6 +31,8 @@ pub struct Runtime {
     pub cache: Place,
     /// What starts and stops the app's services.
     pub services: services::Manager,
+    /// A compose stack's service for each role; empty for systemd.
+    pub roles: std::collections::BTreeMap<String, String>,
 }
 
 impl Runtime {
@@ -38,8 +40,14 @@ impl Runtime {
     /// (as the image's `postgres` user, whom its socket trusts), redis-cli in
     /// its Redis service, files on the host as root (they keep the
     /// containers' numeric owners).
-    pub fn compose(project: &compose::Project, database: &str, redis: Option<&str>) -> Runtime {
+    pub fn compose(
+        project: &compose::Project,
+        roles: &std::collections::BTreeMap<String, String>,
+    ) -> Runtime {
+        let database = roles.get("database").map_or("db", String::as_str);
+        let redis = roles.get("redis").map(String::as_str);
         Runtime {
+            roles: roles.clone(),
             db_admin: Place::Service(project.service(database, Some("postgres"))),
             app: Place::Host(RunAs::Root),
             tools: Place::Service(project.service(database, None)),
@@ -58,6 +66,20 @@ impl Runtime {
             tools: Place::Host(RunAs::Login),
             cache: Place::Host(RunAs::Root),
             services: services::Manager::Systemd,
+            roles: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// Where a profile's command runs when it names a role (`at`): in that
+    /// service of a compose stack (the database's tools as `postgres`), on
+    /// the host as the step's user otherwise.
+    pub fn place_for(&self, role: &str, host_user: RunAs) -> Place {
+        match (&self.services, self.roles.get(role)) {
+            (services::Manager::Compose(p), Some(service)) => {
+                let user = (role == "database").then_some("postgres");
+                Place::Service(p.service(service, user))
+            }
+            _ => Place::Host(host_user),
         }
     }
 }

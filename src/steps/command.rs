@@ -5,8 +5,9 @@ use super::{Done, StepResult, run_as, run_checked};
 use crate::events::Stream;
 use crate::plan::Plan;
 use crate::profile::template::{TemplateError, Vars};
-use crate::profile::{CommandBody, HostSel, PipeInput, StepSpec};
-use crate::remote::{RemoteCommand, Role, RunAs};
+use crate::profile::{CommandBody, CommandSpec, HostSel, PipeInput, StepSpec};
+use crate::remote::{Redirect, RemoteCommand, Role, RunAs};
+use crate::runtime::{Place, Runtime};
 use crate::steps::ctx::{RunCtx, StepIo};
 
 fn roles_of(host: HostSel) -> Vec<Role> {
@@ -17,14 +18,30 @@ fn roles_of(host: HostSel) -> Vec<Role> {
     }
 }
 
+/// A profile command as it runs on a host: as the step's user there, or, when
+/// it names a role and the host runs a compose stack, in that service's
+/// container (without the step's directory, which is the host's).
 fn build(
     step: &StepSpec,
     body: &CommandBody,
+    spec: Option<&CommandSpec>,
     argv: Vec<String>,
-    vars: &Vars,
+    (vars, rt): (&Vars, &Runtime),
 ) -> Result<RemoteCommand, TemplateError> {
-    let mut cmd = RemoteCommand::new(run_as(step, vars)?, argv);
-    cmd.cwd = body.cwd.as_ref().map(|d| vars.render(d)).transpose()?;
+    let who = run_as(step, vars)?;
+    let place = match spec.and_then(CommandSpec::at) {
+        Some(role) => rt.place_for(role, who),
+        None => Place::Host(who),
+    };
+    let mut cmd = place.command(argv);
+    if matches!(place, Place::Host(_)) {
+        cmd.cwd = body.cwd.as_ref().map(|d| vars.render(d)).transpose()?;
+    }
+    match spec.map(CommandSpec::files) {
+        Some((Some(f), _)) => cmd.redirect = Some(Redirect::In(vars.render(f)?)),
+        Some((_, Some(f))) => cmd.redirect = Some(Redirect::Out(vars.render(f)?)),
+        _ => {}
+    }
     cmd.env = body
         .env
         .iter()
@@ -62,6 +79,7 @@ pub async fn run(step: &StepSpec, body: &CommandBody, ctx: &mut RunCtx, io: &Ste
     let hosts = ctx.connected()?;
     for role in roles_of(body.host) {
         let host = hosts.get(role);
+        let rt = ctx.runtime(role);
         for c in &body.commands {
             if let Some(w) = c.when()
                 && !ctx.vars.condition(w)?
@@ -85,7 +103,7 @@ pub async fn run(step: &StepSpec, body: &CommandBody, ctx: &mut RunCtx, io: &Ste
                     );
                 }
                 for argv in all {
-                    let cmd = build(step, body, argv, &ctx.vars)?;
+                    let cmd = build(step, body, None, argv, (&ctx.vars, &rt))?;
                     io.output(
                         Stream::Stdout,
                         format!("{}$ {}", host.name(), cmd.display()),
@@ -94,7 +112,13 @@ pub async fn run(step: &StepSpec, body: &CommandBody, ctx: &mut RunCtx, io: &Ste
                 }
                 continue;
             }
-            let cmd = build(step, body, ctx.vars.render_argv(c.argv())?, &ctx.vars)?;
+            let cmd = build(
+                step,
+                body,
+                Some(c),
+                ctx.vars.render_argv(c.argv())?,
+                (&ctx.vars, &rt),
+            )?;
             let Some(input) = c.input() else {
                 io.output(
                     Stream::Stdout,
@@ -268,4 +292,105 @@ pub(crate) async fn undo(step: &StepSpec, ctx: &RunCtx, io: &StepIo) -> Vec<Stri
         }
     }
     problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::{Profile, StepBody};
+    use crate::runtime::compose::{Cli, Project};
+
+    const PROFILE: &str = r#"name = "t"
+[defaults]
+user = "mastodon"
+dir = "/home/mastodon/live"
+database = "db1"
+db_user = "mastodon"
+[[phases]]
+id = "p"
+title = "P"
+[[steps]]
+id = "dump"
+phase = "p"
+title = "Dump"
+host = "source"
+user = "{user}"
+cwd = "{dir}"
+umask = "077"
+commands = [
+  { argv = ["pg_dump", "-Fc", "-U", "{db_user}", "{database}"], at = "database", stdout = "/w/{database}.dump" },
+]
+"#;
+
+    fn dump() -> (StepSpec, CommandBody, CommandSpec) {
+        let p = Profile::parse("t.toml", PROFILE).expect("valid");
+        let step = p.steps[0].clone();
+        let StepBody::Command(body) = step.body.clone() else {
+            panic!("a command step");
+        };
+        let c = body.commands[0].clone();
+        (step, body, c)
+    }
+
+    fn vars() -> Vars {
+        let mut v = Vars::new();
+        for (k, val) in [
+            ("user", "mastodon"),
+            ("dir", "/home/mastodon/live"),
+            ("database", "db1"),
+            ("db_user", "mastodon"),
+        ] {
+            v.set(k, val);
+        }
+        v
+    }
+
+    #[test]
+    fn a_command_at_a_role_runs_in_its_service_on_a_compose_host_only() {
+        let (step, body, c) = dump();
+        let v = vars();
+        let argv = v.render_argv(c.argv()).expect("renders");
+        let systemd = Runtime::systemd("postgres", "mastodon");
+        let on_host = build(&step, &body, Some(&c), argv.clone(), (&v, &systemd)).expect("builds");
+        assert_eq!(
+            on_host.display(),
+            "cd /home/mastodon/live && umask 077 && pg_dump -Fc -U mastodon db1 > /w/db1.dump"
+        );
+        assert_eq!(on_host.run_as, RunAs::User("mastodon".into()));
+        let project = Project {
+            cli: Cli::V1,
+            dir: "/srv/m".into(),
+            files: vec![],
+            name: "m".into(),
+        };
+        let roles = [("database".to_string(), "postgres-db".to_string())].into();
+        let stack = Runtime::compose(&project, &roles);
+        let inside = build(&step, &body, Some(&c), argv, (&v, &stack)).expect("builds");
+        assert_eq!(
+            inside.run_as,
+            RunAs::Root,
+            "the compose client runs as root"
+        );
+        assert_eq!(
+            inside.display(),
+            "docker-compose --project-directory /srv/m -p m exec -T -u postgres postgres-db sh -c 'umask \"$0\" && exec \"$@\"' 077 pg_dump -Fc -U mastodon db1 > /w/db1.dump"
+        );
+    }
+
+    #[test]
+    fn a_role_that_is_not_one_is_refused_with_the_roles() {
+        let bad = PROFILE.replace("at = \"database\"", "at = \"postgres\"");
+        let e = Profile::parse("t.toml", &bad)
+            .expect_err("refused")
+            .to_string();
+        assert!(e.contains("at 'postgres' is not a role a service can play; roles: database, redis, web, worker, streaming"), "{e}");
+        let both = PROFILE.replace("stdout = ", "stdin = \"/x\", stdout = ");
+        let e = Profile::parse("t.toml", &both)
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            e.contains("'stdin' or 'stdout' from a file, not both"),
+            "{e}"
+        );
+    }
 }

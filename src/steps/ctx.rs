@@ -73,7 +73,14 @@ pub struct RunCtx {
 
 impl RunCtx {
     /// How the host in `role` runs the move's tools, from the plan's settings.
-    pub fn runtime(&self, _role: Role) -> crate::runtime::Runtime {
+    pub fn runtime(&self, role: Role) -> crate::runtime::Runtime {
+        let at = match role {
+            Role::Source => 0,
+            Role::Target => 1,
+        };
+        if let Some(st) = &self.facts.stacks[at] {
+            return crate::runtime::Runtime::compose(&st.project, &st.roles);
+        }
         let admin = self
             .vars
             .text("db_admin")

@@ -20,4 +20,13 @@ pub struct Facts {
     pub schemas: Vec<String>,
     /// Bytes per second through this machine, as preflight measured them.
     pub link_bps: Option<f64>,
+    /// The compose stack of a compose host (source, target): its project as
+    /// compose addresses it, and its service for each role.
+    pub stacks: [Option<StackFacts>; 2],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackFacts {
+    pub project: crate::runtime::compose::Project,
+    pub roles: std::collections::BTreeMap<String, String>,
 }

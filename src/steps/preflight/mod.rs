@@ -117,11 +117,7 @@ impl Settings {
     /// How the host in `role` runs the move's tools.
     fn rt(&self, role: Role) -> Runtime {
         match &self.stacks[at(role)] {
-            Some(stack) => Runtime::compose(
-                &stack.project,
-                stack.service("database").unwrap_or("db"),
-                stack.service("redis"),
-            ),
+            Some(stack) => Runtime::compose(&stack.project, &stack.roles),
             None => Runtime::systemd(&self.db_admin, &self.user),
         }
     }
@@ -638,6 +634,12 @@ fn publish(ctx: &mut RunCtx, s: &Settings, app: App, data: &Data) {
         target_rdb: data.rdbs.1.clone(),
         schemas: app.schemas,
         link_bps: data.link,
+        stacks: s.stacks.clone().map(|st| {
+            st.map(|st| super::facts::StackFacts {
+                project: st.project,
+                roles: st.roles,
+            })
+        }),
     };
 }
 
