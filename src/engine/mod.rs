@@ -206,7 +206,7 @@ async fn roll_back(
     let commands = undoable
         .iter()
         .rev()
-        .flat_map(|s| crate::steps::command::describe_undo(s, &ctx.plan, &ctx.vars))
+        .flat_map(|s| crate::steps::describe_undo(s, &ctx.plan, &ctx.vars))
         .collect();
     emit(
         tx,
@@ -222,7 +222,7 @@ async fn roll_back(
     }
     let mut problems = Vec::new();
     for step in undoable.iter().rev() {
-        problems.extend(crate::steps::command::undo(step, ctx, &io).await);
+        problems.extend(crate::steps::undo(step, ctx, &io).await);
     }
     let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     if problems.is_empty() {

@@ -32,7 +32,7 @@ impl Shape {
             confirm: step.confirm.is_some(),
             optional: step.optional,
             downtime: step.downtime,
-            undo: step.undo.is_some(),
+            undo: step.has_undo(),
             beside: step.beside.clone(),
         }
     }

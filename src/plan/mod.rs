@@ -261,8 +261,7 @@ impl Plan {
             .cloned()
             .map(|mut s| {
                 s.downtime = None;
-                s.undo = None;
-                s
+                s.without_undo()
             })
             .collect();
         p

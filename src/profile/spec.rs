@@ -18,6 +18,7 @@ pub enum StepKind {
     Redis,
     Health,
     Dns,
+    Services,
 }
 
 impl StepKind {
@@ -31,6 +32,7 @@ impl StepKind {
             StepKind::Redis => "redis",
             StepKind::Health => "health",
             StepKind::Dns => "dns",
+            StepKind::Services => "services",
         }
     }
 }
@@ -279,6 +281,9 @@ pub(crate) struct RawStep {
     pub nice: Option<u8>,
     // redis
     pub service: Option<String>,
+    // services
+    pub action: Option<String>,
+    pub services: Option<String>,
     // health
     pub url: Option<String>,
     /// Ask from this machine with the URL's host pinned to each [dns] expect

@@ -53,6 +53,79 @@ pub enum StepBody {
     Redis(RedisBody),
     Health(HealthBody),
     Dns,
+    Services(ServicesBody),
+}
+
+/// What a `services` step does to the app's services, whichever manager
+/// runs them (systemd units, or a compose stack's services).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceAction {
+    Stop,
+    Start,
+    /// Run now and after every reboot.
+    GoLive,
+    /// Never start by itself again.
+    Disable,
+    /// Never start at all, not even by hand (a rehearsal's copy).
+    Mask,
+}
+
+impl ServiceAction {
+    pub const NAMES: [&'static str; 5] = ["stop", "start", "go-live", "disable", "mask"];
+
+    pub fn parse(s: &str) -> Option<ServiceAction> {
+        Some(match s {
+            "stop" => ServiceAction::Stop,
+            "start" => ServiceAction::Start,
+            "go-live" => ServiceAction::GoLive,
+            "disable" => ServiceAction::Disable,
+            "mask" => ServiceAction::Mask,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceAction::Stop => "stop",
+            ServiceAction::Start => "start",
+            ServiceAction::GoLive => "go live",
+            ServiceAction::Disable => "disable",
+            ServiceAction::Mask => "mask",
+        }
+    }
+}
+
+/// Which of the app's services: all of them, the web service, the workers
+/// (what federates), or Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    App,
+    Web,
+    Worker,
+    Redis,
+}
+
+impl Which {
+    pub const NAMES: [&'static str; 4] = ["app", "web", "worker", "redis"];
+
+    pub fn parse(s: &str) -> Option<Which> {
+        Some(match s {
+            "app" => Which::App,
+            "web" => Which::Web,
+            "worker" => Which::Worker,
+            "redis" => Which::Redis,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServicesBody {
+    pub host: HostSel,
+    pub action: ServiceAction,
+    pub which: Which,
+    /// A rollback undoes it (stopping, going live); off in a rehearsal.
+    pub undo: bool,
 }
 
 /// Commands from the profile, on one host or both.
@@ -173,6 +246,23 @@ impl StepSpec {
                 pinned: r.pinned,
             }),
             StepKind::Dns => StepBody::Dns,
+            StepKind::Services => {
+                let action = r
+                    .action
+                    .as_deref()
+                    .and_then(ServiceAction::parse)
+                    .unwrap_or(ServiceAction::Stop);
+                StepBody::Services(ServicesBody {
+                    host: r.host.unwrap_or(HostSel::Both),
+                    action,
+                    which: r
+                        .services
+                        .as_deref()
+                        .and_then(Which::parse)
+                        .unwrap_or(Which::App),
+                    undo: matches!(action, ServiceAction::Stop | ServiceAction::GoLive),
+                })
+            }
         };
         StepSpec {
             id: r.id,
@@ -206,7 +296,23 @@ impl StepSpec {
             StepBody::Redis(_) => StepKind::Redis,
             StepBody::Health(_) => StepKind::Health,
             StepBody::Dns => StepKind::Dns,
+            StepBody::Services(_) => StepKind::Services,
         }
+    }
+
+    /// What a rollback undoes: the profile's `undo`, or a `services` step's
+    /// own reverse.
+    pub fn has_undo(&self) -> bool {
+        self.undo.is_some() || matches!(&self.body, StepBody::Services(s) if s.undo)
+    }
+
+    /// A rehearsal undoes nothing: the old host never stopped.
+    pub fn without_undo(mut self) -> StepSpec {
+        self.undo = None;
+        if let StepBody::Services(s) = &mut self.body {
+            s.undo = false;
+        }
+        self
     }
 
     /// The profile's commands of a command step; none for other kinds.
@@ -271,7 +377,7 @@ impl StepSpec {
             }
             StepBody::Redis(x) => t.push(&x.service),
             StepBody::Health(x) => t.push(&x.url),
-            StepBody::Verify | StepBody::Dns => {}
+            StepBody::Verify | StepBody::Dns | StepBody::Services(_) => {}
         }
         t.extend(singles.into_iter().flatten().map(String::as_str));
         t.extend(lists.into_iter().flatten().map(String::as_str));

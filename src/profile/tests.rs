@@ -65,6 +65,22 @@ fn step_shapes_that_cannot_work_are_refused() {
             "kind = \"verify\"\notherwise = \"nothing\"\n",
             "'otherwise' says why a step is left out; it needs 'when'",
         ),
+        (
+            "kind = \"services\"\nhost = \"source\"\naction = \"remove\"\nservices = \"app\"\n",
+            "action 'remove' is not one of stop, start, go-live, disable, mask",
+        ),
+        (
+            "kind = \"services\"\nhost = \"source\"\naction = \"stop\"\nservices = \"db\"\n",
+            "services 'db' is not one of app, web, worker, redis",
+        ),
+        (
+            "kind = \"services\"\nhost = \"source\"\naction = \"stop\"\nservices = \"app\"\nundo = { host = \"source\", commands = [[\"true\"]] }\n",
+            "it takes no 'undo'",
+        ),
+        (
+            "kind = \"services\"\nhost = \"source\"\nservices = \"app\"\n",
+            "'action'",
+        ),
     ];
     for (body, want) in cases {
         let text = with_step(&format!(

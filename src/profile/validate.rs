@@ -87,6 +87,8 @@ fn keys_set(step: &RawStep) -> Vec<(&'static str, bool)> {
         ("object_storage_env", step.object_storage_env.is_some()),
         ("object_storage_sql", step.object_storage_sql.is_some()),
         ("user", step.user.is_some()),
+        ("action", step.action.is_some()),
+        ("services", step.services.is_some()),
     ]
 }
 
@@ -137,6 +139,10 @@ fn keys_of(kind: StepKind) -> (&'static [&'static str], &'static [&'static str])
         StepKind::Verify | StepKind::Dns => (&[], &[]),
         StepKind::Redis => (&["service"], &["service"]),
         StepKind::Health => (&["url", "pinned"], &["url"]),
+        StepKind::Services => (
+            &["host", "action", "services", "user"],
+            &["host", "action", "services"],
+        ),
     }
 }
 
@@ -152,6 +158,25 @@ fn check_values(step: &RawStep) -> Result<(), String> {
                     .into(),
             );
         }
+    }
+    if let Some(a) = &step.action
+        && super::ServiceAction::parse(a).is_none()
+    {
+        return Err(format!(
+            "action '{a}' is not one of {}",
+            super::ServiceAction::NAMES.join(", ")
+        ));
+    }
+    if let Some(w) = &step.services
+        && super::Which::parse(w).is_none()
+    {
+        return Err(format!(
+            "services '{w}' is not one of {}",
+            super::Which::NAMES.join(", ")
+        ));
+    }
+    if step.kind == StepKind::Services && step.undo.is_some() {
+        return Err("a 'services' step is undone by its action's reverse (a stop by a start); it takes no 'undo'".into());
     }
     if step.object_storage_env.is_some() && step.env_file.is_none() {
         return Err("'object_storage_env' names a setting of 'env_file', which is not set".into());

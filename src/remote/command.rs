@@ -55,6 +55,9 @@ pub struct RemoteCommand {
     /// A file on the host as the command's stdin or stdout: how a tool in a
     /// container reads or writes the host's files.
     pub redirect: Option<Redirect>,
+    /// What a person would type for a constant script: the command line the
+    /// script stands for, shown in the plan, events and errors.
+    pub shown: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +93,7 @@ impl RemoteCommand {
             argv: argv.into_iter().map(Into::into).collect(),
             env: Vec::new(),
             cwd: None,
+            shown: None,
             umask: None,
             inside: None,
             redirect: None,
@@ -121,6 +125,12 @@ impl RemoteCommand {
         RemoteCommand::new(run_as, argv)
     }
 
+    /// Shown as `line` (a script's equivalent command line) instead of its argv.
+    pub fn shown_as(mut self, line: String) -> Self {
+        self.shown = Some(line);
+        self
+    }
+
     pub fn umask(mut self, mask: &str) -> Self {
         self.umask = Some(mask.to_string());
         self
@@ -128,6 +138,9 @@ impl RemoteCommand {
 
     /// The command as a person would type it, for events and error messages.
     pub fn display(&self) -> String {
+        if let Some(line) = &self.shown {
+            return line.clone();
+        }
         let redirect = self
             .redirect
             .as_ref()

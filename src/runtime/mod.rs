@@ -43,6 +43,7 @@ impl Runtime {
     pub fn compose(
         project: &compose::Project,
         roles: &std::collections::BTreeMap<String, String>,
+        restart: &std::collections::BTreeMap<String, String>,
     ) -> Runtime {
         let database = roles.get("database").map_or("db", String::as_str);
         let redis = roles.get("redis").map(String::as_str);
@@ -54,7 +55,7 @@ impl Runtime {
             cache: redis.map_or(Place::Host(RunAs::Root), |r| {
                 Place::Service(project.service(r, None))
             }),
-            services: services::Manager::Compose(project.clone()),
+            services: services::Manager::Compose(project.clone(), restart.clone()),
         }
     }
 
@@ -70,16 +71,60 @@ impl Runtime {
         }
     }
 
+    /// How a host will run the move's tools, read from the plan alone (no
+    /// host is asked): what `plan` shows. A compose host is shown with v2's
+    /// `docker compose`; preflight finds whether it has v1's instead.
+    pub fn planned(plan: &crate::plan::Plan, source: bool) -> Runtime {
+        match planned_project(plan, source) {
+            Some(p) => Runtime::compose(
+                &p,
+                &plan.service_roles(source),
+                &std::collections::BTreeMap::new(),
+            ),
+            None => Runtime::systemd(
+                &plan
+                    .vars
+                    .text("db_admin")
+                    .unwrap_or_else(|_| "postgres".into()),
+                &plan.vars.text("user").unwrap_or_else(|_| "root".into()),
+            ),
+        }
+    }
+
     /// Where a profile's command runs when it names a role (`at`): in that
     /// service of a compose stack (the database's tools as `postgres`), on
     /// the host as the step's user otherwise.
     pub fn place_for(&self, role: &str, host_user: RunAs) -> Place {
         match (&self.services, self.roles.get(role)) {
-            (services::Manager::Compose(p), Some(service)) => {
+            (services::Manager::Compose(p, _), Some(service)) => {
                 let user = (role == "database").then_some("postgres");
                 Place::Service(p.service(service, user))
             }
             _ => Place::Host(host_user),
         }
     }
+}
+
+/// A compose host's project as the config gives it. Without a project name
+/// the source's stack is the directory's default; the target takes the
+/// source's name, since compose prefixes volume names with it.
+pub fn planned_project(plan: &crate::plan::Plan, source: bool) -> Option<compose::Project> {
+    let name_of = |c: &crate::config::ComposeConfig| {
+        c.project
+            .clone()
+            .unwrap_or_else(|| compose::default_project_name(&c.dir))
+    };
+    let crate::config::Install::Compose(c) = plan.install(source) else {
+        return None;
+    };
+    let name = match (&c.project, plan.install(true)) {
+        (None, crate::config::Install::Compose(src)) if !source => name_of(src),
+        _ => name_of(c),
+    };
+    Some(compose::Project {
+        cli: compose::Cli::V2,
+        dir: c.dir.clone(),
+        files: compose::absolute_files(&c.dir, &c.files),
+        name,
+    })
 }

@@ -4,6 +4,7 @@
 //! (`up`); nothing here removes a container or a volume.
 
 use super::compose::Project;
+use crate::profile::ServiceAction;
 use crate::remote::{RemoteCommand, RunAs};
 
 const TOOL: &str = "systemctl";
@@ -50,7 +51,9 @@ pub(crate) fn is_service_command(argv: &[String]) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Manager {
     Systemd,
-    Compose(Project),
+    /// A compose project, with each service's restart policy as preflight
+    /// found it (what a rollback puts back).
+    Compose(Project, std::collections::BTreeMap<String, String>),
 }
 
 impl Manager {
@@ -70,7 +73,7 @@ impl Manager {
     pub fn stop(&self, names: &[String]) -> Vec<RemoteCommand> {
         match self {
             Manager::Systemd => vec![Manager::systemctl("stop", names)],
-            Manager::Compose(p) => vec![Manager::compose(p, &["stop"], names)],
+            Manager::Compose(p, _) => vec![Manager::compose(p, &["stop"], names)],
         }
     }
 
@@ -78,7 +81,7 @@ impl Manager {
     pub fn start(&self, names: &[String]) -> Vec<RemoteCommand> {
         match self {
             Manager::Systemd => vec![Manager::systemctl("start", names)],
-            Manager::Compose(p) => vec![Manager::compose(p, &["start"], names)],
+            Manager::Compose(p, _) => vec![Manager::compose(p, &["start"], names)],
         }
     }
 
@@ -91,7 +94,7 @@ impl Manager {
                 .iter()
                 .map(|v| Manager::systemctl(v, names))
                 .collect(),
-            Manager::Compose(p) => vec![Manager::compose(p, &["up", "-d"], names)],
+            Manager::Compose(p, _) => vec![Manager::compose(p, &["up", "-d"], names)],
         }
     }
 
@@ -101,7 +104,65 @@ impl Manager {
     pub fn disable(&self, names: &[String]) -> Vec<RemoteCommand> {
         match self {
             Manager::Systemd => vec![Manager::systemctl("disable", names)],
-            Manager::Compose(p) => vec![restart_policy(p, "no", &[])],
+            Manager::Compose(p, _) => vec![restart_policy(p, "no", &[])],
+        }
+    }
+
+    /// What a `services` step runs.
+    pub fn act(&self, action: ServiceAction, names: &[String]) -> Vec<RemoteCommand> {
+        match (action, self) {
+            // A stopped compose stack must not come back by itself (a reboot,
+            // a restart of Docker) while the new host takes over.
+            (ServiceAction::Stop, Manager::Compose(p, _)) => {
+                let mut cmds = vec![restart_policy(p, "no", &[])];
+                cmds.extend(self.stop(names));
+                cmds
+            }
+            (ServiceAction::Stop, Manager::Systemd) => self.stop(names),
+            (ServiceAction::Start, _) => self.start(names),
+            (ServiceAction::GoLive, _) => self.go_live(names),
+            (ServiceAction::Disable, _) => self.disable(names),
+            (ServiceAction::Mask, Manager::Systemd) => vec![Manager::systemctl("mask", names)],
+            (ServiceAction::Mask, Manager::Compose(p, _)) => {
+                let mut cmds = vec![restart_policy(p, "no", names)];
+                cmds.extend(self.stop(names));
+                cmds
+            }
+        }
+    }
+
+    /// What a rollback runs to undo `action`; nothing for what needs no undo.
+    pub fn reverse(&self, action: ServiceAction, names: &[String]) -> Vec<RemoteCommand> {
+        match (action, self) {
+            (ServiceAction::Stop, Manager::Systemd) => self.start(names),
+            (ServiceAction::Stop, Manager::Compose(p, policies)) => {
+                let mut by_policy: std::collections::BTreeMap<&str, Vec<String>> =
+                    std::collections::BTreeMap::new();
+                for (service, policy) in policies {
+                    by_policy
+                        .entry(policy.as_str())
+                        .or_default()
+                        .push(service.clone());
+                }
+                let mut cmds: Vec<RemoteCommand> = by_policy
+                    .into_iter()
+                    .filter(|(policy, _)| *policy != "no")
+                    .map(|(policy, services)| restart_policy(p, policy, &services))
+                    .collect();
+                cmds.extend(self.start(names));
+                cmds
+            }
+            (ServiceAction::GoLive, Manager::Systemd) => {
+                let mut argv = vec![TOOL.to_string(), "disable".into(), "--now".into()];
+                argv.extend(names.iter().cloned());
+                vec![RemoteCommand::new(RunAs::Root, argv)]
+            }
+            (ServiceAction::GoLive, Manager::Compose(p, _)) => {
+                let mut cmds = vec![restart_policy(p, "no", names)];
+                cmds.extend(self.stop(names));
+                cmds
+            }
+            _ => Vec::new(),
         }
     }
 }
@@ -112,7 +173,26 @@ pub fn restart_policy(p: &Project, policy: &str, services: &[String]) -> RemoteC
     let mut args: Vec<String> = vec![p.name.clone(), policy.to_string()];
     args.extend(services.iter().cloned());
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    RemoteCommand::script(RunAs::Root, SET_RESTART, &refs)
+    let label = |k: &str, v: &str| {
+        crate::plan::shell_join(&[
+            "--filter".into(),
+            format!("label=com.docker.compose.{k}={v}"),
+        ])
+    };
+    let project = label("project", &p.name);
+    let lookups: Vec<String> = if services.is_empty() {
+        vec![format!("$(docker ps -aq {project})")]
+    } else {
+        services
+            .iter()
+            .map(|s| format!("$(docker ps -aq {project} {})", label("service", s)))
+            .collect()
+    };
+    RemoteCommand::script(RunAs::Root, SET_RESTART, &refs).shown_as(format!(
+        "docker update --restart={} {}",
+        crate::plan::shell_join(&[policy.to_string()]),
+        lookups.join(" ")
+    ))
 }
 
 /// $1: the project, $2: the policy, then the services (none: all of them).
@@ -184,7 +264,7 @@ mod tests {
                 "systemctl start web sidekiq"
             ]
         );
-        let c = Manager::Compose(project());
+        let c = Manager::Compose(project(), std::collections::BTreeMap::new());
         assert_eq!(
             shown(c.stop(&names)),
             ["docker compose --project-directory /srv/m -p m stop web sidekiq"]

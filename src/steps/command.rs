@@ -364,7 +364,7 @@ commands = [
             name: "m".into(),
         };
         let roles = [("database".to_string(), "postgres-db".to_string())].into();
-        let stack = Runtime::compose(&project, &roles);
+        let stack = Runtime::compose(&project, &roles, &std::collections::BTreeMap::new());
         let inside = build(&step, &body, Some(&c), argv, (&v, &stack)).expect("builds");
         assert_eq!(
             inside.run_as,

@@ -79,7 +79,7 @@ impl RunCtx {
             Role::Target => 1,
         };
         if let Some(st) = &self.facts.stacks[at] {
-            return crate::runtime::Runtime::compose(&st.project, &st.roles);
+            return crate::runtime::Runtime::compose(&st.project, &st.roles, &st.restart);
         }
         let admin = self
             .vars

@@ -1,7 +1,7 @@
 //! What each step will do, as people read it: the checklist the plan
 //! command prints, the wizard shows and the journal keeps (`StepInfo`).
 
-use super::{command, dns, health, media, redis, transfer};
+use super::{command, dns, health, media, redis, services, transfer};
 use crate::plan::{Plan, ROLLBACK, StepInfo};
 use crate::profile::template::Vars;
 use crate::profile::{HostSel, PreflightBody, StepBody, StepKind, StepSpec};
@@ -9,6 +9,7 @@ use crate::profile::{HostSel, PreflightBody, StepBody, StepKind, StepSpec};
 pub(crate) fn hosts_of(step: &StepSpec, plan: &Plan) -> Vec<String> {
     match &step.body {
         StepBody::Command(c) => plan.host_names(Some(c.host)),
+        StepBody::Services(s) => plan.host_names(Some(s.host)),
         StepBody::Health(h) if h.pinned => Vec::new(),
         StepBody::Health(_) => plan.host_names(Some(HostSel::Target)),
         StepBody::Dns => Vec::new(),
@@ -37,6 +38,7 @@ pub(crate) fn describe(step: &StepSpec, plan: &Plan, vars: &Vars) -> Vec<String>
         StepBody::Redis(r) => redis::describe(r, plan, vars),
         StepBody::Health(h) => health::describe(step, h, plan, vars),
         StepBody::Dns => dns::describe(plan),
+        StepBody::Services(s) => services::describe(s, plan, vars, &user),
     }
 }
 
@@ -124,8 +126,8 @@ pub(crate) fn rollback_info(plan: &Plan, vars: &Vars) -> Option<StepInfo> {
         .steps
         .iter()
         .rev()
-        .filter(|s| s.undo.is_some())
-        .flat_map(|s| super::command::describe_undo(s, plan, vars))
+        .filter(|s| s.has_undo())
+        .flat_map(|s| super::describe_undo(s, plan, vars))
         .collect();
     if commands.is_empty() {
         return None;

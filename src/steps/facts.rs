@@ -29,4 +29,6 @@ pub struct Facts {
 pub struct StackFacts {
     pub project: crate::runtime::compose::Project,
     pub roles: std::collections::BTreeMap<String, String>,
+    /// Each service's restart policy before the move touched it.
+    pub restart: std::collections::BTreeMap<String, String>,
 }

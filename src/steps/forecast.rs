@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::prediction::{Estimate, WindowStep};
-use crate::profile::{CommandBody, HealthBody, HostSel, Rehearsal, StepBody};
+use crate::profile::{CommandBody, HealthBody, HostSel, Rehearsal, ServicesBody, StepBody};
 use crate::remote::{Host, RemoteCommand, RunAs};
+use crate::runtime::services::Manager;
 use crate::runtime::{cache, services};
 use crate::steps::ctx::{RunCtx, StepIo};
 
@@ -100,7 +101,7 @@ struct Measurer<'a> {
     cost: BTreeMap<String, u64>,
 }
 
-impl Measurer<'_> {
+impl<'a> Measurer<'a> {
     async fn cost_on(&mut self, host: &Host, units: &[String]) -> u64 {
         if let Some(c) = self.cost.get(host.name()) {
             return *c;
@@ -110,18 +111,20 @@ impl Measurer<'_> {
         c
     }
 
+    fn hosts_of(&self, sel: HostSel) -> Vec<&'a Host> {
+        match sel {
+            HostSel::Source => vec![self.source],
+            HostSel::Target => vec![self.target],
+            HostSel::Both => vec![self.source, self.target],
+        }
+    }
+
     /// A command step the rehearsal does not run: systemctl's verbs from
     /// systemd's record (a start on the new host as long as the old host's
     /// last start), anything else unknown.
     async fn command(&mut self, step: &CommandBody) -> Estimate {
         let vars = &self.ctx.vars;
-        let hosts: Vec<&Host> = match step.host {
-            HostSel::Source => vec![self.source],
-            HostSel::Target => vec![self.target],
-            HostSel::Both => vec![self.source, self.target],
-        };
-        let mut total = 0;
-        let mut how = Vec::new();
+        let mut argvs = Vec::new();
         for c in &step.commands {
             if let Some(w) = c.when()
                 && !vars.condition(w).unwrap_or(true)
@@ -137,8 +140,40 @@ impl Measurer<'_> {
                     argv.join(" ")
                 ));
             }
+            argvs.push(argv);
+        }
+        self.systemctl(step.host, &argvs).await
+    }
+
+    /// A `services` step the rehearsal does not run: on systemd hosts as the
+    /// same systemctl commands; a compose stack keeps no such record.
+    async fn services(&mut self, step: &ServicesBody) -> Estimate {
+        let mut argvs = Vec::new();
+        for role in super::services::roles_of(step.host) {
+            let rt = self.ctx.runtime(role);
+            if !matches!(rt.services, Manager::Systemd) {
+                return unknown(format!(
+                    "a compose stack keeps no record of how long its services take to {}",
+                    step.action.name()
+                ));
+            }
+            match super::services::commands(step, &rt, &self.ctx.vars, false) {
+                Ok(cmds) => argvs.extend(cmds.into_iter().map(|c| c.argv)),
+                Err(e) => return unknown(format!("the services cannot be named yet: {e}")),
+            }
+        }
+        self.systemctl(step.host, &argvs).await
+    }
+
+    /// `systemctl VERB UNITS` commands on the hosts of `sel`: each verb as
+    /// long as systemd's record of its last run on the old host.
+    async fn systemctl(&mut self, sel: HostSel, argvs: &[Vec<String>]) -> Estimate {
+        let hosts = self.hosts_of(sel);
+        let mut total = 0;
+        let mut how = Vec::new();
+        for argv in argvs {
             let verb = argv.get(1).map(String::as_str).unwrap_or_default();
-            let units = units_of(&argv);
+            let units = units_of(argv);
             for host in &hosts {
                 let call = self.cost_on(host, &units).await;
                 total += call;
@@ -331,6 +366,7 @@ pub(crate) async fn forecast(ctx: &RunCtx, io: &StepIo, db_move: &str) {
         } else {
             let e = match &step.body {
                 StepBody::Command(c) => m.command(c).await,
+                StepBody::Services(sv) => m.services(sv).await,
                 StepBody::Redis(_) => m.redis().await,
                 StepBody::Health(h) if h.pinned => match (&ctx.opts.run_dns, health_ms) {
                     (None, _) => Estimate {

@@ -14,6 +14,7 @@ pub mod media;
 pub mod misskey;
 pub mod preflight;
 pub mod redis;
+pub mod services;
 pub mod transfer;
 pub mod verify;
 
@@ -167,11 +168,28 @@ pub(crate) async fn execute(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> S
         StepBody::Redis(r) => redis::run(r, ctx, io).await,
         StepBody::Health(h) => health::run(step, h, ctx, io).await,
         StepBody::Dns => dns::run(step, ctx, io).await,
+        StepBody::Services(s) => services::run(s, ctx, io).await,
     };
     match result {
         Ok(Done::Completed) => StepOutcome::Succeeded,
         Ok(Done::Skipped(reason)) => StepOutcome::Skipped { reason },
         Err(f) => f.into(),
+    }
+}
+
+/// What a rollback runs for `step`, as its checklist lists it.
+pub(crate) fn describe_undo(step: &StepSpec, plan: &crate::plan::Plan, vars: &Vars) -> Vec<String> {
+    match &step.body {
+        StepBody::Services(s) => services::describe_undo(step, s, plan, vars),
+        _ => command::describe_undo(step, plan, vars),
+    }
+}
+
+/// Undoes `step` in a rollback; returns what failed.
+pub(crate) async fn undo(step: &StepSpec, ctx: &RunCtx, io: &StepIo) -> Vec<String> {
+    match &step.body {
+        StepBody::Services(s) => services::undo(step, s, ctx, io).await,
+        _ => command::undo(step, ctx, io).await,
     }
 }
 

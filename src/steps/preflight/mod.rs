@@ -117,7 +117,7 @@ impl Settings {
     /// How the host in `role` runs the move's tools.
     fn rt(&self, role: Role) -> Runtime {
         match &self.stacks[at(role)] {
-            Some(stack) => Runtime::compose(&stack.project, &stack.roles),
+            Some(stack) => Runtime::compose(&stack.project, &stack.roles, &stack.restart()),
             None => Runtime::systemd(&self.db_admin, &self.user),
         }
     }
@@ -636,6 +636,7 @@ fn publish(ctx: &mut RunCtx, s: &Settings, app: App, data: &Data) {
         link_bps: data.link,
         stacks: s.stacks.clone().map(|st| {
             st.map(|st| super::facts::StackFacts {
+                restart: st.restart(),
                 project: st.project,
                 roles: st.roles,
             })

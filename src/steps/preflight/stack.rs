@@ -32,6 +32,14 @@ impl Stack {
     pub(crate) fn service(&self, role: &str) -> Option<&str> {
         self.roles.get(role).map(String::as_str)
     }
+
+    /// Each service's restart policy as its containers have it now.
+    pub(crate) fn restart(&self) -> BTreeMap<String, String> {
+        self.containers
+            .iter()
+            .map(|c| (c.service.clone(), c.restart.clone()))
+            .collect()
+    }
 }
 
 /// Where the database and Redis images keep their data.
