@@ -52,6 +52,39 @@ fn load(config: &Path) -> Result<(Config, Plan), UsageError> {
 
 /// `check` reads a Docker Compose stack; the steps that move one are not
 /// in this version, so nothing else may act on a config that names one.
+/// A config `plan` can show: both hosts systemd installs, or both compose
+/// stacks in the same project directory (the move's paths are the same on
+/// both hosts).
+fn load_plannable(path: &Path) -> Result<(Config, Plan), UsageError> {
+    use hikkoshi::config::Install;
+    let (config, plan) = load(path)?;
+    match (&config.source_install, &config.target_install) {
+        (Install::Systemd, Install::Systemd) => {}
+        (Install::Compose(s), Install::Compose(t)) if s.dir == t.dir => {}
+        (Install::Compose(s), Install::Compose(t)) => {
+            return Err(UsageError(anyhow::anyhow!(
+                "{}: [target] compose is '{}' but [source] compose is '{}': this version moves a stack into the same project directory on the new host (the move's files keep their paths); set [target] compose = '{}'",
+                path.display(),
+                t.dir,
+                s.dir,
+                s.dir
+            )));
+        }
+        (s, _) => {
+            let (from, to) = if matches!(s, Install::Compose(_)) {
+                ("a Docker Compose stack", "a systemd install")
+            } else {
+                ("a systemd install", "a Docker Compose stack")
+            };
+            return Err(UsageError(anyhow::anyhow!(
+                "{}: [source] is {from} and [target] {to}: this version moves between installs of the same kind only",
+                path.display()
+            )));
+        }
+    }
+    Ok((config, plan))
+}
+
 fn load_movable(path: &Path, what: &str) -> Result<(Config, Plan), UsageError> {
     let (config, plan) = load(path)?;
     for (table, install) in [
@@ -403,7 +436,7 @@ fn plan_command(
     rehearse: bool,
 ) -> Result<ExitCode, UsageError> {
     let plan = match (config, profile) {
-        (Some(config), _) => load_movable(&config, "plan a move of")?.1,
+        (Some(config), _) => load_plannable(&config)?.1,
         (None, Some(name)) => {
             let config = Config::for_profile(&name)
                 .map_err(|e| UsageError(anyhow::anyhow!("--profile: {e}")))?;

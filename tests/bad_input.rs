@@ -497,8 +497,9 @@ fn a_bad_config_is_refused_and_touches_nothing(
     );
 }
 
-/// A compose stack can be checked, but this version does not move one: plan,
-/// run and rehearse refuse it before anything connects.
+/// A compose stack can be checked and planned, but this version does not
+/// move one yet, nor plan a move between install kinds: refused before
+/// anything connects.
 #[test]
 fn a_compose_install_is_not_moved_by_this_version() {
     let env = Env::new();
@@ -509,9 +510,35 @@ fn a_compose_install_is_not_moved_by_this_version() {
     env.write("migration.toml", &config);
     let before = env.tree();
     let mut seen = Vec::new();
+    let out = env.run(&["plan", "--config", "migration.toml"]);
+    assert_eq!(out.code, Some(2), "{}", out.text());
+    assert!(
+        out.stderr.contains("[source] is a Docker Compose stack and [target] a systemd install: this version moves between installs of the same kind only"),
+        "{}",
+        out.text()
+    );
+    seen.push(format!(
+        "--- hikkoshi plan --config migration.toml\n{}",
+        out.text()
+    ));
+    let two = config.replace("ssh = \"new\"", "ssh = \"new\"\ncompose = \"/home/m/live\"");
+    assert_ne!(two, config);
+    env.write("migration.toml", &two);
+    let out = env.run(&["plan", "--config", "migration.toml"]);
+    assert_eq!(out.code, Some(2), "{}", out.text());
+    assert!(
+        out.stderr
+            .contains("set [target] compose = '/srv/mastodon'"),
+        "{}",
+        out.text()
+    );
+    seen.push(format!(
+        "--- hikkoshi plan (another directory)\n{}",
+        out.text()
+    ));
+    env.write("migration.toml", &config);
     for args in [
-        &["plan", "--config", "migration.toml"][..],
-        &["run", "--config", "migration.toml", "--headless", "--yes"],
+        &["run", "--config", "migration.toml", "--headless", "--yes"][..],
         &[
             "rehearse",
             "--config",

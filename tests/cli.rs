@@ -69,6 +69,32 @@ fn plan_shows_every_step_with_exact_commands() {
     insta::assert_snapshot!(env.run(&["plan", "--config", "migration.toml"]));
 }
 
+/// A compose stack's plan: compose's commands per host (the database's tools
+/// in its container, the host's dump file through stdin and stdout), no
+/// precompile (the image has its assets), and nothing that removes a
+/// container or a volume.
+#[test]
+fn plan_of_a_compose_stack_shows_composes_commands() {
+    let env = Env::new();
+    let stacks = CONFIG
+        .replace("ssh = \"old\"", "ssh = \"old\"\ncompose = \"/srv/mastodon\"")
+        .replace(
+            "ssh = \"new\"",
+            "ssh = \"new\"\ncompose = \"/srv/mastodon\"\ncompose_file = [\"docker-compose.yml\", \"docker-compose.override.yml\"]",
+        );
+    env.write("migration.toml", &stacks);
+    let out = env.run(&["plan", "--config", "migration.toml"]);
+    for never in ["precompile", "systemctl"] {
+        assert!(!out.contains(never), "{never}: {out}");
+    }
+    for line in out.lines().filter(|l| l.contains("docker")) {
+        for never in [" rm ", " down", " volume ", "prune", " kill"] {
+            assert!(!line.contains(never), "{never}: {line}");
+        }
+    }
+    insta::assert_snapshot!(out);
+}
+
 /// `plan --format json` with `extra` arguments: the step ids, and the whole text.
 fn plan_step_ids(extra: &[&str]) -> (Vec<String>, String) {
     let env = Env::new();

@@ -2,6 +2,8 @@
 //! Facts that only preflight can know (which schemas hold data, whether the
 //! target database exists) stay visible as `{name}` until the run fills them.
 
+mod settle;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Install, ProfileRef};
@@ -189,9 +191,10 @@ impl Plan {
         Ok(Plan::from_profile(load_profile(config)?, config))
     }
 
-    pub(crate) fn from_profile(profile: Profile, config: &Config) -> Plan {
+    pub(crate) fn from_profile(mut profile: Profile, config: &Config) -> Plan {
         let app = &config.app;
         let vars = settings(&profile, config);
+        profile.steps = settle::settle(std::mem::take(&mut profile.steps), &settled(config));
         let configured = [
             ("user", app.user.is_some()),
             ("dir", app.dir.is_some()),
@@ -311,6 +314,20 @@ impl Plan {
 
 /// Quotes an argument for display so that what a reader copies into a shell is
 /// exactly what hikkoshi passed. Never used to build a command that runs.
+/// What the config alone answers: whether each host runs a compose stack.
+fn settled(config: &Config) -> [(&'static str, bool); 2] {
+    [
+        (
+            "source_compose",
+            matches!(config.source_install, Install::Compose(_)),
+        ),
+        (
+            "target_compose",
+            matches!(config.target_install, Install::Compose(_)),
+        ),
+    ]
+}
+
 pub(crate) fn shell_quote(arg: &str) -> String {
     // Braces are left bare for placeholders still to be filled in (`{run_id}`):
     // bash only expands them around a comma or `..`.
@@ -381,16 +398,29 @@ fn settings(profile: &Profile, config: &Config) -> Vars {
         or_default(&app.database, &d.database, "database"),
     );
     vars.set("db_user", or_default(&app.db_user, &d.db_user, "db_user"));
+    // A stack's app services are its web, worker and streaming services.
+    let stack_services: Vec<String> = match &config.source_install {
+        Install::Compose(c) => ["web", "worker", "streaming"]
+            .iter()
+            .filter_map(|r| c.services.get(*r).or(profile.compose.get(*r)).cloned())
+            .collect(),
+        Install::Systemd => Vec::new(),
+    };
     vars.set(
         "services",
         app.services.clone().unwrap_or_else(|| {
-            if d.services.is_empty() {
+            if !stack_services.is_empty() {
+                stack_services.clone()
+            } else if d.services.is_empty() {
                 vec!["{services}".to_string()]
             } else {
                 d.services.clone()
             }
         }),
     );
+    for (name, value) in settled(config) {
+        vars.set(name, value);
+    }
     vars.set("db_move", config.moving.database.name());
     vars.set(
         "db_compress",
@@ -409,6 +439,10 @@ fn settings(profile: &Profile, config: &Config) -> Vars {
             VarSpec::List(l) => vars.set(k.as_str(), Value::Templates(l.clone())),
             VarSpec::Commands(c) => vars.set(k.as_str(), Value::TemplateCommands(c.clone())),
         }
+    }
+    // root's home is /root, not /home/root (preflight asks the hosts anyway).
+    if vars.text("user").is_ok_and(|u| u == "root") && vars.contains("home") {
+        vars.set("home", "/root");
     }
     // The config's values are literal, like every other config value.
     for cv in &config.vars {

@@ -146,6 +146,8 @@ pub(crate) const PROVIDED: &[&str] = &[
     "db_move",
     "db_compress",
     "media_cache_skipped",
+    "source_compose",
+    "target_compose",
 ];
 
 impl Profile {

@@ -78,7 +78,8 @@ pub enum CommandSpec {
     Each(String),
     Detailed {
         argv: Vec<String>,
-        when: Option<String>,
+        /// Runs only when every condition holds.
+        when: Option<OneOrMany>,
         /// The command's stdin: another command's stdout on the other host,
         /// streamed through this machine.
         input: Option<PipeInput>,
@@ -99,6 +100,8 @@ pub struct PipeInput {
     pub argv: Vec<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// A role: on a compose host the feeding command runs in its service.
+    pub at: Option<String>,
 }
 
 impl CommandSpec {
@@ -118,10 +121,11 @@ impl CommandSpec {
         }
     }
 
-    pub fn when(&self) -> Option<&str> {
+    /// What must hold for it to run; empty: always.
+    pub fn conditions(&self) -> Vec<String> {
         match self {
-            CommandSpec::Detailed { when, .. } => when.as_deref(),
-            _ => None,
+            CommandSpec::Detailed { when: Some(w), .. } => w.items(),
+            _ => Vec::new(),
         }
     }
 
@@ -189,7 +193,7 @@ impl VarSpec {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
 pub enum OneOrMany {
     One(String),

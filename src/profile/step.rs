@@ -188,7 +188,10 @@ pub struct RsyncBody {
 
 #[derive(Debug, Clone)]
 pub struct RedisBody {
+    /// The systemd unit; a compose stack's Redis is its `redis` role.
     pub service: String,
+    /// A rollback starts Redis again on both hosts; off in a rehearsal.
+    pub undo: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -240,6 +243,7 @@ impl StepSpec {
             StepKind::Verify => StepBody::Verify,
             StepKind::Redis => StepBody::Redis(RedisBody {
                 service: r.service.unwrap_or_default(),
+                undo: true,
             }),
             StepKind::Health => StepBody::Health(HealthBody {
                 url: r.url.unwrap_or_default(),
@@ -303,14 +307,18 @@ impl StepSpec {
     /// What a rollback undoes: the profile's `undo`, or a `services` step's
     /// own reverse.
     pub fn has_undo(&self) -> bool {
-        self.undo.is_some() || matches!(&self.body, StepBody::Services(s) if s.undo)
+        self.undo.is_some()
+            || matches!(&self.body, StepBody::Services(s) if s.undo)
+            || matches!(&self.body, StepBody::Redis(r) if r.undo)
     }
 
     /// A rehearsal undoes nothing: the old host never stopped.
     pub fn without_undo(mut self) -> StepSpec {
         self.undo = None;
-        if let StepBody::Services(s) = &mut self.body {
-            s.undo = false;
+        match &mut self.body {
+            StepBody::Services(s) => s.undo = false,
+            StepBody::Redis(r) => r.undo = false,
+            _ => {}
         }
         self
     }

@@ -203,6 +203,16 @@ impl Vars {
         Ok(holds != negate)
     }
 
+    /// Whether every condition holds (none: yes).
+    pub(crate) fn all_hold(&self, conds: &[String]) -> Result<bool, TemplateError> {
+        for c in conds {
+            if !self.condition(c)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     pub fn render(&self, template: &str) -> Result<String, TemplateError> {
         self.render_depth(template, 0)
     }

@@ -178,6 +178,12 @@ fn check_values(step: &RawStep) -> Result<(), String> {
     if step.kind == StepKind::Services && step.undo.is_some() {
         return Err("a 'services' step is undone by its action's reverse (a stop by a start); it takes no 'undo'".into());
     }
+    if step.kind == StepKind::Redis && step.undo.is_some() {
+        return Err(
+            "a 'redis' step is undone by starting Redis again on both hosts; it takes no 'undo'"
+                .into(),
+        );
+    }
     if step.object_storage_env.is_some() && step.env_file.is_none() {
         return Err("'object_storage_env' names a setting of 'env_file', which is not set".into());
     }
@@ -200,7 +206,7 @@ fn check_values(step: &RawStep) -> Result<(), String> {
         if c.argv().is_empty() || c.input().is_some_and(|i| i.argv.is_empty()) {
             return Err("a command needs at least a program".into());
         }
-        if let Some(at) = c.at()
+        if let Some(at) = c.at().or(c.input().and_then(|i| i.at.as_deref()))
             && !super::ROLES.contains(&at)
         {
             return Err(format!(
@@ -272,10 +278,7 @@ pub(super) fn check_step(
     for t in step.templates() {
         check_placeholders(t, known)?;
     }
-    let command_conditions = step
-        .commands()
-        .iter()
-        .filter_map(|c| c.when().map(String::from));
+    let command_conditions = step.commands().iter().flat_map(CommandSpec::conditions);
     for c in step.conditions().into_iter().chain(command_conditions) {
         let name = c.trim_start_matches('!').trim();
         if !known.iter().any(|k| k == name) {

@@ -29,36 +29,57 @@ fn build(
     (vars, rt): (&Vars, &Runtime),
 ) -> Result<RemoteCommand, TemplateError> {
     let who = run_as(step, vars)?;
+    assemble(body, spec, argv, rt, who, |t| vars.render(t))
+}
+
+/// The command a profile entry makes at its place, its strings rendered by
+/// `render` (strictly for a run, leniently for a plan).
+fn assemble(
+    body: &CommandBody,
+    spec: Option<&CommandSpec>,
+    argv: Vec<String>,
+    rt: &Runtime,
+    who: RunAs,
+    render: impl Fn(&str) -> Result<String, TemplateError>,
+) -> Result<RemoteCommand, TemplateError> {
     let place = match spec.and_then(CommandSpec::at) {
         Some(role) => rt.place_for(role, who),
         None => Place::Host(who),
     };
     let mut cmd = place.command(argv);
     if matches!(place, Place::Host(_)) {
-        cmd.cwd = body.cwd.as_ref().map(|d| vars.render(d)).transpose()?;
+        cmd.cwd = body.cwd.as_deref().map(&render).transpose()?;
     }
     match spec.map(CommandSpec::files) {
-        Some((Some(f), _)) => cmd.redirect = Some(Redirect::In(vars.render(f)?)),
-        Some((_, Some(f))) => cmd.redirect = Some(Redirect::Out(vars.render(f)?)),
+        Some((Some(f), _)) => cmd.redirect = Some(Redirect::In(render(f)?)),
+        Some((_, Some(f))) => cmd.redirect = Some(Redirect::Out(render(f)?)),
         _ => {}
     }
     cmd.env = body
         .env
         .iter()
-        .map(|(k, v)| Ok((k.clone(), vars.render(v)?)))
+        .map(|(k, v)| Ok((k.clone(), render(v)?)))
         .collect::<Result<_, TemplateError>>()?;
     cmd.umask = body.umask.clone();
     Ok(cmd)
 }
 
-fn build_input(input: &PipeInput, vars: &Vars) -> Result<RemoteCommand, TemplateError> {
+fn build_input(
+    input: &PipeInput,
+    vars: &Vars,
+    rt: &Runtime,
+) -> Result<RemoteCommand, TemplateError> {
     let run_as = input
         .user
         .as_ref()
         .map(|u| vars.render(u))
         .transpose()?
         .map_or(RunAs::Login, |u| RunAs::from_profile(&u));
-    let mut cmd = RemoteCommand::new(run_as, vars.render_argv(&input.argv)?);
+    let argv = vars.render_argv(&input.argv)?;
+    let mut cmd = match &input.at {
+        Some(role) => rt.place_for(role, run_as).command(argv),
+        None => RemoteCommand::new(run_as, argv),
+    };
     cmd.env = input
         .env
         .iter()
@@ -81,15 +102,15 @@ pub async fn run(step: &StepSpec, body: &CommandBody, ctx: &mut RunCtx, io: &Ste
         let host = hosts.get(role);
         let rt = ctx.runtime(role);
         for c in &body.commands {
-            if let Some(w) = c.when()
-                && !ctx.vars.condition(w)?
-            {
+            let conds = c.conditions();
+            if !ctx.vars.all_hold(&conds)? {
                 io.output(
                     Stream::Stdout,
                     format!(
-                        "{}: not running '{}' (only if {w})",
+                        "{}: not running '{}' (only if {})",
                         host.name(),
-                        c.argv().join(" ")
+                        c.argv().join(" "),
+                        conds.join(" and ")
                     ),
                 );
                 continue;
@@ -128,7 +149,7 @@ pub async fn run(step: &StepSpec, body: &CommandBody, ctx: &mut RunCtx, io: &Ste
                 continue;
             };
             let feeder = hosts.get(other(role));
-            let feed = build_input(input, &ctx.vars)?;
+            let feed = build_input(input, &ctx.vars, &ctx.runtime(other(role)))?;
             io.output(
                 Stream::Stdout,
                 format!(
@@ -177,26 +198,26 @@ pub(crate) fn describe(step: &CommandBody, plan: &Plan, vars: &Vars, user: &str)
             Role::Source => &plan.source,
             Role::Target => &plan.target,
         };
+        let rt = Runtime::planned(plan, role == Role::Source);
         let argvs = step.commands.iter().flat_map(|c| {
             let each = c.each().and_then(|n| vars.commands_lenient(n));
             match each {
-                Some(all) => all.into_iter().map(|a| (c, a)).collect(),
-                None => vec![(c, vars.render_argv_lenient(c.argv()))],
+                Some(all) => all.into_iter().map(|a| (c, None, a)).collect(),
+                None => vec![(c, Some(c), vars.render_argv_lenient(c.argv()))],
             }
         });
-        for (c, argv) in argvs {
-            let mut cmd = RemoteCommand::new(crate::remote::RunAs::Login, argv);
-            cmd.cwd = step.cwd.as_ref().map(|d| vars.render_lenient(d));
-            cmd.env = step
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), vars.render_lenient(v)))
-                .collect();
-            cmd.umask = step.umask.clone();
-            let cond = c
-                .when()
-                .map(|w| format!("   (only if {w})"))
-                .unwrap_or_default();
+        for (c, spec, argv) in argvs {
+            let Ok(cmd) = assemble(step, spec, argv, &rt, RunAs::Login, |t| {
+                Ok(vars.render_lenient(t))
+            }) else {
+                continue;
+            };
+            let conds = c.conditions();
+            let cond = if conds.is_empty() {
+                String::new()
+            } else {
+                format!("   (only if {})", conds.join(" and "))
+            };
             let feed = c.input().map(|i| {
                 let from = match role {
                     Role::Source => &plan.target,
@@ -206,8 +227,13 @@ pub(crate) fn describe(step: &CommandBody, plan: &Plan, vars: &Vars, user: &str)
                     .user
                     .as_deref()
                     .map_or_else(|| "login user".into(), |u| vars.render_lenient(u));
-                let argv = RemoteCommand::new(RunAs::Login, vars.render_argv_lenient(&i.argv));
-                format!("{from} as {as_user}: {} | ", argv.display())
+                let argv = vars.render_argv_lenient(&i.argv);
+                let other = Runtime::planned(plan, role != Role::Source);
+                let feed = match &i.at {
+                    Some(r) => other.place_for(r, RunAs::Login).command(argv),
+                    None => RemoteCommand::new(RunAs::Login, argv),
+                };
+                format!("{from} as {as_user}: {} | ", feed.display())
             });
             lines.push(format!(
                 "{}{host} as {user}: {}{cond}",

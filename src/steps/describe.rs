@@ -2,6 +2,7 @@
 //! command prints, the wizard shows and the journal keeps (`StepInfo`).
 
 use super::{command, dns, health, media, redis, services, transfer};
+use crate::config::Install;
 use crate::plan::{Plan, ROLLBACK, StepInfo};
 use crate::profile::template::Vars;
 use crate::profile::{HostSel, PreflightBody, StepBody, StepKind, StepSpec};
@@ -44,12 +45,19 @@ pub(crate) fn describe(step: &StepSpec, plan: &Plan, vars: &Vars) -> Vec<String>
 
 fn describe_preflight(step: &PreflightBody, plan: &Plan, vars: &Vars) -> Vec<String> {
     let mut lines = vec![format!(
-        "on {} and {}: ssh, tools, PostgreSQL versions, disk space, target database and role, app directory, {} and app versions, systemd units{}",
+        "on {} and {}: ssh, tools, PostgreSQL versions, disk space, target database and role, app directory, {} and app versions, {}{}",
         plan.source,
         plan.target,
         step.env_file
             .as_deref()
             .map_or_else(|| "config".into(), |f| vars.render_lenient(f)),
+        match (plan.install(true), plan.install(false)) {
+            (Install::Systemd, Install::Systemd) => "systemd units",
+            (Install::Compose(_), Install::Compose(_)) => {
+                "the compose stacks (services, storage, restart policies, images)"
+            }
+            _ => "systemd units and the compose stack",
+        },
         if plan.kinds.contains(&StepKind::Redis) {
             ", Redis"
         } else {

@@ -126,9 +126,7 @@ impl<'a> Measurer<'a> {
         let vars = &self.ctx.vars;
         let mut argvs = Vec::new();
         for c in &step.commands {
-            if let Some(w) = c.when()
-                && !vars.condition(w).unwrap_or(true)
-            {
+            if !vars.all_hold(&c.conditions()).unwrap_or(true) {
                 continue;
             }
             let Ok(argv) = vars.render_argv(c.argv()) else {

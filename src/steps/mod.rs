@@ -181,6 +181,7 @@ pub(crate) async fn execute(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> S
 pub(crate) fn describe_undo(step: &StepSpec, plan: &crate::plan::Plan, vars: &Vars) -> Vec<String> {
     match &step.body {
         StepBody::Services(s) => services::describe_undo(step, s, plan, vars),
+        StepBody::Redis(r) => redis::describe_undo(&step.id, r, plan, vars),
         _ => command::describe_undo(step, plan, vars),
     }
 }
@@ -189,6 +190,7 @@ pub(crate) fn describe_undo(step: &StepSpec, plan: &crate::plan::Plan, vars: &Va
 pub(crate) async fn undo(step: &StepSpec, ctx: &RunCtx, io: &StepIo) -> Vec<String> {
     match &step.body {
         StepBody::Services(s) => services::undo(step, s, ctx, io).await,
+        StepBody::Redis(r) => redis::undo(&step.id, r, ctx, io).await,
         _ => command::undo(step, ctx, io).await,
     }
 }

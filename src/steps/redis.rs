@@ -10,10 +10,10 @@ use super::{Done, StepFailure, StepResult, run_checked, run_quiet_checked};
 use crate::events::Stream;
 use crate::plan::Plan;
 use crate::profile::RedisBody;
-use crate::profile::template::Vars;
+use crate::profile::template::{TemplateError, Vars};
 use crate::remote::{Host, RemoteCommand, Role, RunAs};
-use crate::runtime::Place;
-use crate::runtime::{cache, services};
+use crate::runtime::services::Manager;
+use crate::runtime::{Place, Runtime, cache};
 use crate::steps::ctx::{RunCtx, StepIo};
 
 async fn cli(h: &Host, at: &Place, port: &str, args: &[&str]) -> Result<String, StepFailure> {
@@ -78,22 +78,63 @@ async fn wait_loaded(dst: &Host, at: &Place, port: &str) -> Result<(), StepFailu
     Ok(())
 }
 
+/// Redis's service on a host: the profile's unit, or the stack's Redis.
+fn names(
+    step: &RedisBody,
+    rt: &Runtime,
+    render: impl Fn(&str) -> Result<String, TemplateError>,
+) -> Result<Vec<String>, TemplateError> {
+    Ok(match rt.services {
+        Manager::Systemd => vec![render(&step.service)?],
+        Manager::Compose(..) => rt.roles.get("redis").cloned().into_iter().collect(),
+    })
+}
+
+/// Stops or starts Redis on a host through whatever runs it there.
+async fn stop_or_start(
+    h: &Host,
+    rt: &Runtime,
+    names: &[String],
+    stop: bool,
+    io: &StepIo,
+) -> Result<(), StepFailure> {
+    let cmds = if stop {
+        rt.services.stop(names)
+    } else {
+        rt.services.start(names)
+    };
+    for cmd in cmds {
+        io.output(Stream::Stdout, format!("{}$ {}", h.name(), cmd.display()));
+        run_checked(h, &cmd, io).await?;
+    }
+    Ok(())
+}
+
 pub async fn run(step: &RedisBody, ctx: &mut RunCtx, io: &StepIo) -> StepResult {
-    let service = ctx.vars.render(&step.service)?;
-    let (src_at, dst_at) = (
-        ctx.runtime(Role::Source).cache,
-        ctx.runtime(Role::Target).cache,
+    let (src_rt, dst_rt) = (ctx.runtime(Role::Source), ctx.runtime(Role::Target));
+    let (src_names, dst_names) = (
+        names(step, &src_rt, |t| ctx.vars.render(t))?,
+        names(step, &dst_rt, |t| ctx.vars.render(t))?,
     );
+    let (src_at, dst_at) = (src_rt.cache.clone(), dst_rt.cache.clone());
     ctx.connect().await?;
     let facts = ctx.facts.clone();
     let hosts = ctx.connected()?;
     let (src, dst) = (&hosts.source, &hosts.target);
-    let (Some(from), Some(to)) = (facts.source_rdb, facts.target_rdb) else {
+    let port = facts.redis_port.as_str();
+    // A new stack's Redis did not run at preflight: its storage is known now.
+    let target_rdb = match facts.target_rdb {
+        Some(t) => Some(t),
+        None => cache::info(dst, &dst_at, port)
+            .await
+            .ok()
+            .and_then(|i| i.dump_file),
+    };
+    let (Some(from), Some(to)) = (facts.source_rdb, target_rdb) else {
         return Err(StepFailure::new(
             "preflight did not find where Redis keeps its data on both hosts",
         ));
     };
-    let port = facts.redis_port.as_str();
 
     let (keys, persistent) = key_counts(src, &src_at, port).await?;
     let saved = cli(src, &src_at, port, &["SAVE"]).await?;
@@ -110,14 +151,18 @@ pub async fn run(step: &RedisBody, ctx: &mut RunCtx, io: &StepIo) -> StepResult 
             src.name()
         ),
     );
-    for h in [src, dst] {
-        let stop = services::verb("stop", &service);
-        io.output(Stream::Stdout, format!("{}$ {}", h.name(), stop.display()));
-        run_checked(h, &stop, io).await?;
-    }
+    stop_or_start(src, &src_rt, &src_names, true, io).await?;
+    stop_or_start(dst, &dst_rt, &dst_names, true, io).await?;
+    // A container's Redis owns its file by number (the image's uid), which
+    // need not have a name on the host; a host's Redis by its user's name.
+    let format = if matches!(dst_rt.services, Manager::Compose(..)) {
+        "%a %u:%g"
+    } else {
+        "%a %U:%G"
+    };
     let owner = run_quiet_checked(
         src,
-        &RemoteCommand::new(RunAs::Root, ["stat", "-c", "%a %U:%G", "--", from.as_str()]),
+        &RemoteCommand::new(RunAs::Root, ["stat", "-c", format, "--", from.as_str()]),
     )
     .await?
     .stdout;
@@ -139,12 +184,7 @@ pub async fn run(step: &RedisBody, ctx: &mut RunCtx, io: &StepIo) -> StepResult 
         io,
     )
     .await?;
-    let start = services::verb("start", &service);
-    io.output(
-        Stream::Stdout,
-        format!("{}$ {}", dst.name(), start.display()),
-    );
-    run_checked(dst, &start, io).await?;
+    stop_or_start(dst, &dst_rt, &dst_names, false, io).await?;
 
     wait_loaded(dst, &dst_at, port).await?;
     let (loaded, loaded_persistent) = key_counts(dst, &dst_at, port).await?;
@@ -168,26 +208,97 @@ pub async fn run(step: &RedisBody, ctx: &mut RunCtx, io: &StepIo) -> StepResult 
     Ok(Done::Completed)
 }
 
+/// Each host's stop or start of Redis, as the plan shows it.
+fn planned(step: &RedisBody, plan: &Plan, vars: &Vars, source: bool, stop: bool) -> String {
+    let rt = Runtime::planned(plan, source);
+    let names = names(step, &rt, |t| Ok(vars.render_lenient(t))).unwrap_or_default();
+    let cmds = if stop {
+        rt.services.stop(&names)
+    } else {
+        rt.services.start(&names)
+    };
+    cmds.iter()
+        .map(RemoteCommand::display)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 pub(crate) fn describe(step: &RedisBody, plan: &Plan, vars: &Vars) -> Vec<String> {
-    let service = vars.render_lenient(&step.service);
-    vec![
-        format!("{}: redis-cli INFO keyspace; redis-cli SAVE", plan.source),
-        format!(
-            "{} and {}: {}",
-            plan.source,
-            plan.target,
-            services::verb("stop", &service).display()
-        ),
-        format!(
-            "dump.rdb {} -> {} through this machine, sha256 compared",
-            plan.source, plan.target
-        ),
-        format!(
-            "{}: {}; every key without an expiry must be there",
-            plan.target,
-            services::verb("start", &service).display()
-        ),
-    ]
+    let (stop_src, stop_dst) = (
+        planned(step, plan, vars, true, true),
+        planned(step, plan, vars, false, true),
+    );
+    let stops = if stop_src == stop_dst {
+        vec![format!("{} and {}: {stop_src}", plan.source, plan.target)]
+    } else {
+        vec![
+            format!("{}: {stop_src}", plan.source),
+            format!("{}: {stop_dst}", plan.target),
+        ]
+    };
+    let mut lines = vec![format!(
+        "{}: redis-cli INFO keyspace; redis-cli SAVE",
+        plan.source
+    )];
+    lines.extend(stops);
+    lines.push(format!(
+        "dump.rdb {} -> {} through this machine, sha256 compared",
+        plan.source, plan.target
+    ));
+    lines.push(format!(
+        "{}: {}; every key without an expiry must be there",
+        plan.target,
+        planned(step, plan, vars, false, false)
+    ));
+    lines
+}
+
+/// What a rollback runs for the step: Redis started on both hosts.
+pub(crate) fn describe_undo(id: &str, step: &RedisBody, plan: &Plan, vars: &Vars) -> Vec<String> {
+    if !step.undo {
+        return Vec::new();
+    }
+    [(true, &plan.source), (false, &plan.target)]
+        .into_iter()
+        .map(|(source, host)| {
+            format!(
+                "{host} as root: {}   (undoes '{id}')",
+                planned(step, plan, vars, source, false)
+            )
+        })
+        .collect()
+}
+
+/// Starts Redis on both hosts again; returns what failed.
+pub(crate) async fn undo(id: &str, step: &RedisBody, ctx: &RunCtx, io: &StepIo) -> Vec<String> {
+    if !step.undo {
+        return Vec::new();
+    }
+    let Ok(hosts) = ctx.connected() else {
+        return vec!["not connected to the hosts: nothing could be undone".into()];
+    };
+    let mut problems = Vec::new();
+    for role in [Role::Source, Role::Target] {
+        let h = hosts.get(role);
+        let rt = ctx.runtime(role);
+        let names = match names(step, &rt, |t| ctx.vars.render(t)) {
+            Ok(n) => n,
+            Err(e) => {
+                problems.push(format!("undoing '{id}': {e}"));
+                continue;
+            }
+        };
+        for cmd in rt.services.start(&names) {
+            io.output(
+                Stream::Stdout,
+                format!("{}$ {}   (undoes '{id}')", h.name(), cmd.display()),
+            );
+            if let Err(f) = run_checked(h, &cmd, io).await {
+                problems.push(f.message);
+            }
+        }
+    }
+    problems
 }
 
 #[cfg(test)]
