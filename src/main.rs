@@ -463,8 +463,8 @@ fn plan_command(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn check_command(config: &Path) -> Result<ExitCode, UsageError> {
-    let (config, plan) = load(config)?;
+async fn check_command(config_path: &Path) -> Result<ExitCode, UsageError> {
+    let (config, plan) = load(config_path)?;
     init_log(&config.app.domain);
     let now = jiff::Timestamp::now();
     let handle = engine::start(
@@ -484,13 +484,12 @@ async fn check_command(config: &Path) -> Result<ExitCode, UsageError> {
         rollback: false,
     };
     let (state, _) = headless::run(handle, options).await;
-    let compose = [&config.source_install, &config.target_install]
-        .iter()
-        .any(|i| matches!(i, hikkoshi::config::Install::Compose(_)));
+    // What `plan` and `run` would refuse, `check` still reads.
+    let movable = load_plannable(config_path).is_ok();
     if state.outcome == Some(RunOutcome::Succeeded) {
-        if compose {
+        if !movable {
             println!(
-                "checked: nothing stands in the way on {} and {}; this version of hikkoshi reads Docker Compose stacks but does not move them yet",
+                "checked: nothing stands in the way on {} and {}; this version of hikkoshi moves a Docker Compose stack only into a stack in the same directory on the new host",
                 plan.source, plan.target
             );
         } else {
@@ -519,7 +518,7 @@ async fn run_command(
     on_failure: OnFailure,
     resume: bool,
 ) -> Result<ExitCode, UsageError> {
-    let (config, plan) = load_movable(&config, "move")?;
+    let (config, plan) = load_plannable(&config)?;
     let wizard = wizard_wanted(headless)?;
     init_log(&config.app.domain);
     let now = jiff::Timestamp::now();

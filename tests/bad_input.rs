@@ -497,11 +497,11 @@ fn a_bad_config_is_refused_and_touches_nothing(
     );
 }
 
-/// A compose stack can be checked and planned, but this version does not
-/// move one yet, nor plan a move between install kinds: refused before
+/// A compose stack moves only into a stack in the same directory in this
+/// version, and is not rehearsed yet: anything else is refused before
 /// anything connects.
 #[test]
-fn a_compose_install_is_not_moved_by_this_version() {
+fn compose_moves_this_version_cannot_make_are_refused() {
     let env = Env::new();
     let config = with(
         "ssh = \"old\"",
@@ -510,17 +510,19 @@ fn a_compose_install_is_not_moved_by_this_version() {
     env.write("migration.toml", &config);
     let before = env.tree();
     let mut seen = Vec::new();
-    let out = env.run(&["plan", "--config", "migration.toml"]);
-    assert_eq!(out.code, Some(2), "{}", out.text());
-    assert!(
-        out.stderr.contains("[source] is a Docker Compose stack and [target] a systemd install: this version moves between installs of the same kind only"),
-        "{}",
-        out.text()
-    );
-    seen.push(format!(
-        "--- hikkoshi plan --config migration.toml\n{}",
-        out.text()
-    ));
+    for args in [
+        &["plan", "--config", "migration.toml"][..],
+        &["run", "--config", "migration.toml", "--headless", "--yes"],
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.code, Some(2), "{}", out.text());
+        assert!(
+            out.stderr.contains("[source] is a Docker Compose stack and [target] a systemd install: this version moves between installs of the same kind only"),
+            "{}",
+            out.text()
+        );
+        seen.push(format!("--- hikkoshi {}\n{}", args.join(" "), out.text()));
+    }
     let two = config.replace("ssh = \"new\"", "ssh = \"new\"\ncompose = \"/home/m/live\"");
     assert_ne!(two, config);
     env.write("migration.toml", &two);
@@ -537,17 +539,15 @@ fn a_compose_install_is_not_moved_by_this_version() {
         out.text()
     ));
     env.write("migration.toml", &config);
-    for args in [
-        &["run", "--config", "migration.toml", "--headless", "--yes"][..],
-        &[
+    {
+        let args = [
             "rehearse",
             "--config",
             "migration.toml",
             "--headless",
             "--yes",
-        ],
-    ] {
-        let out = env.run(args);
+        ];
+        let out = env.run(&args);
         assert_eq!(out.code, Some(2), "{}", out.text());
         assert!(
             out.stderr

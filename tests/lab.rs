@@ -3048,7 +3048,7 @@ fn check_reads_a_compose_stack_and_changes_nothing() {
         "old: source database: 'mastodon_production'",
         "old: redis: 7.0.15, data in /var/lib/docker/volumes/",
         "old: app image: hikkoshi-lab/mastodon:v4.3.2, built on the source",
-        "does not move them yet",
+        "ready: social.example.net can move from old to new",
     ] {
         assert!(run.stdout.contains(said), "says {said:?}:\n{}", run.show());
     }
@@ -3097,5 +3097,333 @@ fn check_reads_a_compose_stack_and_changes_nothing() {
         run.show()
     );
     assert_eq!(old_containers(), containers);
+    reset();
+}
+
+/// `docker exec -i [-u USER] CONTAINER` for a service of the lab's stack on
+/// `host`, its container found by compose's labels.
+fn in_service(host: &str, service: &str, user: Option<&str>) -> Vec<String> {
+    let id = exec_ok(
+        host,
+        &[
+            "docker",
+            "ps",
+            "-q",
+            "--filter",
+            "label=com.docker.compose.project=mastodon",
+            "--filter",
+            &format!("label=com.docker.compose.service={service}"),
+        ],
+    );
+    let id = id.lines().next().unwrap_or("").trim().to_string();
+    assert!(!id.is_empty(), "no running '{service}' container on {host}");
+    let mut argv: Vec<String> = vec!["docker".into(), "exec".into(), "-i".into()];
+    if let Some(u) = user {
+        argv.extend(["-u".into(), u.into()]);
+    }
+    argv.push(id);
+    argv
+}
+
+/// psql in a stack's database container, the SQL through stdin.
+fn stack_psql(host: &str, db: &str, sql: &str) -> String {
+    let mut argv = in_service(host, "db", Some("postgres"));
+    argv.extend(
+        [
+            "psql",
+            "-XAtq",
+            "-F",
+            "|",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            db,
+        ]
+        .map(String::from),
+    );
+    let mut child = Command::new(lab_script("exec"))
+        .arg(host)
+        .args(&argv)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("psql");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(sql.as_bytes()).expect("write sql");
+    }
+    let out = child.wait_with_output().expect("psql output");
+    assert!(
+        out.status.success(),
+        "psql in {host}'s stack failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every table of a stack's database by content, the lab's heartbeat table
+/// only up to `beats` (the new stack's Sidekiq writes its own after the move).
+fn stack_digest(host: &str, beats: i64) -> BTreeMap<String, String> {
+    let sql = format!(
+        r"SELECT format('SELECT %L, count(*), md5(coalesce(string_agg(t::text, E''\n'' ORDER BY t::text), '''')) FROM %I.%I t %s', n.nspname || '.' || c.relname, n.nspname, c.relname, CASE WHEN c.relname = 'hikkoshi_lab_heartbeats' THEN 'WHERE id <= {beats}' ELSE '' END)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_toast%'
+ORDER BY 1
+\gexec"
+    );
+    stack_psql(host, "mastodon_production", &sql)
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.split_once('|')?;
+            Some((name.to_string(), rest.to_string()))
+        })
+        .collect()
+}
+
+/// Names, kinds, modes, numeric owners, sizes and contents of a tree on a host.
+fn remote_tree(host: &str, dir: &str) -> String {
+    exec_ok(
+        host,
+        &[
+            "sh",
+            "-c",
+            r#"cd "$1" && find . -printf '%p %y %m %U:%G %s\n' | sort && find . -type f -exec sha256sum {} + | sort -k2"#,
+            "sh",
+            dir,
+        ],
+    )
+}
+
+/// Redis of a stack, as text that compares, without the stand-in Sidekiq's
+/// own counter (the new stack's Sidekiq counts on after the move).
+fn stack_redis(host: &str) -> BTreeMap<String, String> {
+    let cli = in_service(host, "redis", None);
+    let run = |args: &[&str]| {
+        let mut argv: Vec<&str> = cli.iter().map(String::as_str).collect();
+        argv.push("redis-cli");
+        argv.extend(args);
+        exec_ok(host, &argv)
+    };
+    let mut out = BTreeMap::new();
+    for key in run(&["--scan"]).lines().filter(|k| !k.is_empty()) {
+        if key == "hikkoshi:lab:sidekiq:beats" {
+            continue;
+        }
+        let kind = run(&["TYPE", key]).trim().to_string();
+        let value = match kind.as_str() {
+            "string" => run(&["GET", key]),
+            "list" => run(&["LRANGE", key, "0", "-1"]),
+            "zset" => run(&["ZRANGE", key, "0", "-1", "WITHSCORES"]),
+            _ => {
+                let mut m: Vec<String> =
+                    run(&[if kind == "set" { "SMEMBERS" } else { "HGETALL" }, key])
+                        .lines()
+                        .map(String::from)
+                        .collect();
+                m.sort();
+                m.join("\n")
+            }
+        };
+        out.insert(key.to_string(), format!("{kind}: {value}"));
+    }
+    out
+}
+
+/// Every volume and container of old's stack, by id.
+fn old_stack_inventory() -> (String, String) {
+    let containers = exec_ok(
+        "old",
+        &[
+            "docker",
+            "ps",
+            "-aq",
+            "--no-trunc",
+            "--filter",
+            "label=com.docker.compose.project=mastodon",
+        ],
+    );
+    let volumes = exec_ok("old", &["docker", "volume", "ls", "-q"]);
+    (containers, volumes)
+}
+
+#[test]
+#[ignore = "needs root and the lab: tests/lab/up"]
+fn a_compose_stack_moves_with_zero_differences_and_the_old_one_stays_down() {
+    let _guard = lock();
+    let lab = lab();
+    reset();
+    let config = compose_config(&lab, "");
+    // The lab's stacks publish the web service on 3100 (the host's systemd
+    // Mastodon has 3000).
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        format!("{text}\n[vars]\nhealth_url = \"http://127.0.0.1:3100/health\"\n"),
+    )
+    .expect("write config");
+    let (containers, volumes) = old_stack_inventory();
+    let env_before = exec_ok("old", &["sha256sum", "/srv/mastodon/.env.production"]);
+    let compose_before = exec_ok("old", &["sha256sum", "/srv/mastodon/docker-compose.yml"]);
+    // Old's Redis stops with the move; what it held (but the stand-in
+    // Sidekiq's counter) does not change while it runs.
+    let redis_before = stack_redis("old");
+    assert!(redis_before.len() > 3, "old's Redis looks unseeded");
+
+    let run = hikkoshi(&[
+        "run",
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--headless",
+        "--yes",
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.show());
+
+    // Old: every container and volume still there, stopped, restart policy
+    // off, its data unchanged by the move.
+    assert_eq!(old_stack_inventory(), (containers.clone(), volumes));
+    let states = exec_ok(
+        "old",
+        &[
+            "docker",
+            "ps",
+            "-a",
+            "--filter",
+            "label=com.docker.compose.project=mastodon",
+            "--format",
+            "{{.Label \"com.docker.compose.service\"}} {{.State}}",
+        ],
+    );
+    for line in states.lines() {
+        let (service, state) = line.split_once(' ').expect("service state");
+        let expect = if service == "web"
+            || service == "sidekiq"
+            || service == "streaming"
+            || service == "redis"
+        {
+            "exited"
+        } else {
+            "running"
+        };
+        assert_eq!(state, expect, "old's {service}:\n{states}");
+    }
+    for id in containers.lines() {
+        let policy = exec_ok(
+            "old",
+            &[
+                "docker",
+                "inspect",
+                "-f",
+                "{{.HostConfig.RestartPolicy.Name}}",
+                id,
+            ],
+        );
+        assert_eq!(policy.trim(), "no", "old container {id} would come back");
+    }
+
+    // The database by content (the heartbeats old's Sidekiq wrote before it
+    // stopped), ownership, sequences.
+    let beats: i64 = stack_psql(
+        "old",
+        "mastodon_production",
+        "SELECT coalesce(max(id), 0) FROM hikkoshi_lab_heartbeats",
+    )
+    .trim()
+    .parse()
+    .expect("heartbeat id");
+    assert!(beats > 0, "old's Sidekiq wrote heartbeats");
+    let old_db = stack_digest("old", beats);
+    assert!(old_db.len() > 100, "{} tables", old_db.len());
+    assert_eq!(
+        old_db,
+        stack_digest("new", beats),
+        "tables differ between old and new"
+    );
+    let foreign = stack_psql(
+        "new",
+        "mastodon_production",
+        "SELECT n.nspname || '.' || c.relname || ' ' || pg_get_userbyid(c.relowner) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r','p','S','v','m') AND n.nspname NOT IN ('pg_catalog','information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' \
+         AND pg_get_userbyid(c.relowner) <> 'mastodon'",
+    );
+    assert_eq!(foreign.trim(), "", "objects not owned by mastodon on new");
+
+    // Files: media with their numeric owners, the env file and compose file byte for byte.
+    assert_eq!(
+        remote_tree("old", "/srv/mastodon/public/system"),
+        remote_tree("new", "/srv/mastodon/public/system"),
+        "media differ"
+    );
+    assert_eq!(
+        exec_ok("new", &["sha256sum", "/srv/mastodon/.env.production"]),
+        env_before
+    );
+    assert_eq!(
+        exec_ok("old", &["sha256sum", "/srv/mastodon/.env.production"]),
+        env_before
+    );
+    assert_eq!(
+        exec_ok("new", &["sha256sum", "/srv/mastodon/docker-compose.yml"]),
+        compose_before
+    );
+
+    // New: persisted storage for the database and Redis, the app healthy.
+    let mounts = exec_ok(
+        "new",
+        &[
+            "docker",
+            "compose",
+            "--project-directory",
+            "/srv/mastodon",
+            "-p",
+            "mastodon",
+            "config",
+        ],
+    );
+    assert!(mounts.contains("/srv/mastodon/postgres"), "{mounts}");
+    assert!(mounts.contains("/srv/mastodon/redis"), "{mounts}");
+    assert_eq!(
+        exec_ok("new", &["test", "-s", "/srv/mastodon/postgres/PG_VERSION"]).trim(),
+        ""
+    );
+    assert_eq!(redis_before, stack_redis("new"), "Redis content differs");
+    let health = exec_ok("new", &["curl", "-fsS", "http://127.0.0.1:3100/health"]);
+    assert!(health.contains("OK"), "{health}");
+    assert!(!run.stdout.contains("SECRET_KEY_BASE="), "{}", run.show());
+
+    // A reboot of old's Docker: the old instance stays down (002's hazard:
+    // `restart: always` brought it back and it federated twice).
+    let restart = Command::new(lab_script("docker/hostd"))
+        .args(["restart", "old"])
+        .output()
+        .expect("restart old's dockerd");
+    assert!(
+        restart.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restart.stderr)
+    );
+    let running = exec_ok(
+        "old",
+        &[
+            "docker",
+            "ps",
+            "--filter",
+            "label=com.docker.compose.project=mastodon",
+            "--format",
+            "{{.Label \"com.docker.compose.service\"}}",
+        ],
+    );
+    for app in ["web", "sidekiq", "streaming"] {
+        assert!(
+            !running.lines().any(|s| s == app),
+            "old's {app} came back after Docker restarted:\n{running}"
+        );
+    }
+    assert_eq!(
+        old_stack_inventory().0,
+        containers,
+        "old's containers all kept"
+    );
     reset();
 }

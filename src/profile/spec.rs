@@ -19,6 +19,7 @@ pub enum StepKind {
     Health,
     Dns,
     Services,
+    Stack,
 }
 
 impl StepKind {
@@ -33,6 +34,7 @@ impl StepKind {
             StepKind::Health => "health",
             StepKind::Dns => "dns",
             StepKind::Services => "services",
+            StepKind::Stack => "stack",
         }
     }
 }

@@ -54,6 +54,9 @@ pub enum StepBody {
     Health(HealthBody),
     Dns,
     Services(ServicesBody),
+    /// The new host's compose stack made ready (files, storage, images,
+    /// database and Redis started).
+    Stack,
 }
 
 /// What a `services` step does to the app's services, whichever manager
@@ -250,6 +253,7 @@ impl StepSpec {
                 pinned: r.pinned,
             }),
             StepKind::Dns => StepBody::Dns,
+            StepKind::Stack => StepBody::Stack,
             StepKind::Services => {
                 let action = r
                     .action
@@ -300,6 +304,7 @@ impl StepSpec {
             StepBody::Redis(_) => StepKind::Redis,
             StepBody::Health(_) => StepKind::Health,
             StepBody::Dns => StepKind::Dns,
+            StepBody::Stack => StepKind::Stack,
             StepBody::Services(_) => StepKind::Services,
         }
     }
@@ -385,7 +390,7 @@ impl StepSpec {
             }
             StepBody::Redis(x) => t.push(&x.service),
             StepBody::Health(x) => t.push(&x.url),
-            StepBody::Verify | StepBody::Dns | StepBody::Services(_) => {}
+            StepBody::Verify | StepBody::Dns | StepBody::Services(_) | StepBody::Stack => {}
         }
         t.extend(singles.into_iter().flatten().map(String::as_str));
         t.extend(lists.into_iter().flatten().map(String::as_str));

@@ -136,7 +136,7 @@ fn keys_of(kind: StepKind) -> (&'static [&'static str], &'static [&'static str])
             ],
             &["paths", "user"],
         ),
-        StepKind::Verify | StepKind::Dns => (&[], &[]),
+        StepKind::Verify | StepKind::Dns | StepKind::Stack => (&[], &[]),
         StepKind::Redis => (&["service"], &["service"]),
         StepKind::Health => (&["url", "pinned"], &["url"]),
         StepKind::Services => (

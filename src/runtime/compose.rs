@@ -432,6 +432,104 @@ pub(crate) fn parse_inspect(json: &str) -> Result<Vec<Container>, String> {
         .collect())
 }
 
+/// Where the database and Redis images keep their data, by role, and the
+/// directory beside the compose file that keeps it when hikkoshi persists it.
+pub const DATA_PATHS: [(&str, &str, &str); 2] = [
+    ("database", "/var/lib/postgresql/data", "postgres"),
+    ("redis", "/data", "redis"),
+];
+
+/// Whether a mount at `mount` holds `path`.
+pub fn covers(mount: &str, path: &str) -> bool {
+    let m = mount.trim_end_matches('/');
+    path == m || path.starts_with(&format!("{m}/"))
+}
+
+/// The files of a project directory that make the stack on another host:
+/// the compose files compose reads by default (with their overrides) and
+/// compose's own `.env`, the ones that exist, one per line. $1: the directory.
+pub const STACK_FILES: &str = r#"cd "$1" || exit
+for f in compose.yaml compose.yml docker-compose.yml docker-compose.yaml \
+    compose.override.yaml compose.override.yml docker-compose.override.yml docker-compose.override.yaml .env; do
+  [ -f "$f" ] && printf '%s\n' "$f"
+done
+exit 0"#;
+
+/// The env files a compose file's services name (`env_file:`), as paths on
+/// its host. Read from the file itself: v1's `config` inlines them.
+pub fn env_files_in(yaml: &str, dir: &str) -> Vec<String> {
+    let Ok(docs) = YamlLoader::load_from_str(yaml) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for doc in &docs {
+        let Yaml::Hash(services) = &doc["services"] else {
+            continue;
+        };
+        for s in services.values() {
+            let named: Vec<String> = match &s["env_file"] {
+                Yaml::Array(a) => a
+                    .iter()
+                    .filter_map(|e| text(e).or_else(|| text(&e["path"])))
+                    .collect(),
+                other => text(other).into_iter().collect(),
+            };
+            for f in named {
+                let abs = absolute_files(dir, std::slice::from_ref(&f))
+                    .pop()
+                    .unwrap_or(f);
+                if !out.contains(&abs) {
+                    out.push(abs);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The override file compose reads beside the base file `base` by default.
+pub fn override_for(base: &str) -> Option<&'static str> {
+    Some(match base {
+        "compose.yaml" => "compose.override.yaml",
+        "compose.yml" => "compose.override.yml",
+        "docker-compose.yml" => "docker-compose.override.yml",
+        "docker-compose.yaml" => "docker-compose.override.yaml",
+        _ => return None,
+    })
+}
+
+/// `docker image inspect -f {{.Id}} IMAGE`: whether the host has it.
+pub async fn image_id(h: &impl Shell, image: &str) -> Result<Option<String>, RemoteError> {
+    let out = answer(
+        h,
+        [
+            "docker",
+            "image",
+            "inspect",
+            "-f",
+            "{{.Id}} {{.Size}}",
+            "--",
+            image,
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await?;
+    Ok(out
+        .success()
+        .then(|| out.stdout.trim().to_string())
+        .filter(|s| !s.is_empty()))
+}
+
+/// `docker save IMAGE` on one host, read by `docker load` on another.
+pub fn save(image: &str) -> RemoteCommand {
+    RemoteCommand::new(RunAs::Root, ["docker", "save", "--", image])
+}
+
+pub fn load() -> RemoteCommand {
+    RemoteCommand::new(RunAs::Root, ["docker", "load", "-q"])
+}
+
 async fn answer(h: &impl Shell, argv: Vec<String>) -> Result<Finished, RemoteError> {
     h.run_quiet(&RemoteCommand::new(RunAs::Root, argv)).await
 }

@@ -54,6 +54,16 @@ pub enum PsqlError {
     },
 }
 
+/// An SQL identifier, quoted.
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// An SQL string literal.
+pub(crate) fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 pub(crate) async fn query<S: Shell>(
     host: &S,
     at: &Place,

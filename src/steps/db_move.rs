@@ -50,6 +50,10 @@ pub struct Measured {
     pub link: Option<f64>,
     /// Whether both hosts have room for a dump of the database.
     pub room_for_dump: bool,
+    /// Which hosts run compose stacks: their tools run in containers, which
+    /// cannot write a dump directory on the host, and a restore there reads
+    /// the dump through its stdin, with one job.
+    pub stacks: (bool, bool),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -74,9 +78,14 @@ pub(crate) fn compression_for(link: Option<f64>) -> u8 {
 
 pub(crate) fn decide(m: &Measured) -> Choice {
     let compress = compression_for(m.link);
+    let stack = m.stacks.0 || m.stacks.1;
     let (mode, why) = match m.asked {
         DbMove::File => (Mode::File, "as the config says".to_string()),
         DbMove::Stream => (Mode::Stream, "as the config says".to_string()),
+        DbMove::Parallel if stack => (
+            Mode::File,
+            "the config asks for parallel, which needs a dump directory on the host that a compose stack's tools cannot write: a file instead".to_string(),
+        ),
         DbMove::Parallel => (Mode::Parallel, "as the config says".to_string()),
         DbMove::Auto if !m.room_for_dump => (
             Mode::Stream,
@@ -86,6 +95,10 @@ pub(crate) fn decide(m: &Measured) -> Choice {
             Mode::File,
             "a small database: the dump stays on the old host until the restore is verified"
                 .to_string(),
+        ),
+        DbMove::Auto if stack => (
+            Mode::Stream,
+            "a large database and a compose stack, whose tools cannot dump or restore in parallel: a stream overlaps dump and restore".to_string(),
         ),
         DbMove::Auto if m.target_cores < 2 => (
             Mode::Stream,
@@ -105,7 +118,7 @@ pub(crate) fn decide(m: &Measured) -> Choice {
         } else {
             1
         },
-        restore_jobs: if mode == Mode::Stream {
+        restore_jobs: if mode == Mode::Stream || m.stacks.1 {
             1
         } else {
             jobs(m.target_cores)
@@ -190,6 +203,7 @@ mod tests {
 
     fn measured(asked: DbMove, db_mib: u64, cores: u32, link_mbs: f64, room: bool) -> Measured {
         Measured {
+            stacks: (false, false),
             asked,
             db_size: db_mib * 1024 * 1024,
             source_cores: cores,
@@ -219,6 +233,24 @@ mod tests {
             "{}",
             c.why
         );
+    }
+
+    /// A compose stack's tools run in containers: never a dump directory,
+    /// and a restore in one reads the dump through stdin with one job.
+    #[rstest::rstest]
+    #[case::small_db_into_a_stack((DbMove::Auto, 60), (true, true), (Mode::File, 1, 1))]
+    #[case::small_db_from_a_stack((DbMove::Auto, 60), (true, false), (Mode::File, 1, 4))]
+    #[case::large_db_streams((DbMove::Auto, 20_000), (false, true), (Mode::Stream, 1, 1))]
+    #[case::parallel_asked_is_a_file((DbMove::Parallel, 20_000), (true, true), (Mode::File, 1, 1))]
+    fn stacks_never_go_parallel(
+        #[case] given: (DbMove, u64),
+        #[case] stacks: (bool, bool),
+        #[case] expected: (Mode, u32, u32),
+    ) {
+        let mut m = measured(given.0, given.1, 4, 500.0, true);
+        m.stacks = stacks;
+        let c = decide(&m);
+        assert_eq!((c.mode, c.dump_jobs, c.restore_jobs), expected, "{}", c.why);
     }
 
     #[test]

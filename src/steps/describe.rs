@@ -1,7 +1,7 @@
 //! What each step will do, as people read it: the checklist the plan
 //! command prints, the wizard shows and the journal keeps (`StepInfo`).
 
-use super::{command, dns, health, media, redis, services, transfer};
+use super::{command, dns, health, media, redis, services, stack, transfer};
 use crate::config::Install;
 use crate::plan::{Plan, ROLLBACK, StepInfo};
 use crate::profile::template::Vars;
@@ -11,6 +11,7 @@ pub(crate) fn hosts_of(step: &StepSpec, plan: &Plan) -> Vec<String> {
     match &step.body {
         StepBody::Command(c) => plan.host_names(Some(c.host)),
         StepBody::Services(s) => plan.host_names(Some(s.host)),
+        StepBody::Stack => plan.host_names(Some(HostSel::Target)),
         StepBody::Health(h) if h.pinned => Vec::new(),
         StepBody::Health(_) => plan.host_names(Some(HostSel::Target)),
         StepBody::Dns => Vec::new(),
@@ -40,6 +41,7 @@ pub(crate) fn describe(step: &StepSpec, plan: &Plan, vars: &Vars) -> Vec<String>
         StepBody::Health(h) => health::describe(step, h, plan, vars),
         StepBody::Dns => dns::describe(plan),
         StepBody::Services(s) => services::describe(s, plan, vars, &user),
+        StepBody::Stack => stack::describe(plan),
     }
 }
 

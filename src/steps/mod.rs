@@ -15,6 +15,7 @@ pub mod misskey;
 pub mod preflight;
 pub mod redis;
 pub mod services;
+pub mod stack;
 pub mod transfer;
 pub mod verify;
 
@@ -169,6 +170,7 @@ pub(crate) async fn execute(step: &StepSpec, ctx: &mut RunCtx, io: &StepIo) -> S
         StepBody::Health(h) => health::run(step, h, ctx, io).await,
         StepBody::Dns => dns::run(step, ctx, io).await,
         StepBody::Services(s) => services::run(s, ctx, io).await,
+        StepBody::Stack => stack::run(ctx, io).await,
     };
     match result {
         Ok(Done::Completed) => StepOutcome::Succeeded,

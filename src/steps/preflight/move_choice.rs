@@ -4,7 +4,7 @@ use super::capacity::dump_size_estimate;
 use super::{Report, Settings};
 use crate::config::DbMove;
 use crate::events::CheckStatus::Pass;
-use crate::remote::{Host, RunAs};
+use crate::remote::{Host, Role, RunAs};
 use crate::steps::db_move;
 use crate::steps::{StepFailure, free_space};
 use crate::units::human_bytes;
@@ -38,8 +38,11 @@ pub(super) async fn choose_db_move(
         target_cores,
         link,
         room_for_dump,
+        stacks: (s.is_compose(Role::Source), s.is_compose(Role::Target)),
     });
+    let stack_target = s.is_compose(Role::Target);
     let said = explain(
+        stack_target,
         &mut choice,
         forced,
         from_backup,
@@ -54,6 +57,7 @@ pub(super) async fn choose_db_move(
 /// The choice in one line: what runs, on what was measured. A compression
 /// level the config gives replaces the measured one.
 fn explain(
+    stack_target: bool,
     choice: &mut db_move::Choice,
     forced: Option<u8>,
     from_backup: bool,
@@ -81,8 +85,13 @@ fn explain(
     } else {
         match choice.mode {
             db_move::Mode::File => format!(
-                "file: pg_dump -Fc -Z {}, moved with sha256 checks, pg_restore -j {}",
-                choice.compress, choice.restore_jobs
+                "file: pg_dump -Fc -Z {}, moved with sha256 checks, pg_restore {}",
+                choice.compress,
+                if choice.restore_jobs > 1 || !stack_target {
+                    format!("-j {}", choice.restore_jobs)
+                } else {
+                    "reading it through its stdin in the database's container".to_string()
+                }
             ),
             db_move::Mode::Stream => format!(
                 "stream: pg_dump -Fc -Z {} straight into pg_restore through this machine, no dump file",
@@ -149,6 +158,7 @@ mod tests {
         #[case] says: &str,
     ) {
         let said = explain(
+            false,
             &mut c,
             forced,
             from_backup,
@@ -165,7 +175,15 @@ mod tests {
 
     #[test]
     fn an_unmeasured_link_is_said() {
-        let said = explain(&mut choice(Mode::File, 6), None, false, 0, (1, 1), None);
+        let said = explain(
+            false,
+            &mut choice(Mode::File, 6),
+            None,
+            false,
+            0,
+            (1, 1),
+            None,
+        );
         assert!(said.contains("the link could not be measured"), "{said}");
     }
 }

@@ -535,9 +535,7 @@ pub(crate) fn create_schemas_sql(schemas: &[&String]) -> String {
         .join(" ")
 }
 
-pub(crate) fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+pub(crate) use crate::runtime::database::quote_ident;
 
 #[cfg(test)]
 mod tests {

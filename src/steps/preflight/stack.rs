@@ -42,9 +42,7 @@ impl Stack {
     }
 }
 
-/// Where the database and Redis images keep their data.
-const DATA_PATHS: [(&str, &str); 2] =
-    [("database", "/var/lib/postgresql/data"), ("redis", "/data")];
+use crate::runtime::compose::{DATA_PATHS, covers};
 
 /// Finds the stack on `h` and says what it found; None when there is no
 /// compose to talk to (a failure is noted).
@@ -219,7 +217,7 @@ fn is_anonymous(name: &str) -> bool {
 /// Where the database's and Redis's data live: what the source risks, and
 /// what the target must have before it may start.
 fn check_storage<S: Shell>(h: &S, stack: &Stack, r: &mut Report<'_>) {
-    for (role, path) in DATA_PATHS {
+    for (role, path, dir) in DATA_PATHS {
         let Some(service) = stack.service(role) else {
             continue;
         };
@@ -259,16 +257,11 @@ fn check_storage<S: Shell>(h: &S, stack: &Stack, r: &mut Report<'_>) {
                     h.name(),
                     "storage",
                     Fail,
-                    format!("'{service}' would keep {path} without persistent storage (the trap the old stack is in): add a volume for it under services.{service}.volumes, like '- ./{}:{path}'", if role == "database" { "postgres" } else { "redis" }),
+                    format!("'{service}' would keep {path} without persistent storage (the trap the old stack is in): add a volume for it under services.{service}.volumes, like '- ./{dir}:{path}'"),
                 );
             }
         }
     }
-}
-
-fn covers(mount: &str, path: &str) -> bool {
-    let m = mount.trim_end_matches('/');
-    path == m || path.starts_with(&format!("{m}/"))
 }
 
 /// `restart: always` brings a stopped stack back when Docker restarts.
