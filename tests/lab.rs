@@ -158,18 +158,17 @@ fn database_digest(host: &str) -> BTreeMap<String, String> {
 }
 
 fn database_digest_of(host: &str, db: &str) -> BTreeMap<String, String> {
-    let sql = r"SELECT format('SELECT %L, count(*), md5(coalesce(string_agg(t::text, E''\n'' ORDER BY t::text), '''')) FROM %I.%I t', n.nspname || '.' || c.relname, n.nspname, c.relname)
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_toast%'
-ORDER BY 1
-\gexec";
-    let mut child = Command::new(lab_script("exec"))
-        .args([
-            host,
-            "runuser",
-            "-u",
-            "postgres",
-            "--",
+    let runuser = ["runuser", "-u", "postgres", "--"]
+        .map(String::from)
+        .to_vec();
+    digest_with(host, runuser, db, None)
+}
+
+/// psql after `prefix` (runuser on a host, docker exec into a stack's
+/// container), the SQL through stdin.
+fn psql_with(host: &str, mut prefix: Vec<String>, db: &str, sql: &str) -> String {
+    prefix.extend(
+        [
             "psql",
             "-XAtq",
             "-F",
@@ -178,24 +177,29 @@ ORDER BY 1
             "ON_ERROR_STOP=1",
             "-d",
             db,
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("psql");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(sql.as_bytes()).expect("write sql");
-    }
-    let out = child.wait_with_output().expect("psql output");
-    assert!(
-        out.status.success(),
-        "digest on {host} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        ]
+        .map(String::from),
     );
-    String::from_utf8_lossy(&out.stdout)
+    exec_with_input(host, &prefix, sql)
+}
+
+/// Every table by row count and content digest; the lab's heartbeat table
+/// only up to id `beats` when given.
+fn digest_with(
+    host: &str,
+    prefix: Vec<String>,
+    db: &str,
+    beats: Option<i64>,
+) -> BTreeMap<String, String> {
+    let filter = beats.map_or_else(String::new, |b| format!("WHERE id <= {b}"));
+    let sql = format!(
+        r"SELECT format('SELECT %L, count(*), md5(coalesce(string_agg(t::text, E''\n'' ORDER BY t::text), '''')) FROM %I.%I t %s', n.nspname || '.' || c.relname, n.nspname, c.relname, CASE WHEN c.relname = 'hikkoshi_lab_heartbeats' THEN '{filter}' ELSE '' END)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_toast%'
+ORDER BY 1
+\gexec"
+    );
+    psql_with(host, prefix, db, &sql)
         .lines()
         .filter_map(|l| {
             let (name, rest) = l.split_once('|')?;
@@ -3127,37 +3131,28 @@ fn in_service(host: &str, service: &str, user: Option<&str>) -> Vec<String> {
 
 /// psql in a stack's database container, the SQL through stdin.
 fn stack_psql(host: &str, db: &str, sql: &str) -> String {
-    let mut argv = in_service(host, "db", Some("postgres"));
-    argv.extend(
-        [
-            "psql",
-            "-XAtq",
-            "-F",
-            "|",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            db,
-        ]
-        .map(String::from),
-    );
+    psql_with(host, in_service(host, "db", Some("postgres")), db, sql)
+}
+
+/// `argv` on a lab host with `input` as its stdin; its stdout.
+fn exec_with_input(host: &str, argv: &[String], input: &str) -> String {
     let mut child = Command::new(lab_script("exec"))
         .arg(host)
-        .args(&argv)
+        .args(argv)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("psql");
+        .expect("run on a lab host");
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(sql.as_bytes()).expect("write sql");
+        stdin.write_all(input.as_bytes()).expect("write stdin");
     }
-    let out = child.wait_with_output().expect("psql output");
+    let out = child.wait_with_output().expect("output");
     assert!(
         out.status.success(),
-        "psql in {host}'s stack failed: {}",
+        "on {host}: {argv:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -3166,20 +3161,12 @@ fn stack_psql(host: &str, db: &str, sql: &str) -> String {
 /// Every table of a stack's database by content, the lab's heartbeat table
 /// only up to `beats` (the new stack's Sidekiq writes its own after the move).
 fn stack_digest(host: &str, beats: i64) -> BTreeMap<String, String> {
-    let sql = format!(
-        r"SELECT format('SELECT %L, count(*), md5(coalesce(string_agg(t::text, E''\n'' ORDER BY t::text), '''')) FROM %I.%I t %s', n.nspname || '.' || c.relname, n.nspname, c.relname, CASE WHEN c.relname = 'hikkoshi_lab_heartbeats' THEN 'WHERE id <= {beats}' ELSE '' END)
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_toast%'
-ORDER BY 1
-\gexec"
-    );
-    stack_psql(host, "mastodon_production", &sql)
-        .lines()
-        .filter_map(|l| {
-            let (name, rest) = l.split_once('|')?;
-            Some((name.to_string(), rest.to_string()))
-        })
-        .collect()
+    digest_with(
+        host,
+        in_service(host, "db", Some("postgres")),
+        "mastodon_production",
+        Some(beats),
+    )
 }
 
 /// Names, kinds, modes, numeric owners, sizes and contents of a tree on a host.

@@ -302,19 +302,7 @@ pub(crate) async fn undo(step: &StepSpec, ctx: &RunCtx, io: &StepIo) -> Vec<Stri
                 }
             };
             let cmd = RemoteCommand::new(run_as.clone(), argv);
-            io.output(
-                Stream::Stdout,
-                format!(
-                    "{}$ {}   (undoes '{}')",
-                    host.name(),
-                    cmd.display(),
-                    step.id
-                ),
-            );
-            match run_checked(host, &cmd, io).await {
-                Ok(_) => {}
-                Err(f) => problems.push(f.message),
-            }
+            super::run_undo(host, &[cmd], &step.id, io, &mut problems).await;
         }
     }
     problems

@@ -197,6 +197,26 @@ pub(crate) async fn undo(step: &StepSpec, ctx: &RunCtx, io: &StepIo) -> Vec<Stri
     }
 }
 
+/// Runs a rollback's commands for step `id` on a host, past failures (each
+/// brings back a part of the old host); what failed goes into `problems`.
+pub(crate) async fn run_undo(
+    host: &crate::remote::Host,
+    cmds: &[RemoteCommand],
+    id: &str,
+    io: &StepIo,
+    problems: &mut Vec<String>,
+) {
+    for cmd in cmds {
+        io.output(
+            crate::events::Stream::Stdout,
+            format!("{}$ {}   (undoes '{id}')", host.name(), cmd.display()),
+        );
+        if let Err(f) = run_checked(host, cmd, io).await {
+            problems.push(f.message);
+        }
+    }
+}
+
 /// Runs a command and turns a non-zero exit into a failure naming host and command.
 pub(crate) async fn run_checked<S: Shell>(
     host: &S,

@@ -288,15 +288,7 @@ pub(crate) async fn undo(id: &str, step: &RedisBody, ctx: &RunCtx, io: &StepIo) 
                 continue;
             }
         };
-        for cmd in rt.services.start(&names) {
-            io.output(
-                Stream::Stdout,
-                format!("{}$ {}   (undoes '{id}')", h.name(), cmd.display()),
-            );
-            if let Err(f) = run_checked(h, &cmd, io).await {
-                problems.push(f.message);
-            }
-        }
+        super::run_undo(h, &rt.services.start(&names), id, io, &mut problems).await;
     }
     problems
 }

@@ -184,20 +184,7 @@ pub(crate) async fn undo(
                 continue;
             }
         };
-        for cmd in cmds {
-            io.output(
-                Stream::Stdout,
-                format!(
-                    "{}$ {}   (undoes '{}')",
-                    host.name(),
-                    cmd.display(),
-                    step.id
-                ),
-            );
-            if let Err(f) = run_checked(host, &cmd, io).await {
-                problems.push(f.message);
-            }
-        }
+        super::run_undo(host, &cmds, &step.id, io, &mut problems).await;
     }
     problems
 }
