@@ -445,6 +445,26 @@ pub fn covers(mount: &str, path: &str) -> bool {
     path == m || path.starts_with(&format!("{m}/"))
 }
 
+/// The data paths of the database and Redis services (by `roles`) that a
+/// resolved configuration keeps in no volume or host directory:
+/// (service, path, the directory hikkoshi would keep it in).
+pub fn unpersisted(
+    resolved: &Resolved,
+    roles: &BTreeMap<String, String>,
+) -> Vec<(String, &'static str, &'static str)> {
+    DATA_PATHS
+        .iter()
+        .filter_map(|(role, path, dir)| {
+            let service = roles.get(*role)?;
+            let spec = resolved.services.get(service)?;
+            let kept = spec.mounts.iter().any(|m| {
+                matches!(m.kind, MountKind::Bind | MountKind::Volume) && covers(&m.target, path)
+            });
+            (!kept).then(|| (service.clone(), *path, *dir))
+        })
+        .collect()
+}
+
 /// The files of a project directory that make the stack on another host:
 /// the compose files compose reads by default (with their overrides) and
 /// compose's own `.env`, the ones that exist, one per line. $1: the directory.

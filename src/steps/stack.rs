@@ -13,7 +13,7 @@ use super::transfer::{CopySpec, copy_file, relay};
 use super::{Done, StepFailure, StepResult, run_checked, run_quiet_checked};
 use crate::events::Stream;
 use crate::remote::{Host, RemoteCommand, RunAs};
-use crate::runtime::compose::{self, DATA_PATHS, MountKind, Project, Resolved};
+use crate::runtime::compose::{self, Project, Resolved};
 use crate::runtime::{Place, database};
 use crate::steps::ctx::{RunCtx, StepIo};
 use crate::steps::facts::StackFacts;
@@ -208,26 +208,6 @@ pub(crate) fn differing_keys(a: &str, b: &str) -> Vec<String> {
     keys
 }
 
-/// The data paths of the database and Redis services that the source's
-/// compose file keeps in no volume or host directory: (service, path, where).
-pub(crate) fn unpersisted(
-    resolved: &Resolved,
-    st: &StackFacts,
-) -> Vec<(String, &'static str, &'static str)> {
-    DATA_PATHS
-        .iter()
-        .filter_map(|(role, path, dir)| {
-            let service = st.roles.get(*role)?;
-            let spec = resolved.services.get(service)?;
-            let kept = spec.mounts.iter().any(|m| {
-                matches!(m.kind, MountKind::Bind | MountKind::Volume)
-                    && compose::covers(&m.target, path)
-            });
-            (!kept).then(|| (service.clone(), *path, *dir))
-        })
-        .collect()
-}
-
 /// The override that keeps each unpersisted data path in the project directory.
 pub(crate) fn override_yaml(missing: &[(String, &str, &str)]) -> String {
     let mut y = String::from(
@@ -252,7 +232,7 @@ async fn persist(
     base: Option<&str>,
     io: &StepIo,
 ) -> Result<(), StepFailure> {
-    let missing = unpersisted(resolved, from);
+    let missing = compose::unpersisted(resolved, &from.roles);
     if missing.is_empty() {
         return Ok(());
     }
@@ -307,7 +287,7 @@ async fn persist(
         }
     }
     let now = compose::resolved(dst, &to.project).await?;
-    let still = unpersisted(&now, to);
+    let still = compose::unpersisted(&now, &to.roles);
     if let Some((service, path, _)) = still.first() {
         return Err(StepFailure::on(
             dst,
@@ -579,6 +559,7 @@ mod tests {
         ]);
         let parsed = compose::parse_config(&y, "/srv/m").expect("compose reads it");
         let db = &parsed.services["db"];
+        use compose::MountKind;
         assert_eq!(db.mounts[0].kind, MountKind::Bind);
         assert_eq!(db.mounts[0].target, "/var/lib/postgresql/data");
         assert_eq!(parsed.services["redis"].mounts[0].target, "/data");

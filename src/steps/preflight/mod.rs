@@ -383,6 +383,7 @@ async fn check_app(
     };
     if s.is_compose(Role::Source) || s.is_compose(Role::Target) {
         stack::check_images(&s.stacks, (src.name(), dst.name()), report);
+        stack::check_new_stack(src, dst, &s.stacks, report).await?;
     } else if let Some(vf) = &s.version_file {
         check_app_versions(src, dst, s, vf, report).await?;
     }

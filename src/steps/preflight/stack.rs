@@ -326,5 +326,77 @@ pub(super) fn check_images(stacks: &[Option<Stack>; 2], names: (&str, &str), r: 
     }
 }
 
+/// A new host without a stack yet: what the `stack` step will give it.
+/// Where the old stack keeps the database's or Redis's data in no volume,
+/// the new one gets an override file (compose reads it by itself), unless
+/// the config names the compose files; each image is there already,
+/// streamed from the old host, or pulled.
+pub(super) async fn check_new_stack<S: Shell>(
+    src: &S,
+    dst: &S,
+    stacks: &[Option<Stack>; 2],
+    r: &mut Report<'_>,
+) -> Result<(), StepFailure> {
+    let [Some(from), Some(to)] = stacks else {
+        return Ok(());
+    };
+    let (Some(resolved), None) = (&from.resolved, &to.resolved) else {
+        return Ok(());
+    };
+    for (service, path, dir) in compose::unpersisted(resolved, &from.roles) {
+        if to.project.files.is_empty() {
+            r.note(
+                dst.name(),
+                "storage",
+                Pass,
+                format!(
+                    "'{service}' will keep {path} in {}/{dir}: the 'stack' step writes an override file beside the copied compose file, which compose reads by itself",
+                    to.project.dir
+                ),
+            );
+        } else {
+            r.note(
+                dst.name(),
+                "storage",
+                Fail,
+                format!(
+                    "'{service}' would keep {path} without persistent storage, and the config names the compose files, so hikkoshi adds none: put the compose files in '{}' yourself with '- ./{dir}:{path}' under services.{service}.volumes",
+                    to.project.dir
+                ),
+            );
+        }
+    }
+    let mut images: Vec<&str> = resolved
+        .services
+        .values()
+        .filter_map(|s| s.image.as_deref())
+        .collect();
+    images.sort_unstable();
+    images.dedup();
+    for image in images {
+        let said = if compose::image_id(dst, image).await?.is_some() {
+            format!("{image}: on {} already", dst.name())
+        } else if let Some(found) = compose::image_id(src, image).await? {
+            let size = found
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse::<u64>().ok())
+                .map(|b| format!(", {}", crate::units::human_bytes(b)))
+                .unwrap_or_default();
+            format!(
+                "{image}: streamed from {} (docker save | docker load through this machine{size})",
+                src.name()
+            )
+        } else {
+            format!(
+                "{image}: on neither host; pulled on {} from its registry",
+                dst.name()
+            )
+        };
+        r.note(dst.name(), "images", Pass, said);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests;

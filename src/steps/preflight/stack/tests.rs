@@ -179,3 +179,55 @@ async fn a_role_the_stack_lacks_names_the_services_it_has() {
     );
     let _ = c.said();
 }
+
+#[tokio::test]
+async fn a_new_host_is_told_what_the_stack_step_will_give_it() {
+    let c = Checks::new();
+    let mut r = c.report();
+    let src = v1_source()
+        .on("-- hikkoshi-lab/mastodon", 0, "sha256:aa 186500000\n")
+        .on("docker image inspect", 1, "");
+    let old = check_stack(&src, &cfg(), roles(), None, &mut r)
+        .await
+        .expect("runs")
+        .expect("a stack");
+    let dst = FakeHost::target()
+        .on("docker compose version --short", 0, "2.26.1\n")
+        .on("project.working_dir", 0, "")
+        .on("for f in compose.yaml", 1, "")
+        .on("-- hikkoshi-lab/postgres:15", 0, "sha256:bb 1000\n")
+        .on("docker image inspect", 1, "");
+    let new = check_stack(&dst, &cfg(), roles(), Some("mastodon"), &mut r)
+        .await
+        .expect("runs")
+        .expect("a stack to be");
+    let _ = c.said();
+    check_new_stack(&src, &dst, &[Some(old.clone()), Some(new.clone())], &mut r)
+        .await
+        .expect("runs");
+    assert!(r.failed.is_empty(), "{:?}", r.failed);
+    assert_eq!(
+        c.said(),
+        [
+            "new storage ok: 'db' will keep /var/lib/postgresql/data in /srv/mastodon/postgres: the 'stack' step writes an override file beside the copied compose file, which compose reads by itself",
+            "new storage ok: 'redis' will keep /data in /srv/mastodon/redis: the 'stack' step writes an override file beside the copied compose file, which compose reads by itself",
+            "new images ok: hikkoshi-lab/mastodon:v4.3.2: streamed from old (docker save | docker load through this machine, 177.9 MiB)",
+            "new images ok: hikkoshi-lab/postgres:15: on new already",
+            "new images ok: hikkoshi-lab/redis:7: on neither host; pulled on new from its registry",
+        ]
+    );
+
+    // Files the config names are the admin's: hikkoshi adds no override.
+    let mut named = new;
+    named.project.files = vec!["/srv/mastodon/docker-compose.yml".into()];
+    check_new_stack(&src, &dst, &[Some(old), Some(named)], &mut r)
+        .await
+        .expect("runs");
+    assert_eq!(r.failed.len(), 2, "{:?}", r.failed);
+    assert!(
+        r.failed[0].contains("'- ./postgres:/var/lib/postgresql/data' under services.db.volumes"),
+        "{:?}",
+        r.failed
+    );
+    let _ = c.said();
+}
