@@ -170,6 +170,17 @@ for d in /proc/[0-9]*; do
 done
 exit 0"#;
 
+/// The same, inside each running container of the compose projects given
+/// after the tag and the killer: a tool a step runs in a container carries
+/// the tag there, in a PID namespace the host's /proc may not show.
+pub(crate) const KILL_TAGGED_IN_CONTAINERS: &str = r#"tag=$1 kill=$2; shift 2
+for project do
+  for c in $(docker ps -q --filter "label=com.docker.compose.project=$project"); do
+    docker exec -u 0 "$c" sh -c "$kill" hikkoshi "$tag" 2>/dev/null
+  done
+done
+exit 0"#;
+
 impl Host {
     pub async fn connect(
         role: Role,
@@ -220,12 +231,35 @@ impl Host {
     }
 
     /// Stops what this run still has running on the host (after a timeout,
-    /// an abort or a lost connection); returns how many processes were told to stop.
-    pub(crate) async fn stop_leftovers(&self) -> Result<usize, RemoteError> {
+    /// an abort or a lost connection), also inside the containers of the
+    /// compose `projects`; returns how many processes were told to stop.
+    pub(crate) async fn stop_leftovers(&self, projects: &[String]) -> Result<usize, RemoteError> {
         let Some(tag) = &self.tag else {
             return Ok(0);
         };
-        let cmd = RemoteCommand::script(RunAs::Root, KILL_TAGGED, &[tag.as_str()]);
+        let mut n = self
+            .kill(RemoteCommand::script(
+                RunAs::Root,
+                KILL_TAGGED,
+                &[tag.as_str()],
+            ))
+            .await?;
+        if !projects.is_empty() {
+            let mut args = vec![tag.as_str(), KILL_TAGGED];
+            args.extend(projects.iter().map(String::as_str));
+            n += self
+                .kill(RemoteCommand::script(
+                    RunAs::Root,
+                    KILL_TAGGED_IN_CONTAINERS,
+                    &args,
+                ))
+                .await?;
+        }
+        Ok(n)
+    }
+
+    /// Runs a killer script untagged; how many processes it named.
+    async fn kill(&self, cmd: RemoteCommand) -> Result<usize, RemoteError> {
         // The killer itself must not carry the tag.
         let argv = wrap_argv(&self.login, &cmd, None);
         let out = self

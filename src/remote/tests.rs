@@ -244,3 +244,51 @@ fn in_a_service_the_redirect_is_on_the_host() {
         "docker compose --project-directory /srv/m -p m exec -T -u postgres db sh -c 'umask \"$0\" && exec \"$@\"' 077 pg_dump -Fc db > /w/db.dump"
     );
 }
+
+/// The in-container sweep asks each running container of each project (by
+/// compose's label) to stop what carries the run's tag, as root, and counts
+/// what they stopped.
+#[test]
+fn leftovers_are_stopped_inside_each_container_of_the_stacks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fake = dir.path().join("docker");
+    std::fs::write(
+        &fake,
+        r#"#!/bin/sh
+log="$(dirname "$0")/calls"
+case "$1" in
+  ps) echo "$*" >> "$log"
+      case "$*" in *project=m) echo c1; echo c2 ;; esac ;;
+  exec) shift; echo "exec $1 $2 $3 tag=$8" >> "$log"; [ "$3" = c2 ] && echo 4242 ;;
+esac
+"#,
+    )
+    .expect("write");
+    std::process::Command::new("chmod")
+        .args(["+x", &fake.display().to_string()])
+        .status()
+        .expect("chmod");
+    let out = std::process::Command::new("sh")
+        .args([
+            "-c",
+            super::KILL_TAGGED_IN_CONTAINERS,
+            "hikkoshi",
+            "RUN-1",
+            "the killer",
+            "m",
+            "other",
+        ])
+        .env("PATH", format!("{}:/usr/bin:/bin", dir.path().display()))
+        .output()
+        .expect("sh");
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "4242\n");
+    let calls = std::fs::read_to_string(dir.path().join("calls")).expect("calls");
+    assert_eq!(
+        calls,
+        "ps -q --filter label=com.docker.compose.project=m\n\
+         exec -u 0 c1 tag=RUN-1\n\
+         exec -u 0 c2 tag=RUN-1\n\
+         ps -q --filter label=com.docker.compose.project=other\n"
+    );
+}

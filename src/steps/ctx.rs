@@ -89,6 +89,19 @@ impl RunCtx {
         crate::runtime::Runtime::systemd(&admin, &user)
     }
 
+    /// The compose project a host runs, whose containers a step's tools may
+    /// have been left running in.
+    fn projects(&self, role: Role) -> Vec<String> {
+        let at = match role {
+            Role::Source => 0,
+            Role::Target => 1,
+        };
+        self.facts.stacks[at]
+            .iter()
+            .map(|st| st.project.name.clone())
+            .collect()
+    }
+
     /// Connects both hosts on first use. Preflight connects itself, to report
     /// each host as a check; other steps only get here on a profile without preflight.
     pub async fn connect(&mut self) -> Result<(), RemoteError> {
@@ -132,7 +145,7 @@ impl RunCtx {
             if !alive {
                 continue;
             }
-            match host.stop_leftovers().await {
+            match host.stop_leftovers(&self.projects(host.role)).await {
                 Ok(0) => {}
                 Ok(n) => io.output(
                     Stream::Stderr,
@@ -160,7 +173,7 @@ impl RunCtx {
                 && let Some(h) = &self.hosts
             {
                 let again = if s { &h.target } else { &h.source };
-                if let Ok(n) = again.stop_leftovers().await
+                if let Ok(n) = again.stop_leftovers(&self.projects(again.role)).await
                     && n > 0
                 {
                     io.output(
