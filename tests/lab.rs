@@ -3414,3 +3414,82 @@ fn a_compose_stack_moves_with_zero_differences_and_the_old_one_stays_down() {
     );
     reset();
 }
+
+/// Each container of old's stack: service, state and restart policy.
+fn old_stack_states() -> BTreeMap<String, (String, String)> {
+    exec_ok(
+        "old",
+        &[
+            "docker",
+            "ps",
+            "-aq",
+            "--filter",
+            "label=com.docker.compose.project=mastodon",
+        ],
+    )
+    .lines()
+    .map(|id| {
+        let line = exec_ok(
+            "old",
+            &[
+                "docker",
+                "inspect",
+                "-f",
+                "{{index .Config.Labels \"com.docker.compose.service\"}} {{.State.Status}} {{.HostConfig.RestartPolicy.Name}}",
+                id,
+            ],
+        );
+        let mut parts = line.split_whitespace().map(String::from);
+        let service = parts.next().unwrap_or_default();
+        let state = parts.next().unwrap_or_default();
+        let policy = parts.next().unwrap_or_default();
+        (service, (state, policy))
+    })
+    .collect()
+}
+
+#[test]
+#[ignore = "needs root and the lab: tests/lab/up"]
+fn a_compose_move_that_fails_while_down_brings_the_old_stack_back() {
+    let _guard = lock();
+    let lab = lab();
+    reset();
+    let config = compose_config(&lab, "");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        format!("{text}\n[vars]\nhealth_url = \"http://127.0.0.1:3100/health\"\n"),
+    )
+    .expect("write config");
+    let before = old_stack_states();
+    assert!(
+        before.values().all(|(state, policy)| state == "running" && policy == "always"),
+        "{before:?}"
+    );
+    let (containers, volumes) = old_stack_inventory();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = dir.path().join("run.jsonl");
+    let run = spawn_run(&config, &journal, &[]);
+    // The new stack's database dies under the restore.
+    wait_for("the restore", || journal_has(&journal, "StepStarted", "restore"));
+    let db = in_service("new", "db", None).pop().expect("the db container");
+    exec_ok("new", &["docker", "kill", &db]);
+    let run = run.finish();
+    assert_eq!(run.code, Some(1), "{}", run.show());
+    assert!(run.stderr.contains("step 'restore' failed"), "{}", run.show());
+    assert!(
+        run.stdout.contains("(undoes 'stop-source')"),
+        "the rollback ran:\n{}",
+        run.show()
+    );
+    // Old is back as it was: every service running, every restart policy
+    // what it was, nothing removed, and it serves.
+    assert_eq!(old_stack_states(), before, "{}", run.show());
+    assert_eq!(old_stack_inventory(), (containers, volumes));
+    wait_for("old's web to answer", || {
+        exec("old", &["curl", "-fsS", "http://127.0.0.1:3100/health"])
+            .status
+            .success()
+    });
+    reset();
+}
