@@ -3463,7 +3463,9 @@ fn a_compose_move_that_fails_while_down_brings_the_old_stack_back() {
     .expect("write config");
     let before = old_stack_states();
     assert!(
-        before.values().all(|(state, policy)| state == "running" && policy == "always"),
+        before
+            .values()
+            .all(|(state, policy)| state == "running" && policy == "always"),
         "{before:?}"
     );
     let (containers, volumes) = old_stack_inventory();
@@ -3471,12 +3473,20 @@ fn a_compose_move_that_fails_while_down_brings_the_old_stack_back() {
     let journal = dir.path().join("run.jsonl");
     let run = spawn_run(&config, &journal, &[]);
     // The new stack's database dies under the restore.
-    wait_for("the restore", || journal_has(&journal, "StepStarted", "restore"));
-    let db = in_service("new", "db", None).pop().expect("the db container");
+    wait_for("the restore", || {
+        journal_has(&journal, "StepStarted", "restore")
+    });
+    let db = in_service("new", "db", None)
+        .pop()
+        .expect("the db container");
     exec_ok("new", &["docker", "kill", &db]);
     let run = run.finish();
     assert_eq!(run.code, Some(1), "{}", run.show());
-    assert!(run.stderr.contains("step 'restore' failed"), "{}", run.show());
+    assert!(
+        run.stderr.contains("step 'restore' failed"),
+        "{}",
+        run.show()
+    );
     assert!(
         run.stdout.contains("(undoes 'stop-source')"),
         "the rollback ran:\n{}",
