@@ -3503,3 +3503,62 @@ fn a_compose_move_that_fails_while_down_brings_the_old_stack_back() {
     });
     reset();
 }
+
+/// Writes `text` to `path` on a lab host.
+fn write_on(host: &str, path: &str, text: &str) {
+    let argv: Vec<String> = ["sh", "-c", "cat > \"$1\"", "sh", path]
+        .map(String::from)
+        .to_vec();
+    exec_with_input(host, &argv, text);
+}
+
+#[test]
+#[ignore = "needs root and the lab: tests/lab/up"]
+fn an_18_style_database_image_mounted_the_old_way_is_refused_by_check() {
+    let _guard = lock();
+    let lab = lab();
+    reset();
+    let config = compose_config(&lab, "");
+    // The new host's own compose file: old's, persisted the old way, with a
+    // database image laid out like PostgreSQL's 18+ images.
+    let file = exec_ok("old", &["cat", "/srv/mastodon/docker-compose.yml"])
+        .replace(
+            "image: hikkoshi-lab/postgres:15",
+            "image: hikkoshi-lab/postgres:17-18style",
+        )
+        .replace(
+            "#    volumes:\n#      - ./postgres14:/var/lib/postgresql/data",
+            "    volumes:\n      - ./postgres14:/var/lib/postgresql/data",
+        )
+        .replace(
+            "#    volumes:\n#      - ./redis:/data",
+            "    volumes:\n      - ./redis:/data",
+        );
+    assert!(
+        file.contains("17-18style") && file.contains("\n      - ./postgres14:"),
+        "{file}"
+    );
+    exec_ok("new", &["mkdir", "-p", "/srv/mastodon"]);
+    write_on("new", "/srv/mastodon/docker-compose.yml", &file);
+    write_on("new", "/srv/mastodon/.env.production", "");
+    let containers = exec_ok("new", &["docker", "ps", "-aq"]);
+    let run = hikkoshi(&["check", "--config", config.to_str().expect("utf-8")]);
+    assert_eq!(run.code, Some(1), "{}", run.show());
+    assert!(
+        run.stdout.contains("[FAIL] new: storage: 'db' runs hikkoshi-lab/postgres:17-18style, which keeps its data in PGDATA=/var/lib/postgresql/17/docker"),
+        "{}",
+        run.show()
+    );
+    assert!(
+        run.stdout
+            .contains("to '- /srv/mastodon/postgres14:/var/lib/postgresql'"),
+        "{}",
+        run.show()
+    );
+    assert_eq!(
+        exec_ok("new", &["docker", "ps", "-aq"]),
+        containers,
+        "nothing started on new"
+    );
+    reset();
+}

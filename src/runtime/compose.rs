@@ -541,6 +541,42 @@ pub async fn image_id(h: &impl Shell, image: &str) -> Result<Option<String>, Rem
         .filter(|s| !s.is_empty()))
 }
 
+/// What an image says of its data: its `PGDATA` (when it sets one) and its
+/// declared volumes; None when the host does not have the image.
+pub async fn image_data(
+    h: &impl Shell,
+    image: &str,
+) -> Result<Option<(Option<String>, Vec<String>)>, RemoteError> {
+    let out = answer(
+        h,
+        [
+            "docker",
+            "image",
+            "inspect",
+            "-f",
+            "{{range .Config.Env}}{{println .}}{{end}}{{range $k, $v := .Config.Volumes}}VOLUME={{println $k}}{{end}}",
+            "--",
+            image,
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await?;
+    if !out.success() {
+        return Ok(None);
+    }
+    let mut pgdata = None;
+    let mut volumes = Vec::new();
+    for line in out.stdout.lines() {
+        if let Some(v) = line.strip_prefix("PGDATA=") {
+            pgdata = Some(v.trim().to_string());
+        } else if let Some(v) = line.strip_prefix("VOLUME=") {
+            volumes.push(v.trim().to_string());
+        }
+    }
+    Ok(Some((pgdata, volumes)))
+}
+
 /// `docker save IMAGE` on one host, read by `docker load` on another.
 pub fn save(image: &str) -> RemoteCommand {
     RemoteCommand::new(RunAs::Root, ["docker", "save", "--", image])

@@ -126,6 +126,7 @@ pub(super) async fn check_stack<S: Shell>(
         roles,
     };
     check_roles(h, &stack, r);
+    check_pgdata(h, &stack, r).await?;
     check_storage(h, &stack, r);
     check_restart(h, &stack, r);
     Ok(Some(stack))
@@ -262,6 +263,69 @@ fn check_storage<S: Shell>(h: &S, stack: &Stack, r: &mut Report<'_>) {
             }
         }
     }
+}
+
+/// A new stack's database image laid out like PostgreSQL's 18+ images keeps
+/// its data in a `PGDATA` below `/var/lib/postgresql` (its declared volume);
+/// a compose file that still mounts `/var/lib/postgresql/data` leaves the
+/// data in an anonymous volume. Only a target that has the image is asked.
+async fn check_pgdata<S: Shell>(
+    h: &S,
+    stack: &Stack,
+    r: &mut Report<'_>,
+) -> Result<(), StepFailure> {
+    if h.role() != Role::Target {
+        return Ok(());
+    }
+    let Some(service) = stack.service("database") else {
+        return Ok(());
+    };
+    let Some(spec) = stack
+        .resolved
+        .as_ref()
+        .and_then(|x| x.services.get(service))
+    else {
+        return Ok(());
+    };
+    let Some(image) = &spec.image else {
+        return Ok(());
+    };
+    let Some((Some(pgdata), volumes)) = compose::image_data(h, image).await? else {
+        return Ok(());
+    };
+    let persistent: Vec<&compose::MountSpec> = spec
+        .mounts
+        .iter()
+        .filter(|m| matches!(m.kind, MountKind::Bind | MountKind::Volume))
+        .collect();
+    if persistent.iter().any(|m| covers(&m.target, &pgdata)) {
+        return Ok(());
+    }
+    let Some(old_way) = persistent
+        .iter()
+        .find(|m| covers(&m.target, DATA_PATHS[0].1))
+    else {
+        return Ok(());
+    };
+    let mount = volumes
+        .iter()
+        .find(|v| covers(v, &pgdata))
+        .cloned()
+        .unwrap_or_else(|| pgdata.clone());
+    let source = old_way
+        .source
+        .clone()
+        .unwrap_or_else(|| "./postgres".into());
+    r.note(
+        h.name(),
+        "storage",
+        Fail,
+        format!(
+            "'{service}' runs {image}, which keeps its data in PGDATA={pgdata} (laid out like PostgreSQL's 18+ images), but the compose file mounts '{}': the data would go into an anonymous volume. Change that line under services.{service}.volumes to '- {source}:{mount}'",
+            old_way.written
+        ),
+    );
+    Ok(())
 }
 
 /// `restart: always` brings a stopped stack back when Docker restarts.

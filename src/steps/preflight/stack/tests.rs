@@ -231,3 +231,38 @@ async fn a_new_host_is_told_what_the_stack_step_will_give_it() {
     );
     let _ = c.said();
 }
+
+#[tokio::test]
+async fn an_18_style_database_image_mounted_the_old_way_fails_naming_the_fix() {
+    let c = Checks::new();
+    let mut r = c.report();
+    let config = "services:\n  db:\n    image: hikkoshi-lab/postgres:17-18style\n    volumes:\n    - /srv/mastodon/postgres:/var/lib/postgresql/data:rw\n  redis:\n    image: hikkoshi-lab/redis:7\n    volumes:\n    - /srv/mastodon/redis:/data:rw\n  web:\n    image: hikkoshi-lab/mastodon:v4.3.2\n";
+    let new = FakeHost::target()
+        .on("docker compose version --short", 0, "2.26.1\n")
+        .on("project.working_dir", 0, "")
+        .on("for f in compose.yaml", 0, "")
+        .on("-p mastodon config", 0, config)
+        .on("docker ps -a -q --no-trunc", 0, "")
+        .on(
+            "-- hikkoshi-lab/postgres:17-18style",
+            0,
+            "PATH=/usr/bin\nPGDATA=/var/lib/postgresql/17/docker\nVOLUME=/var/lib/postgresql\n",
+        );
+    let stack = check_stack(&new, &cfg(), roles(), Some("mastodon"), &mut r)
+        .await
+        .expect("runs")
+        .expect("a stack");
+    assert!(stack.resolved.is_some());
+    assert_eq!(r.failed.len(), 1, "{:?}", r.failed);
+    assert!(
+        r.failed[0].contains("keeps its data in PGDATA=/var/lib/postgresql/17/docker"),
+        "{:?}",
+        r.failed
+    );
+    assert!(
+        r.failed[0].contains("to '- /srv/mastodon/postgres:/var/lib/postgresql'"),
+        "{:?}",
+        r.failed
+    );
+    let _ = c.said();
+}
