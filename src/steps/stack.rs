@@ -33,7 +33,7 @@ pub async fn run(ctx: &mut RunCtx, io: &StepIo) -> StepResult {
     images(src, dst, &resolved, &to.project, io).await?;
     start_data(dst, &to, io).await?;
     let role = ctx.vars.text("db_user")?;
-    ensure_role((src, dst), (&from, &to), &role, io).await?;
+    ensure_role((src, dst), (&from, &to), &role, (&ctx.redactor, io)).await?;
     Ok(Done::Completed)
 }
 
@@ -426,7 +426,7 @@ async fn ensure_role(
     (src, dst): (&Host, &Host),
     (from, to): (&StackFacts, &StackFacts),
     role: &str,
-    io: &StepIo,
+    (redactor, io): (&crate::redact::Redactor, &StepIo),
 ) -> Result<(), StepFailure> {
     let admin = |st: &StackFacts| {
         let db = st.roles.get("database").map_or("db", String::as_str);
@@ -479,6 +479,8 @@ async fn ensure_role(
         flag(1, "CREATEDB", "NOCREATEDB")
     );
     if let Some(hash) = cols.get(2).filter(|h| !h.is_empty()) {
+        // psql may quote the statement in an error, which becomes the step's failure.
+        redactor.add(hash);
         sql.push_str(&format!(" PASSWORD {}", database::quote_literal(hash)));
     }
     database::query(dst, &admin(to), "postgres", &sql, &[]).await?;
